@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
+// fleetprof's sampler: runs on every cpu-clock tick of every CPU, records the
+// kernel and user stacks of whatever was running and counts them in the kernel
+// so that only unique (process, thread, stacks) keys and their counts cross to
+// user space. Plain and small on purpose (after libbpf-tools' profile.bpf.c);
+// all decoding and symbolization happens in TypeScript.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "profile.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Two generations of (stacks, counts). The program writes into the active one
+// while user space drains the other, so a drain never loses samples taken
+// during it. Sizes are set by user space before load.
+struct stack_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, FP_MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(max_entries, 16384);
+};
+struct stack_map stacks_0 SEC(".maps");
+struct stack_map stacks_1 SEC(".maps");
+
+struct count_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fp_sample_key);
+	__type(value, __u64);
+	__uint(max_entries, 16384);
+};
+struct count_map counts_0 SEC(".maps");
+struct count_map counts_1 SEC(".maps");
+
+// One entry: the active generation and the process filter.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_config);
+	__uint(max_entries, 1);
+} fp_config_map SEC(".maps");
+
+// Per-CPU counters (enum fp_stat) so counting a drop never contends.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FP_STAT_COUNT);
+} stats SEC(".maps");
+
+// Processes already announced to user space. LRU so it never fills up; an
+// evicted process is just announced again.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 32768);
+} known_tgids SEC(".maps");
+
+// Processes that belong to the --pid tree (filled lazily by walking parents).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 8192);
+} tree_tgids SEC(".maps");
+
+// New-process announcements: user space snapshots /proc/PID/maps the moment a
+// process is first sampled, so it can still symbolize it after it exits.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} process_events SEC(".maps");
+
+static __always_inline void count_stat(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&stats, &index);
+	if (value)
+		*value += 1;
+}
+
+// bpf_get_stackid returns -EFAULT when there is no stack of that kind (a
+// kernel thread has no user stack, a user-mode sample no kernel stack): that
+// is not a loss. -EEXIST is a hash collision, -ENOMEM a full map: those are.
+static __always_inline void count_stack_error(long err, __u32 collision_stat, __u32 full_stat, __u32 other_stat)
+{
+	if (err == -EFAULT_FP)
+		return;
+	if (err == -EEXIST_FP)
+		count_stat(collision_stat);
+	else if (err == -ENOMEM_FP)
+		count_stat(full_stat);
+	else
+		count_stat(other_stat);
+}
+
+static __always_inline bool in_target_tree(__u32 tgid, __u32 target)
+{
+	if (tgid == target || bpf_map_lookup_elem(&tree_tgids, &tgid))
+		return true;
+	struct task_struct *task = bpf_get_current_task_btf();
+	for (int depth = 0; depth < FP_MAX_TREE_DEPTH; depth++) {
+		task = BPF_CORE_READ(task, real_parent);
+		if (!task)
+			return false;
+		__u32 ancestor = BPF_CORE_READ(task, tgid);
+		if (ancestor == target) {
+			__u8 one = 1;
+			bpf_map_update_elem(&tree_tgids, &tgid, &one, BPF_ANY);
+			return true;
+		}
+		if (ancestor <= 1)
+			return false;
+	}
+	return false;
+}
+
+static __always_inline void announce_process(__u32 tgid, const char *comm)
+{
+	__u8 one = 1;
+	if (bpf_map_update_elem(&known_tgids, &tgid, &one, BPF_NOEXIST) != 0)
+		return; // already announced
+	struct fp_process_event *event = bpf_ringbuf_reserve(&process_events, sizeof(*event), 0);
+	if (!event) {
+		count_stat(FP_STAT_PROCESS_EVENT_LOST);
+		// Forget it so the next sample of this process tries again.
+		bpf_map_delete_elem(&known_tgids, &tgid);
+		return;
+	}
+	event->tgid = tgid;
+	__builtin_memcpy(event->comm, comm, FP_COMM_LEN);
+	bpf_ringbuf_submit(event, 0);
+}
+
+SEC("perf_event")
+int sample_stack(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 pid = (__u32)id;
+	__u32 zero = 0;
+
+	count_stat(FP_STAT_SAMPLES);
+	if (pid == 0) { // the idle task: no CPU was used by anyone
+		count_stat(FP_STAT_IDLE);
+		return 0;
+	}
+
+	struct fp_config *cfg = bpf_map_lookup_elem(&fp_config_map, &zero);
+	if (!cfg)
+		return 0;
+	if (cfg->filter_tgid != 0 && !in_target_tree(tgid, cfg->filter_tgid)) {
+		count_stat(FP_STAT_FILTERED);
+		return 0;
+	}
+
+	struct fp_sample_key key = {};
+	key.tgid = tgid;
+	key.pid = pid;
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+
+	void *stacks = cfg->generation & 1 ? (void *)&stacks_1 : (void *)&stacks_0;
+	void *counts = cfg->generation & 1 ? (void *)&counts_1 : (void *)&counts_0;
+
+	long kernel_id = bpf_get_stackid(ctx, stacks, 0);
+	long user_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
+	key.kernel_stack_id = kernel_id;
+	key.user_stack_id = user_id;
+	if (kernel_id < 0)
+		count_stack_error(kernel_id, FP_STAT_KERNEL_STACK_COLLISION, FP_STAT_STACK_MAP_FULL, FP_STAT_KERNEL_STACK_ERROR);
+	if (user_id < 0)
+		count_stack_error(user_id, FP_STAT_USER_STACK_COLLISION, FP_STAT_STACK_MAP_FULL, FP_STAT_USER_STACK_ERROR);
+
+	__u64 *count = bpf_map_lookup_elem(counts, &key);
+	if (count) {
+		__sync_fetch_and_add(count, 1);
+	} else {
+		__u64 one = 1;
+		// BPF_NOEXIST: another CPU may have inserted the same key meanwhile.
+		if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST) != 0) {
+			count = bpf_map_lookup_elem(counts, &key);
+			if (count)
+				__sync_fetch_and_add(count, 1);
+			else
+				count_stat(FP_STAT_COUNTS_MAP_FULL);
+		}
+	}
+
+	if (tgid != 0)
+		announce_process(tgid, key.comm);
+	return 0;
+}
+
+// After an exec the address space is new: announce the process again at its
+// next sample so user space takes a fresh snapshot of its mappings.
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&known_tgids, &tgid);
+	return 0;
+}

@@ -1,0 +1,104 @@
+import { writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CpuProfileBuilder } from '../profile/builder.js';
+import { STAT_NAMES, type KernelStats } from '../sampler/bpf-layout.js';
+import { sumStats } from '../sampler/sampler.js';
+import { Collector, type CollectResult } from './collector.js';
+
+export interface RecordOptions {
+  durationMs: number;
+  frequencyHz: number;
+  /** Profile only this process tree; undefined: the whole system. */
+  pid?: number;
+  outputPath: string;
+  /** How often the kernel maps are drained and symbolized. */
+  drainIntervalMs?: number;
+  onProgress?: (progress: RecordProgress) => void;
+}
+
+export interface RecordProgress {
+  elapsedMs: number;
+  durationMs: number;
+  samples: number;
+  processes: number;
+  dropped: number;
+}
+
+export interface RecordSummary {
+  samples: number;
+  processes: number;
+  /** Samples the kernel took but could not count in full, by reason. */
+  drops: Partial<Record<keyof KernelStats, number>>;
+  droppedTotal: number;
+  kernelStats: KernelStats;
+  symbolizer: ReturnType<Collector['symbolizer']['stats']>;
+  outputPath: string;
+}
+
+/** The kernel counters that mean a sample, or part of it, was lost. */
+export const DROP_STATS = [
+  'userStackCollisions',
+  'kernelStackCollisions',
+  'stackMapFull',
+  'userStackErrors',
+  'kernelStackErrors',
+  'countsMapFull',
+  'processEventsLost',
+] as const satisfies readonly (keyof KernelStats)[];
+
+export function droppedTotal(stats: KernelStats): number {
+  return DROP_STATS.reduce((sum, name) => sum + stats[name], 0);
+}
+
+function zeroStats(): KernelStats {
+  return Object.fromEntries(STAT_NAMES.map((name) => [name, 0])) as KernelStats;
+}
+
+/** `fleetprof record`: sample for a while, write one pprof file. */
+export async function record(options: RecordOptions): Promise<RecordSummary> {
+  const drainIntervalMs = options.drainIntervalMs ?? 1000;
+  const startTimeNs = BigInt(Date.now()) * 1_000_000n;
+  const startedAt = performance.now();
+  const collector = Collector.start({ frequencyHz: options.frequencyHz, filterTgid: options.pid });
+  const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
+  let kernelStats = zeroStats();
+  const take = (result: CollectResult): void => {
+    for (const sample of result.samples) builder.addSample(sample.frames, sample.count, sample.labels);
+    kernelStats = sumStats(kernelStats, result.kernelStats);
+  };
+  try {
+    for (;;) {
+      const elapsedMs = performance.now() - startedAt;
+      const remainingMs = options.durationMs - elapsedMs;
+      if (remainingMs <= 0) break;
+      await sleep(Math.min(drainIntervalMs, remainingMs));
+      if (performance.now() - startedAt >= options.durationMs) break;
+      take(await collector.collect());
+      options.onProgress?.({
+        elapsedMs: performance.now() - startedAt,
+        durationMs: options.durationMs,
+        samples: builder.sampleCount,
+        processes: collector.processesSeen,
+        dropped: droppedTotal(kernelStats),
+      });
+    }
+  } finally {
+    take(await collector.stop());
+  }
+  const durationNs = BigInt(Math.round((performance.now() - startedAt) * 1e6));
+  const drops = Object.fromEntries(DROP_STATS.filter((name) => kernelStats[name] > 0).map((name) => [name, kernelStats[name]]));
+  const finalBuilder = builder.withOptions({
+    durationNs,
+    comments: [`fleetprof record: ${options.frequencyHz} Hz, kernel drops ${JSON.stringify(drops)}`],
+  });
+  await writeFile(options.outputPath, await finalBuilder.encodeGzip());
+  return {
+    samples: builder.sampleCount,
+    processes: collector.processesSeen,
+    drops,
+    droppedTotal: droppedTotal(kernelStats),
+    kernelStats,
+    symbolizer: collector.symbolizer.stats(),
+    outputPath: options.outputPath,
+  };
+}

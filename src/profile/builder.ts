@@ -1,0 +1,182 @@
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { Function as PprofFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
+import type { FrameKind } from './api-types.js';
+
+const gzipAsync = promisify(gzip);
+
+/** What the profile needs to know of one resolved stack frame. */
+export interface ProfileFrame {
+  address: bigint;
+  functionName: string | null;
+  kind: FrameKind;
+  /** Binary path, '[kernel.kallsyms]' (or '.../<module>') or '[jit]'; '' for none. */
+  mappingFile: string;
+  buildId: string | null;
+  mappingStart: bigint;
+  mappingEnd: bigint;
+  mappingFileOffset: bigint;
+  /** A source location the symbolizer knew (JIT perf maps carry "file.js:line"). */
+  sourceFile?: string;
+}
+
+export interface SampleLabels {
+  pid: number;
+  tid: number;
+  /** The thread's command name as the kernel had it at sample time. */
+  comm: string;
+  /** The process's name (its main thread's comm), when known. */
+  processName?: string;
+}
+
+export interface CpuProfileOptions {
+  periodNs: number;
+  startTimeNs: bigint;
+  durationNs?: bigint;
+  /** Lines shown by `pprof -comments`: e.g. what was dropped and why. */
+  comments?: string[];
+}
+
+type MappingId = number;
+type LocationId = number;
+type FunctionId = number;
+
+/**
+ * Accumulates CPU samples (each a leaf-first stack of resolved frames) and
+ * writes them as a pprof profile with two sample types, samples/count and
+ * cpu/nanoseconds. Functions, locations, mappings and identical samples are
+ * deduplicated as they are added.
+ */
+export class CpuProfileBuilder {
+  private readonly strings = new StringTable();
+  private readonly mappings: Mapping[] = [];
+  private readonly locations: Location[] = [];
+  private readonly functions: PprofFunction[] = [];
+  private readonly mappingIds = new Map<string, MappingId>();
+  private readonly locationIds = new Map<string, LocationId>();
+  private readonly functionIds = new Map<string, FunctionId>();
+  /** Sample key (location ids + labels) to index in samples. */
+  private readonly sampleIndex = new Map<string, number>();
+  private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number }[] = [];
+  private options: CpuProfileOptions;
+  private totalCount = 0;
+
+  constructor(options: CpuProfileOptions) {
+    this.options = options;
+  }
+
+  /** Amends the header fields (duration, comments) once they are known. */
+  withOptions(options: Partial<CpuProfileOptions>): this {
+    this.options = { ...this.options, ...options };
+    return this;
+  }
+
+  get sampleCount(): number {
+    return this.totalCount;
+  }
+
+  /** Frames leaf first (pprof's order): kernel frames, then user frames. */
+  addSample(frames: readonly ProfileFrame[], count: number, labels: SampleLabels): void {
+    const locationIds = frames.map((frame) => this.locationId(frame, labels.pid));
+    const key = `${locationIds.join(',')}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}`;
+    const existing = this.sampleIndex.get(key);
+    if (existing !== undefined) {
+      this.samples[existing]!.count += count;
+    } else {
+      this.sampleIndex.set(key, this.samples.length);
+      this.samples.push({ locationIds, labels, count });
+    }
+    this.totalCount += count;
+  }
+
+  build(): Profile {
+    const s = (value: string): number => this.strings.dedup(value);
+    const periodNs = this.options.periodNs;
+    const sampleType = [new ValueType({ type: s('samples'), unit: s('count') }), new ValueType({ type: s('cpu'), unit: s('nanoseconds') })];
+    const keyPid = s('pid');
+    const keyTid = s('tid');
+    const keyComm = s('comm');
+    const keyProcess = s('process');
+    const samples = this.samples.map(({ locationIds, labels, count }) => {
+      const label = [new Label({ key: keyPid, num: labels.pid }), new Label({ key: keyTid, num: labels.tid }), new Label({ key: keyComm, str: s(labels.comm) })];
+      if (labels.processName !== undefined) label.push(new Label({ key: keyProcess, str: s(labels.processName) }));
+      return new Sample({ locationId: locationIds, value: [count, count * periodNs], label });
+    });
+    return new Profile({
+      sampleType,
+      sample: samples,
+      mapping: this.mappings,
+      location: this.locations,
+      function: this.functions,
+      stringTable: this.strings,
+      timeNanos: this.options.startTimeNs,
+      durationNanos: this.options.durationNs ?? 0,
+      periodType: new ValueType({ type: s('cpu'), unit: s('nanoseconds') }),
+      period: periodNs,
+      comment: (this.options.comments ?? []).map(s),
+      defaultSampleType: s('cpu'),
+    });
+  }
+
+  encode(): Uint8Array {
+    return this.build().encode();
+  }
+
+  async encodeGzip(): Promise<Buffer> {
+    return gzipAsync(this.encode());
+  }
+
+  private mappingId(frame: ProfileFrame, pid: number): MappingId | 0 {
+    if (frame.mappingFile === '' && frame.kind !== 'jit') return 0;
+    // User mappings are per process (the same library sits at other addresses
+    // in each); kernel and JIT pseudo-mappings are shared.
+    const owner = frame.kind === 'native' || frame.kind === 'unknown' ? pid : 0;
+    const key = `${owner}|${frame.mappingFile}|${frame.mappingStart}`;
+    let id = this.mappingIds.get(key);
+    if (id === undefined) {
+      id = this.mappings.length + 1;
+      this.mappingIds.set(key, id);
+      const resolved = frame.functionName !== null;
+      this.mappings.push(
+        new Mapping({
+          id,
+          memoryStart: frame.mappingStart,
+          memoryLimit: frame.mappingEnd,
+          fileOffset: frame.mappingFileOffset,
+          filename: this.strings.dedup(frame.mappingFile),
+          buildId: this.strings.dedup(frame.buildId ?? ''),
+          hasFunctions: resolved,
+        }),
+      );
+    } else if (frame.functionName !== null) {
+      this.mappings[id - 1]!.hasFunctions = true;
+    }
+    return id;
+  }
+
+  private functionId(name: string, file: string): FunctionId {
+    const key = `${name}\u0000${file}`;
+    let id = this.functionIds.get(key);
+    if (id === undefined) {
+      id = this.functions.length + 1;
+      this.functionIds.set(key, id);
+      const nameIndex = this.strings.dedup(name);
+      this.functions.push(new PprofFunction({ id, name: nameIndex, systemName: nameIndex, filename: this.strings.dedup(file) }));
+    }
+    return id;
+  }
+
+  private locationId(frame: ProfileFrame, pid: number): LocationId {
+    const mappingId = this.mappingId(frame, pid);
+    const key = `${mappingId}|${frame.address}|${frame.functionName ?? ''}`;
+    let id = this.locationIds.get(key);
+    if (id === undefined) {
+      id = this.locations.length + 1;
+      this.locationIds.set(key, id);
+      const line =
+        frame.functionName === null ? [] : [new Line({ functionId: this.functionId(frame.functionName, frame.sourceFile ?? '') })];
+      this.locations.push(new Location({ id, mappingId, address: frame.address, line }));
+    }
+    return id;
+  }
+}

@@ -1,0 +1,84 @@
+// Byte layouts of bpf/profile.h, decoded here so the addon stays logic-free.
+// Keep in step with that header.
+
+export const MAX_STACK_DEPTH = 127;
+export const COMM_LENGTH = 16;
+export const SAMPLE_KEY_SIZE = 4 + 4 + 4 + 4 + COMM_LENGTH;
+export const CONFIG_SIZE = 8;
+export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH;
+
+/** Kernel process id (tgid) — what user space calls a pid. */
+export type Tgid = number;
+/** Kernel task id (pid) — what user space calls a thread id. */
+export type Tid = number;
+/** Index into a BPF stack-trace map; negative means no stack (errno). */
+export type StackId = number;
+
+export interface SampleKey {
+  tgid: Tgid;
+  tid: Tid;
+  userStackId: StackId;
+  kernelStackId: StackId;
+  comm: string;
+}
+
+/** Order of enum fp_stat. */
+export const STAT_NAMES = [
+  'samples',
+  'idle',
+  'filtered',
+  'userStackCollisions',
+  'kernelStackCollisions',
+  'stackMapFull',
+  'userStackErrors',
+  'kernelStackErrors',
+  'countsMapFull',
+  'processEventsLost',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+export type KernelStats = Record<StatName, number>;
+
+export function decodeComm(bytes: Buffer, offset: number): string {
+  const end = bytes.indexOf(0, offset);
+  const stop = end === -1 || end > offset + COMM_LENGTH ? offset + COMM_LENGTH : end;
+  return bytes.toString('utf8', offset, stop);
+}
+
+export function decodeSampleKey(bytes: Buffer, offset: number): SampleKey {
+  return {
+    tgid: bytes.readUInt32LE(offset),
+    tid: bytes.readUInt32LE(offset + 4),
+    userStackId: bytes.readInt32LE(offset + 8),
+    kernelStackId: bytes.readInt32LE(offset + 12),
+    comm: decodeComm(bytes, offset + 16),
+  };
+}
+
+export function encodeConfig(generation: number, filterTgid: Tgid): Buffer {
+  const out = Buffer.alloc(CONFIG_SIZE);
+  out.writeUInt32LE(generation >>> 0, 0);
+  out.writeUInt32LE(filterTgid >>> 0, 4);
+  return out;
+}
+
+export function decodeProcessEvent(bytes: Buffer): { tgid: Tgid; comm: string } {
+  return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4) };
+}
+
+/** A stack-trace map value: addresses leaf first, ended by the first zero. */
+export function decodeStack(bytes: Buffer, offset: number, valueSize: number): bigint[] {
+  const addresses: bigint[] = [];
+  for (let at = offset; at < offset + valueSize; at += 8) {
+    const address = bytes.readBigUInt64LE(at);
+    if (address === 0n) break;
+    addresses.push(address);
+  }
+  return addresses;
+}
+
+/** Sums a per-CPU array of u64 counters (values are cpuCount slots of 8 bytes). */
+export function sumPerCpuCounter(value: Buffer): number {
+  let total = 0;
+  for (let at = 0; at + 8 <= value.length; at += 8) total += Number(value.readBigUInt64LE(at));
+  return total;
+}

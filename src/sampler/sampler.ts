@@ -1,0 +1,187 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BpfObject, bpfObjectPath, loadAddon, type MapInfo } from '../native/addon.js';
+import { onlineCpus } from './cpus.js';
+import {
+  decodeProcessEvent,
+  decodeSampleKey,
+  decodeStack,
+  encodeConfig,
+  SAMPLE_KEY_SIZE,
+  STAT_NAMES,
+  sumPerCpuCounter,
+  type KernelStats,
+  type SampleKey,
+  type StackId,
+  type Tgid,
+} from './bpf-layout.js';
+
+export interface SamplerOptions {
+  frequencyHz: number;
+  /** Sample only this process and its descendants; undefined: the whole system. */
+  filterTgid?: Tgid;
+  /** Unique stacks each generation's stack map can hold. */
+  stackMapEntries?: number;
+  /** Unique (process, thread, stacks) keys each generation can count. */
+  countMapEntries?: number;
+  /** Called as soon as the kernel first samples a process (or after it execs). */
+  onNewProcess?: (tgid: Tgid, comm: string) => void;
+}
+
+export interface RawSample extends SampleKey {
+  count: number;
+  /** Leaf first; empty when the sample has no stack of that kind. */
+  userStack: bigint[];
+  kernelStack: bigint[];
+}
+
+export interface DrainResult {
+  samples: RawSample[];
+  /** Counters since the previous drain. */
+  stats: KernelStats;
+}
+
+// Longer than any run of the BPF program (microseconds), so that after the
+// generation flips no CPU is still writing into the one being drained.
+const GENERATION_GRACE_MS = 5;
+
+/**
+ * The kernel half of fleetprof, seen from TypeScript: loads the BPF program,
+ * attaches it to a cpu-clock event on every online CPU and drains the
+ * aggregated stacks. Knows nothing of symbols or pprof.
+ */
+export class Sampler {
+  private readonly object: BpfObject;
+  private readonly configMap: MapInfo;
+  private readonly statsMap: MapInfo;
+  private readonly stackMaps: [MapInfo, MapInfo];
+  private readonly countMaps: [MapInfo, MapInfo];
+  private readonly filterTgid: Tgid;
+  private generation = 0;
+  private previousStats: KernelStats;
+  private stopped = false;
+  private bpfStatsFd: number | undefined;
+
+  private constructor(object: BpfObject, filterTgid: Tgid) {
+    this.object = object;
+    this.filterTgid = filterTgid;
+    this.configMap = object.mapInfo('fp_config_map');
+    this.statsMap = object.mapInfo('stats');
+    this.stackMaps = [object.mapInfo('stacks_0'), object.mapInfo('stacks_1')];
+    this.countMaps = [object.mapInfo('counts_0'), object.mapInfo('counts_1')];
+    this.previousStats = this.readStats();
+  }
+
+  static start(options: SamplerOptions): Sampler {
+    const stackEntries = options.stackMapEntries ?? 16384;
+    const countEntries = options.countMapEntries ?? 16384;
+    const object = new BpfObject(bpfObjectPath(), {
+      stacks_0: stackEntries,
+      stacks_1: stackEntries,
+      counts_0: countEntries,
+      counts_1: countEntries,
+    });
+    try {
+      const sampler = new Sampler(object, options.filterTgid ?? 0);
+      sampler.writeConfig();
+      if (options.onNewProcess) {
+        const onNewProcess = options.onNewProcess;
+        object.startRingBuffer('process_events', (records) => {
+          for (const record of records) {
+            const event = decodeProcessEvent(record);
+            onNewProcess(event.tgid, event.comm);
+          }
+        });
+      }
+      object.attachProgram('process_exec');
+      for (const cpu of onlineCpus()) object.attachPerfEvent('sample_stack', cpu, options.frequencyHz);
+      return sampler;
+    } catch (error) {
+      object.destroy();
+      throw error;
+    }
+  }
+
+  /** Makes the kernel count the BPF program's own run time (for benchmarks). */
+  enableRunTimeStats(): void {
+    this.bpfStatsFd ??= loadAddon().enableBpfStats();
+  }
+
+  programRunTime(): { runTimeNs: number; runCount: number } {
+    return this.object.programStats('sample_stack');
+  }
+
+  /** Takes everything counted since the last drain; samples keep flowing meanwhile. */
+  async drain(): Promise<DrainResult> {
+    if (this.stopped) throw new Error('sampler stopped');
+    const drained = this.generation & 1;
+    this.generation++;
+    this.writeConfig();
+    await sleep(GENERATION_GRACE_MS);
+    // Deliver pending process announcements before the samples that caused them.
+    this.object.consumeRingBuffers();
+    return this.drainGeneration(drained);
+  }
+
+  /** Detaches, then returns what was counted but not yet drained (both generations). */
+  async stop(): Promise<DrainResult> {
+    if (this.stopped) throw new Error('sampler stopped');
+    this.stopped = true;
+    this.object.detach();
+    await sleep(GENERATION_GRACE_MS);
+    try {
+      const older = this.drainGeneration(this.generation + 1);
+      const newer = this.drainGeneration(this.generation);
+      return { samples: [...older.samples, ...newer.samples], stats: sumStats(older.stats, newer.stats) };
+    } finally {
+      this.object.destroy();
+      if (this.bpfStatsFd !== undefined) loadAddon().closeFd(this.bpfStatsFd);
+    }
+  }
+
+  private writeConfig(): void {
+    loadAddon().mapUpdate(this.configMap.fd, Buffer.alloc(4), encodeConfig(this.generation, this.filterTgid));
+  }
+
+  private drainGeneration(index: number): DrainResult {
+    const { mapDrain } = loadAddon();
+    const stackMap = this.stackMaps[index & 1]!;
+    const countMap = this.countMaps[index & 1]!;
+    const counts = mapDrain(countMap.fd, countMap.keySize, countMap.valueSize);
+    const stackEntries = mapDrain(stackMap.fd, stackMap.keySize, stackMap.valueSize);
+    const stacks = new Map<StackId, bigint[]>();
+    for (let i = 0; i < stackEntries.count; i++) {
+      const id = stackEntries.keys.readUInt32LE(i * 4);
+      stacks.set(id, decodeStack(stackEntries.values, i * stackMap.valueSize, stackMap.valueSize));
+    }
+    const samples: RawSample[] = [];
+    for (let i = 0; i < counts.count; i++) {
+      const key = decodeSampleKey(counts.keys, i * SAMPLE_KEY_SIZE);
+      samples.push({
+        ...key,
+        count: Number(counts.values.readBigUInt64LE(i * countMap.valueSize)),
+        userStack: key.userStackId >= 0 ? (stacks.get(key.userStackId) ?? []) : [],
+        kernelStack: key.kernelStackId >= 0 ? (stacks.get(key.kernelStackId) ?? []) : [],
+      });
+    }
+    const now = this.readStats();
+    const stats = Object.fromEntries(STAT_NAMES.map((name) => [name, now[name] - this.previousStats[name]])) as KernelStats;
+    this.previousStats = now;
+    return { samples, stats };
+  }
+
+  private readStats(): KernelStats {
+    const { mapLookup } = loadAddon();
+    const stats = {} as KernelStats;
+    STAT_NAMES.forEach((name, index) => {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(index);
+      const value = mapLookup(this.statsMap.fd, key, this.statsMap.valueSize * loadAddon().possibleCpuCount());
+      stats[name] = value ? sumPerCpuCounter(value) : 0;
+    });
+    return stats;
+  }
+}
+
+export function sumStats(a: KernelStats, b: KernelStats): KernelStats {
+  return Object.fromEntries(STAT_NAMES.map((name) => [name, a[name] + b[name]])) as KernelStats;
+}

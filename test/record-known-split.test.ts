@@ -1,0 +1,140 @@
+// The foundation test: the real BPF program samples real workloads whose CPU
+// split is known by construction, and the pprof we write must say so.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { record, type RecordSummary } from '../src/agent/record.js';
+import { buildCFixtures, FIXTURES_DIR } from './helpers/fixtures.js';
+import { flattenProfile, hasContiguousPath, readProfile, sumCounts, type FlatSample } from './helpers/pprof.js';
+
+const WORKLOAD_SECONDS = 5;
+const RECORD_MS = 7000;
+const FREQUENCY_HZ = 499;
+
+function share(samples: readonly FlatSample[], predicate: (s: FlatSample) => boolean): number {
+  return (100 * sumCounts(samples.filter(predicate))) / sumCounts(samples);
+}
+
+const leaf = (s: FlatSample): string => s.stack[s.stack.length - 1] ?? '';
+
+describe('record: whole-system sampling of workloads with a known CPU split', () => {
+  let profilePath: string;
+  let summary: RecordSummary;
+  let samples: FlatSample[];
+  const pids: Record<'cpuSplit' | 'syscallHeavy' | 'node', number> = { cpuSplit: 0, syscallHeavy: 0, node: 0 };
+
+  beforeAll(async () => {
+    const fixtures = buildCFixtures();
+    profilePath = join(mkdtempSync(join(tmpdir(), 'fleetprof-record-')), 'profile.pb.gz');
+    // Drain only at the end: every workload has exited by then, so this also
+    // checks that processes are resolved from what was kept when first seen.
+    const recording = record({ durationMs: RECORD_MS, frequencyHz: FREQUENCY_HZ, outputPath: profilePath, drainIntervalMs: 60_000 });
+    const children: ChildProcess[] = [
+      spawn(fixtures.cpuSplit, [String(WORKLOAD_SECONDS)], { stdio: 'ignore' }),
+      spawn(fixtures.syscallHeavy, [String(WORKLOAD_SECONDS)], { stdio: 'ignore' }),
+      spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', join(FIXTURES_DIR, 'js-split.js'), String(WORKLOAD_SECONDS)], {
+        stdio: 'ignore',
+      }),
+    ];
+    [pids.cpuSplit, pids.syscallHeavy, pids.node] = children.map((child) => child.pid ?? 0) as [number, number, number];
+    const exits = children.map(async (child) => {
+      const [code] = (await once(child, 'exit')) as [number | null];
+      return code;
+    });
+    expect(await Promise.all(exits)).toEqual([0, 0, 0]);
+    summary = await recording;
+    samples = flattenProfile(readProfile(profilePath));
+  });
+
+  it('reports what it sampled and drops nothing on a lightly loaded machine', () => {
+    expect(summary.samples).toBeGreaterThan(1000);
+    expect(summary.processes).toBeGreaterThanOrEqual(3);
+    expect(summary.droppedTotal).toBe(0);
+    expect(sumCounts(samples)).toBe(summary.samples);
+  });
+
+  it('gives each function of the C workload its share within 3 points', () => {
+    const mine = samples.filter((s) => s.labels.pid === pids.cpuSplit);
+    expect(sumCounts(mine)).toBeGreaterThan(1000);
+    const shares = {
+      alpha: share(mine, (s) => leaf(s) === 'alpha_leaf'),
+      beta: share(mine, (s) => leaf(s) === 'beta_leaf'),
+      gamma: share(mine, (s) => leaf(s) === 'shared_gamma_leaf'),
+    };
+    expect(Math.abs(shares.alpha - 50), JSON.stringify(shares)).toBeLessThanOrEqual(3);
+    expect(Math.abs(shares.beta - 30), JSON.stringify(shares)).toBeLessThanOrEqual(3);
+    expect(Math.abs(shares.gamma - 20), JSON.stringify(shares)).toBeLessThanOrEqual(3);
+  });
+
+  it('shows the full call chain from main to the leaf in at least 95% of the workload samples', () => {
+    const mine = samples.filter((s) => s.labels.pid === pids.cpuSplit);
+    const chains = [
+      ['main', 'run_round', 'alpha_leaf'],
+      ['main', 'run_round', 'beta_middle', 'beta_leaf'],
+      ['main', 'run_round', 'shared_gamma_leaf'],
+    ];
+    const full = share(mine, (s) => chains.some((chain) => hasContiguousPath(s.stack, chain) && leaf(s) === chain[chain.length - 1]));
+    expect(full).toBeGreaterThanOrEqual(95);
+  });
+
+  it('resolves the shared library frame to its own mapping and names processes', () => {
+    const gamma = samples.find((s) => s.labels.pid === pids.cpuSplit && leaf(s) === 'shared_gamma_leaf');
+    expect(gamma?.mappings[gamma.mappings.length - 1]).toMatch(/libsplit\.so$/);
+    expect(samples.find((s) => s.labels.pid === pids.cpuSplit)?.labels.comm).toBe('cpu-split');
+    expect(samples.find((s) => s.labels.pid === pids.syscallHeavy)?.labels.comm).toBe('syscall-heavy');
+  });
+
+  it('names the Node functions from its perf map, in their 2:1 split', () => {
+    const mine = samples.filter((s) => s.labels.pid === pids.node);
+    const inAlpha = mine.filter((s) => s.stack.includes('hotAlpha'));
+    const inBeta = mine.filter((s) => s.stack.includes('hotBeta'));
+    expect(sumCounts(inAlpha)).toBeGreaterThan(100);
+    const alphaFrame = inAlpha[0]!.stack.indexOf('hotAlpha');
+    expect(inAlpha[0]!.mappings[alphaFrame]).toBe('[jit]');
+    // A JS workload's split is only roughly known (GC, compilation), so this is looser than the C check.
+    const alphaShare = (100 * sumCounts(inAlpha)) / (sumCounts(inAlpha) + sumCounts(inBeta));
+    expect(Math.abs(alphaShare - 66.7), `hotAlpha share ${alphaShare}`).toBeLessThanOrEqual(6);
+  });
+
+  it('shows kernel frames under the user frame that made the system call', () => {
+    const mine = samples.filter((s) => s.labels.pid === pids.syscallHeavy);
+    const inKernel = mine.filter((s) => s.mappings.some((m) => m.startsWith('[kernel.kallsyms]')));
+    expect(share(mine, (s) => inKernel.includes(s))).toBeGreaterThan(50);
+    const underCaller = inKernel.filter((s) => {
+      const firstKernel = s.mappings.findIndex((m) => m.startsWith('[kernel.kallsyms]'));
+      // Root first: the frame just above the kernel part is the user caller.
+      return firstKernel > 0 && s.stack[firstKernel - 1] === 'read_zero_syscall' && s.stack.slice(firstKernel).some((name) => /read/.test(name));
+    });
+    expect(sumCounts(underCaller) / sumCounts(inKernel)).toBeGreaterThanOrEqual(0.95);
+    // Every frame after the first kernel frame is a kernel frame: user and kernel parts are not interleaved.
+    for (const s of inKernel) {
+      const firstKernel = s.mappings.findIndex((m) => m.startsWith('[kernel.kallsyms]'));
+      expect(s.mappings.slice(firstKernel).every((m) => m.startsWith('[kernel.kallsyms]'))).toBe(true);
+    }
+  });
+
+  it('is read by go tool pprof, which shows the same functions', () => {
+    const top = execFileSync('go', ['tool', 'pprof', '-top', '-nodecount=10000', profilePath], {
+      encoding: 'utf8',
+      env: { ...process.env, GOCACHE: join(tmpdir(), 'fleetprof-gocache'), HOME: process.env.HOME ?? tmpdir() },
+    });
+    for (const name of ['alpha_leaf', 'beta_leaf', 'shared_gamma_leaf', 'spin', 'read_zero_syscall']) {
+      expect(top).toContain(name);
+    }
+    const cpuSplitTop = execFileSync('go', ['tool', 'pprof', '-top', '-nodecount=10000', `-tagfocus=pid=${pids.cpuSplit}`, profilePath], {
+      encoding: 'utf8',
+      env: { ...process.env, GOCACHE: join(tmpdir(), 'fleetprof-gocache') },
+    });
+    // pprof's own flat% for the leaves, within 3 points of the known split.
+    const flatPercent = (name: string): number => {
+      const line = cpuSplitTop.split('\n').find((l) => l.trim().endsWith(` ${name}`));
+      return Number(line?.trim().split(/\s+/)[1]?.replace('%', ''));
+    };
+    expect(Math.abs(flatPercent('alpha_leaf') - 50)).toBeLessThanOrEqual(3);
+    expect(Math.abs(flatPercent('beta_leaf') - 30)).toBeLessThanOrEqual(3);
+    expect(Math.abs(flatPercent('shared_gamma_leaf') - 20)).toBeLessThanOrEqual(3);
+  });
+});
