@@ -11,14 +11,19 @@
 // errno values, spelled out because vmlinux.h carries no macros.
 #define EFAULT_FP 14
 #define EEXIST_FP 17
-#define ENOMEM_FP 12
 
+// Stacks are keyed by a 64-bit hash of their addresses (0: no stack).
 struct fp_sample_key {
 	__u32 tgid;
 	__u32 pid;
-	__s32 user_stack_id;
-	__s32 kernel_stack_id;
+	__u64 user_stack_hash;
+	__u64 kernel_stack_hash;
 	char comm[FP_COMM_LEN];
+};
+
+// Addresses leaf first; bpf_get_stack zeroes the unused tail.
+struct fp_stack {
+	__u64 addresses[FP_MAX_STACK_DEPTH];
 };
 
 struct fp_config {
@@ -35,8 +40,6 @@ enum fp_stat {
 	FP_STAT_SAMPLES = 0,
 	FP_STAT_IDLE,
 	FP_STAT_FILTERED,
-	FP_STAT_USER_STACK_COLLISION,
-	FP_STAT_KERNEL_STACK_COLLISION,
 	FP_STAT_STACK_MAP_FULL,
 	FP_STAT_USER_STACK_ERROR,
 	FP_STAT_KERNEL_STACK_ERROR,

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { Agent } from './agent/agent.js';
 import { record, type RecordProgress } from './agent/record.js';
 
 function positiveNumber(name: string) {
@@ -33,25 +35,106 @@ program
   .option('-F, --frequency <hz>', 'samples per second per CPU', positiveInteger('--frequency'), 99)
   .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
   .option('-o, --output <file>', 'where to write the gzipped pprof', 'fleetprof.pb.gz')
-  .action(async (options: { duration: number; frequency: number; pid?: number; output: string }) => {
+  .option('--stats-json <file>', 'also write the run summary (samples, drops, symbolizer counters) as JSON')
+  .option('--bpf-stats', "measure the BPF program's own run time per sample (kernel bpf stats)")
+  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean }) => {
     const live = process.stderr.isTTY;
     const summary = await record({
       durationMs: options.duration * 1000,
       frequencyHz: options.frequency,
       pid: options.pid,
       outputPath: options.output,
+      measureBpfRunTime: options.bpfStats === true,
       onProgress: (progress) => {
         if (live) process.stderr.write(`\r${progressLine(progress)}\u001b[K`);
       },
     });
     if (live) process.stderr.write('\r\u001b[K');
     const drops = summary.droppedTotal === 0 ? 'none' : Object.entries(summary.drops).map(([k, v]) => `${k} ${v}`).join(', ');
+    if (options.statsJson !== undefined) await writeFile(options.statsJson, JSON.stringify(summary, null, 2));
     const sym = summary.symbolizer;
     process.stderr.write(
       `wrote ${summary.outputPath}: ${summary.samples} samples from ${summary.processes} processes; ` +
         `kernel drops: ${drops}; unresolved frames: ${sym.unresolvedFrames}, vanished processes: ${sym.processesVanished}, unreadable binaries: ${sym.unreadableBinaries}\n`,
     );
+    if (summary.bpfRunTime && summary.bpfRunTime.runCount > 0) {
+      process.stderr.write(`BPF program: ${(summary.bpfRunTime.runTimeNs / summary.bpfRunTime.runCount).toFixed(0)} ns per sample over ${summary.bpfRunTime.runCount} runs\n`);
+    }
   });
+
+function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError(`--label wants key=value, got "${value}"`);
+  const key = value.slice(0, at);
+  if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(key)) throw new InvalidArgumentError(`label name "${key}" must match [a-zA-Z_][a-zA-Z0-9_]*`);
+  return { ...previous, [key]: value.slice(at + 1) };
+}
+
+/** Stops cleanly on SIGINT/SIGTERM (a DaemonSet pod gets SIGTERM): the last interval is pushed. */
+function onShutdown(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(1); // a second signal: give up waiting
+    stopping = true;
+    process.stderr.write(`fleetprof: ${signal}, stopping\n`);
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`fleetprof: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+program
+  .command('agent')
+  .description('sample this host continuously and push one profile per process name every interval')
+  .requiredOption('-s, --server <url>', 'the fleetprof server, e.g. http://profiler:4040')
+  .option('-F, --frequency <hz>', 'samples per second per CPU', positiveInteger('--frequency'), 19)
+  .option('-i, --interval <seconds>', 'push interval', positiveNumber('--interval'), 10)
+  .option('-l, --label <key=value>', 'static label for every series (repeatable)', collectLabel, {})
+  .option('--node <name>', 'node label (default: host name)')
+  .option('--spool-dir <dir>', 'where unacknowledged profiles wait', '/var/lib/fleetprof/spool')
+  .option('--spool-max-mb <mb>', 'spool size bound; the oldest profiles are dropped past it (counted)', positiveNumber('--spool-max-mb'), 256)
+  .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
+  .option('--metrics-port <port>', 'serve Prometheus /metrics on this port', (v) => Number(v))
+  .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
+  .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
+  .action(
+    async (options: {
+      server: string;
+      frequency: number;
+      interval: number;
+      label: Record<string, string>;
+      node?: string;
+      spoolDir: string;
+      spoolMaxMb: number;
+      ingestToken?: string;
+      metricsPort?: number;
+      metricsHost: string;
+      pid?: number;
+    }) => {
+      const agent = await Agent.start({
+        serverUrl: options.server,
+        ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
+        intervalMs: options.interval * 1000,
+        frequencyHz: options.frequency,
+        labels: options.label,
+        nodeName: options.node,
+        spoolDir: options.spoolDir,
+        spoolMaxBytes: options.spoolMaxMb * 1024 * 1024,
+        metricsPort: options.metricsPort,
+        metricsHost: options.metricsHost,
+        filterTgid: options.pid,
+        onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
+      });
+      process.stderr.write(`fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}` + (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') + '\n');
+      onShutdown(() => agent.stop());
+    },
+  );
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

@@ -10,9 +10,9 @@ import { record, type RecordSummary } from '../src/agent/record.js';
 import { buildCFixtures, FIXTURES_DIR } from './helpers/fixtures.js';
 import { flattenProfile, hasContiguousPath, readProfile, sumCounts, type FlatSample } from './helpers/pprof.js';
 
-const WORKLOAD_SECONDS = 5;
-const RECORD_MS = 7000;
-const FREQUENCY_HZ = 499;
+const WORKLOAD_SECONDS = 6;
+const RECORD_MS = 8000;
+const FREQUENCY_HZ = 999;
 
 function share(samples: readonly FlatSample[], predicate: (s: FlatSample) => boolean): number {
   return (100 * sumCounts(samples.filter(predicate))) / sumCounts(samples);
@@ -49,10 +49,12 @@ describe('record: whole-system sampling of workloads with a known CPU split', ()
     samples = flattenProfile(readProfile(profilePath));
   });
 
-  it('reports what it sampled and drops nothing on a lightly loaded machine', () => {
+  it('reports what it sampled, and drops are rare and counted', () => {
     expect(summary.samples).toBeGreaterThan(1000);
     expect(summary.processes).toBeGreaterThanOrEqual(3);
-    expect(summary.droppedTotal).toBe(0);
+    // Maps sized by default hold a 7-second single drain of a busy 2-CPU
+    // machine; what would be lost is counted (exact books: sampler-accounting.test.ts).
+    expect(summary.droppedTotal, JSON.stringify(summary.drops)).toBe(0);
     expect(sumCounts(samples)).toBe(summary.samples);
   });
 
@@ -94,9 +96,9 @@ describe('record: whole-system sampling of workloads with a known CPU split', ()
     expect(sumCounts(inAlpha)).toBeGreaterThan(100);
     const alphaFrame = inAlpha[0]!.stack.indexOf('hotAlpha');
     expect(inAlpha[0]!.mappings[alphaFrame]).toBe('[jit]');
-    // A JS workload's split is only roughly known (GC, compilation), so this is looser than the C check.
+    // GC and compilation make a JS workload's split a little less exact than the C one's.
     const alphaShare = (100 * sumCounts(inAlpha)) / (sumCounts(inAlpha) + sumCounts(inBeta));
-    expect(Math.abs(alphaShare - 66.7), `hotAlpha share ${alphaShare}`).toBeLessThanOrEqual(6);
+    expect(Math.abs(alphaShare - 66.7), `hotAlpha share ${alphaShare}`).toBeLessThanOrEqual(4);
   });
 
   it('shows kernel frames under the user frame that made the system call', () => {
@@ -121,10 +123,10 @@ describe('record: whole-system sampling of workloads with a known CPU split', ()
       encoding: 'utf8',
       env: { ...process.env, GOCACHE: join(tmpdir(), 'fleetprof-gocache'), HOME: process.env.HOME ?? tmpdir() },
     });
-    for (const name of ['alpha_leaf', 'beta_leaf', 'shared_gamma_leaf', 'spin', 'read_zero_syscall']) {
+    for (const name of ['alpha_leaf', 'beta_leaf', 'shared_gamma_leaf', 'hotAlpha', 'hotBeta', 'read_zero_syscall']) {
       expect(top).toContain(name);
     }
-    const cpuSplitTop = execFileSync('go', ['tool', 'pprof', '-top', '-nodecount=10000', `-tagfocus=pid=${pids.cpuSplit}`, profilePath], {
+    const cpuSplitTop = execFileSync('go', ['tool', 'pprof', '-top', '-nodecount=10000', '-relative_percentages', `-tagfocus=pid=${pids.cpuSplit}`, profilePath], {
       encoding: 'utf8',
       env: { ...process.env, GOCACHE: join(tmpdir(), 'fleetprof-gocache') },
     });

@@ -30,7 +30,7 @@ describe('sampler accounting', () => {
     results.push(await sampler.stop());
     const stats = results.map((r) => r.stats).reduce(sumStats);
     expect(stats.countsMapFull).toBeGreaterThan(0);
-    expect(stats.stackMapFull + stats.userStackCollisions + stats.kernelStackCollisions).toBeGreaterThan(0);
+    expect(stats.stackMapFull).toBeGreaterThan(0);
     // Taken = counted + dropped whole; idle and filtered-out ticks are not samples of anyone.
     expect(countedSamples(results) + stats.countsMapFull).toBe(stats.samples - stats.idle - stats.filtered);
   });

@@ -81,18 +81,18 @@ export class Collector {
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {
     this.drainCount++;
     const userFrames = new Map<string, ProfileFrame[]>();
-    const kernelFrames = new Map<number, ProfileFrame[]>();
+    const kernelFrames = new Map<bigint, ProfileFrame[]>();
     const samples: ResolvedSample[] = [];
     for (const raw of rawSamples) {
       this.lastSeenDrain.set(raw.tgid, this.drainCount);
       let kernel: ProfileFrame[] = [];
       if (raw.kernelStack.length > 0) {
-        kernel = kernelFrames.get(raw.kernelStackId) ?? this.symbolizer.symbolizeKernel(raw.kernelStack);
-        kernelFrames.set(raw.kernelStackId, kernel);
+        kernel = kernelFrames.get(raw.kernelStackHash) ?? this.symbolizer.symbolizeKernel(raw.kernelStack);
+        kernelFrames.set(raw.kernelStackHash, kernel);
       }
       let user: ProfileFrame[] = [];
       if (raw.userStack.length > 0) {
-        const key = `${raw.tgid}:${raw.userStackId}`;
+        const key = `${raw.tgid}:${raw.userStackHash}`;
         user = userFrames.get(key) ?? this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
         userFrames.set(key, user);
       }

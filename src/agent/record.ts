@@ -14,6 +14,8 @@ export interface RecordOptions {
   /** How often the kernel maps are drained and symbolized. */
   drainIntervalMs?: number;
   onProgress?: (progress: RecordProgress) => void;
+  /** Have the kernel measure the BPF program's own run time (reported in the summary). */
+  measureBpfRunTime?: boolean;
 }
 
 export interface RecordProgress {
@@ -33,12 +35,12 @@ export interface RecordSummary {
   kernelStats: KernelStats;
   symbolizer: ReturnType<Collector['symbolizer']['stats']>;
   outputPath: string;
+  /** The BPF program's total run time and runs, when measureBpfRunTime was set. */
+  bpfRunTime?: { runTimeNs: number; runCount: number };
 }
 
 /** The kernel counters that mean a sample, or part of it, was lost. */
 export const DROP_STATS = [
-  'userStackCollisions',
-  'kernelStackCollisions',
   'stackMapFull',
   'userStackErrors',
   'kernelStackErrors',
@@ -61,7 +63,9 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
   const startedAt = performance.now();
   const collector = Collector.start({ frequencyHz: options.frequencyHz, filterTgid: options.pid });
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
+  if (options.measureBpfRunTime) collector.enableRunTimeStats();
   let kernelStats = zeroStats();
+  let bpfRunTime: RecordSummary['bpfRunTime'];
   const take = (result: CollectResult): void => {
     for (const sample of result.samples) builder.addSample(sample.frames, sample.count, sample.labels);
     kernelStats = sumStats(kernelStats, result.kernelStats);
@@ -83,6 +87,7 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
       });
     }
   } finally {
+    if (options.measureBpfRunTime) bpfRunTime = collector.programRunTime();
     take(await collector.stop());
   }
   const durationNs = BigInt(Math.round((performance.now() - startedAt) * 1e6));
@@ -100,5 +105,6 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
     kernelStats,
     symbolizer: collector.symbolizer.stats(),
     outputPath: options.outputPath,
+    bpfRunTime,
   };
 }

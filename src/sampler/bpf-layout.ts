@@ -3,7 +3,7 @@
 
 export const MAX_STACK_DEPTH = 127;
 export const COMM_LENGTH = 16;
-export const SAMPLE_KEY_SIZE = 4 + 4 + 4 + 4 + COMM_LENGTH;
+export const SAMPLE_KEY_SIZE = 4 + 4 + 8 + 8 + COMM_LENGTH;
 export const CONFIG_SIZE = 8;
 export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH;
 
@@ -11,14 +11,14 @@ export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH;
 export type Tgid = number;
 /** Kernel task id (pid) — what user space calls a thread id. */
 export type Tid = number;
-/** Index into a BPF stack-trace map; negative means no stack (errno). */
-export type StackId = number;
+/** Key of the stacks map: a hash of the stack's addresses; 0n means no stack. */
+export type StackHash = bigint;
 
 export interface SampleKey {
   tgid: Tgid;
   tid: Tid;
-  userStackId: StackId;
-  kernelStackId: StackId;
+  userStackHash: StackHash;
+  kernelStackHash: StackHash;
   comm: string;
 }
 
@@ -27,8 +27,6 @@ export const STAT_NAMES = [
   'samples',
   'idle',
   'filtered',
-  'userStackCollisions',
-  'kernelStackCollisions',
   'stackMapFull',
   'userStackErrors',
   'kernelStackErrors',
@@ -48,9 +46,9 @@ export function decodeSampleKey(bytes: Buffer, offset: number): SampleKey {
   return {
     tgid: bytes.readUInt32LE(offset),
     tid: bytes.readUInt32LE(offset + 4),
-    userStackId: bytes.readInt32LE(offset + 8),
-    kernelStackId: bytes.readInt32LE(offset + 12),
-    comm: decodeComm(bytes, offset + 16),
+    userStackHash: bytes.readBigUInt64LE(offset + 8),
+    kernelStackHash: bytes.readBigUInt64LE(offset + 16),
+    comm: decodeComm(bytes, offset + 24),
   };
 }
 
@@ -65,7 +63,7 @@ export function decodeProcessEvent(bytes: Buffer): { tgid: Tgid; comm: string } 
   return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4) };
 }
 
-/** A stack-trace map value: addresses leaf first, ended by the first zero. */
+/** A struct fp_stack: addresses leaf first, ended by the first zero. */
 export function decodeStack(bytes: Buffer, offset: number, valueSize: number): bigint[] {
   const addresses: bigint[] = [];
   for (let at = offset; at < offset + valueSize; at += 8) {

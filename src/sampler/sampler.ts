@@ -11,7 +11,7 @@ import {
   sumPerCpuCounter,
   type KernelStats,
   type SampleKey,
-  type StackId,
+  type StackHash,
   type Tgid,
 } from './bpf-layout.js';
 
@@ -148,10 +148,10 @@ export class Sampler {
     const countMap = this.countMaps[index & 1]!;
     const counts = mapDrain(countMap.fd, countMap.keySize, countMap.valueSize);
     const stackEntries = mapDrain(stackMap.fd, stackMap.keySize, stackMap.valueSize);
-    const stacks = new Map<StackId, bigint[]>();
+    const stacks = new Map<StackHash, bigint[]>();
     for (let i = 0; i < stackEntries.count; i++) {
-      const id = stackEntries.keys.readUInt32LE(i * 4);
-      stacks.set(id, decodeStack(stackEntries.values, i * stackMap.valueSize, stackMap.valueSize));
+      const hash = stackEntries.keys.readBigUInt64LE(i * 8);
+      stacks.set(hash, decodeStack(stackEntries.values, i * stackMap.valueSize, stackMap.valueSize));
     }
     const samples: RawSample[] = [];
     for (let i = 0; i < counts.count; i++) {
@@ -159,8 +159,8 @@ export class Sampler {
       samples.push({
         ...key,
         count: Number(counts.values.readBigUInt64LE(i * countMap.valueSize)),
-        userStack: key.userStackId >= 0 ? (stacks.get(key.userStackId) ?? []) : [],
-        kernelStack: key.kernelStackId >= 0 ? (stacks.get(key.kernelStackId) ?? []) : [],
+        userStack: key.userStackHash !== 0n ? (stacks.get(key.userStackHash) ?? []) : [],
+        kernelStack: key.kernelStackHash !== 0n ? (stacks.get(key.kernelStackHash) ?? []) : [],
       });
     }
     const now = this.readStats();

@@ -1,0 +1,191 @@
+// Benchmark for `fleetprof record` against its peers on a busy machine, run
+// side by side in one invocation so they share the same noise:
+//   fleetprof record -F hz           (start, sampling, symbolization, pprof)
+//   perf record -F hz -a -g, then perf script (the same job: symbolized stacks)
+//   BCC profile-bpfcc -F hz -f       (folded, symbolized stacks)
+// Each tool runs under /usr/bin/time for its CPU time and peak RSS.
+// Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--write docs/benchmarks.md]
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { packageRoot } from '../src/util/package-root.js';
+import { buildCFixtures, FIXTURES_DIR } from '../test/helpers/fixtures.js';
+
+interface Measurement {
+  tool: string;
+  frequencyHz: number;
+  cpuSeconds: number;
+  peakRssMb: number;
+  samples?: number;
+  bpfNsPerSample?: number;
+}
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '20' },
+    frequencies: { type: 'string', default: '19,99' },
+    rounds: { type: 'string', default: '2' },
+    write: { type: 'string' },
+  },
+});
+const durationSeconds = Number(args.duration);
+const frequencies = args.frequencies.split(',').map(Number);
+const rounds = Number(args.rounds);
+const work = mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
+const root = packageRoot();
+
+/** Runs a command under GNU time; returns user+system CPU seconds and peak RSS. */
+function timed(command: string, argv: string[], env: NodeJS.ProcessEnv = process.env): { cpuSeconds: number; peakRssMb: number; stdout: string } {
+  const timeFile = join(work, 'time.txt');
+  const stdout = execFileSync('/usr/bin/time', ['-o', timeFile, '-f', '%U %S %M', command, ...argv], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const [user, system, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) as [number, number, number];
+  return { cpuSeconds: user + system, peakRssMb: rssKb / 1024, stdout };
+}
+
+function runFleetprof(frequencyHz: number): Measurement {
+  const output = join(work, 'fleetprof.pb.gz');
+  const statsPath = join(work, 'fleetprof-stats.json');
+  const run = timed(process.execPath, [
+    join(root, 'dist', 'src', 'cli.js'),
+    'record',
+    '--duration',
+    String(durationSeconds),
+    '--frequency',
+    String(frequencyHz),
+    '--output',
+    output,
+    '--stats-json',
+    statsPath,
+    '--bpf-stats',
+  ]);
+  const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as { samples: number; bpfRunTime?: { runTimeNs: number; runCount: number } };
+  const bpf = stats.bpfRunTime;
+  return {
+    tool: 'fleetprof record',
+    frequencyHz,
+    cpuSeconds: run.cpuSeconds,
+    peakRssMb: run.peakRssMb,
+    samples: stats.samples,
+    bpfNsPerSample: bpf && bpf.runCount > 0 ? bpf.runTimeNs / bpf.runCount : undefined,
+  };
+}
+
+function runPerf(frequencyHz: number): Measurement {
+  const data = join(work, 'perf.data');
+  const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '-g', '-o', data, '--', 'sleep', String(durationSeconds)]);
+  const script = timed('perf', ['script', '-i', data]);
+  return {
+    tool: 'perf record -a -g + perf script',
+    frequencyHz,
+    cpuSeconds: recorded.cpuSeconds + script.cpuSeconds,
+    peakRssMb: Math.max(recorded.peakRssMb, script.peakRssMb),
+    samples: script.stdout.split('\n\n').filter((block) => block.trim() !== '').length,
+  };
+}
+
+/**
+ * BCC compiles its program against kernel headers at start; this kernel ships
+ * none, so BCC gets Debian's linux-headers-amd64 (another kernel's, which is
+ * enough for profile.py's perf_event program): Debian splits them into an
+ * -amd64 and a -common tree, and BCC wants one, so merge them with symlinks.
+ */
+function bccKernelSource(): string | undefined {
+  const dirs = existsSync('/usr/src') ? readdirSync('/usr/src').sort() : [];
+  const arch = dirs.filter((d) => /^linux-headers-.*-amd64$/.test(d)).pop();
+  if (arch === undefined) return undefined;
+  const common = arch.replace(/-amd64$/, '-common');
+  const merged = join(work, 'bcc-kernel-headers');
+  if (!existsSync(merged)) {
+    execFileSync('cp', ['-as', join('/usr/src', common) + '/.', merged + '/']);
+    execFileSync('cp', ['-asf', join('/usr/src', arch) + '/.', merged + '/']);
+  }
+  return merged;
+}
+
+function runBcc(frequencyHz: number): Measurement | undefined {
+  const source = bccKernelSource();
+  if (!existsSync('/usr/sbin/profile-bpfcc') || source === undefined) return undefined;
+  const run = timed('profile-bpfcc', ['-F', String(frequencyHz), '-f', String(durationSeconds)], { ...process.env, BCC_KERNEL_SOURCE: source });
+  const samples = run.stdout
+    .split('\n')
+    .map((line) => Number(line.slice(line.lastIndexOf(' ') + 1)))
+    .filter((n) => Number.isFinite(n))
+    .reduce((a, b) => a + b, 0);
+  return { tool: 'BCC profile-bpfcc -f', frequencyHz, cpuSeconds: run.cpuSeconds, peakRssMb: run.peakRssMb, samples };
+}
+
+/** Keeps both CPUs busy with diverse stacks: C, shared library, syscalls, JIT, and process churn. */
+function startBusyMachine(): ChildProcess[] {
+  const fixtures = buildCFixtures();
+  const forever = String(24 * 3600);
+  return [
+    spawn(fixtures.cpuSplit, [forever], { stdio: 'ignore' }),
+    spawn(fixtures.syscallHeavy, [forever], { stdio: 'ignore' }),
+    spawn(process.execPath, ['--perf-basic-prof', join(FIXTURES_DIR, 'js-split.js'), forever], { stdio: 'ignore' }),
+    spawn('/bin/sh', ['-c', 'while :; do /bin/true; sleep 0.05; done'], { stdio: 'ignore' }),
+  ];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function main(): void {
+  const load = startBusyMachine();
+  const results: Measurement[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const frequencyHz of frequencies) {
+        for (const run of [runFleetprof, runPerf, runBcc]) {
+          const m = run(frequencyHz);
+          if (m) {
+            results.push(m);
+            process.stderr.write(`round ${round + 1} ${m.tool} @${frequencyHz} Hz: cpu ${m.cpuSeconds.toFixed(2)} s, rss ${m.peakRssMb.toFixed(0)} MB\n`);
+          }
+        }
+      }
+    }
+  } finally {
+    for (const child of load) child.kill('SIGKILL');
+  }
+  const command = `node dist/bench/record-overhead.js --duration ${durationSeconds} --frequencies ${frequencies.join(',')} --rounds ${rounds}`;
+  const lines = [
+    `Command: \`${command}\` (after \`npm run build\`, as root). ${durationSeconds} s per run, ${rounds} rounds, tools interleaved; medians.`,
+    '',
+    '| Hz | tool | CPU s (whole job) | CPU vs fleetprof | peak RSS MB | samples | BPF ns/sample |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const frequencyHz of frequencies) {
+    const ours = median(results.filter((r) => r.frequencyHz === frequencyHz && r.tool === 'fleetprof record').map((r) => r.cpuSeconds));
+    for (const tool of [...new Set(results.map((r) => r.tool))]) {
+      const mine = results.filter((r) => r.frequencyHz === frequencyHz && r.tool === tool);
+      if (mine.length === 0) continue;
+      const cpu = median(mine.map((r) => r.cpuSeconds));
+      const bpf = mine.map((r) => r.bpfNsPerSample).filter((v): v is number => v !== undefined);
+      lines.push(
+        `| ${frequencyHz} | ${tool} | ${cpu.toFixed(2)} | ${(cpu / ours).toFixed(2)}x | ${median(mine.map((r) => r.peakRssMb)).toFixed(0)} | ` +
+          `${median(mine.map((r) => r.samples ?? 0)).toFixed(0)} | ${bpf.length > 0 ? median(bpf).toFixed(0) : '-'} |`,
+      );
+    }
+  }
+  const table = lines.join('\n');
+  process.stdout.write(table + '\n');
+  if (args.write) {
+    const begin = '<!-- record-overhead:begin -->';
+    const end = '<!-- record-overhead:end -->';
+    const doc = existsSync(args.write) ? readFileSync(args.write, 'utf8') : '';
+    const section = `${begin}\n${table}\n${end}`;
+    writeFileSync(args.write, doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*${end}`), section) : `${doc}\n${section}\n`);
+  }
+}
+
+main();

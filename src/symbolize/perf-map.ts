@@ -1,0 +1,250 @@
+// Linux perf JIT maps (/tmp/perf-PID.map): "START SIZE name" per line, hex
+// without 0x, name to the end of the line. Hand-written: no npm package reads
+// this format, and it is three fields per line. V8 (node --perf-basic-prof)
+// appends a line for every code object it creates, including re-compilations
+// of the same function at the same or overlapping addresses, so later lines
+// win where ranges overlap.
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { SymbolTable, type RawSymbol, type TableAddress } from './symbol-table.js';
+
+export interface PerfMapEntry {
+  start: TableAddress;
+  sizeBytes: bigint;
+  /** Function name with V8's code-kind prefix and tier marker removed. */
+  name: string;
+  /** "file:line[:column]" when the writer gave one. */
+  sourceFile: string | null;
+}
+
+export interface PerfMapHit {
+  name: string;
+  offset: bigint;
+  sourceFile: string | null;
+  /** Extent of the code object that matched. */
+  start: TableAddress;
+  end: TableAddress;
+}
+
+const LINE_RE = /^(?:0x)?([0-9a-f]+)\s+(?:0x)?([0-9a-f]+)\s+(.*?)\s*$/i;
+// V8 code kinds that name a JavaScript function; others (Builtin:, BytecodeHandler:, Stub:, RegExp:) stay as they are.
+const JS_PREFIX_RE = /^(?:LazyCompile|Function|JS|Script|Eval):/;
+// Tier markers: ~ interpreted (Ignition), ^ baseline (Sparkplug), + Maglev, * optimized (TurboFan).
+const TIER_RE = /^[~^+*]/;
+// The source part starts at the first space followed by something path-like and ends in :line[:col].
+const SOURCE_RE = /\s((?:\/|node:|file:|https?:|[A-Za-z]:\\|\.{1,2}\/|<).*:\d+(?::\d+)?)$/;
+
+/** Splits a V8 perf-map name such as "JS:*hotLoop /app/x.js:3:17" into its JavaScript name and source location. */
+export function splitV8Name(raw: string): { name: string; sourceFile: string | null } {
+  let rest = raw;
+  const isJs = JS_PREFIX_RE.test(rest);
+  if (isJs) rest = rest.replace(JS_PREFIX_RE, '').replace(TIER_RE, '');
+  let sourceFile: string | null = null;
+  const m = SOURCE_RE.exec(' ' + rest);
+  if (m !== null) {
+    sourceFile = m[1]!;
+    rest = (' ' + rest).slice(0, m.index).trim();
+  }
+  if (isJs && rest === '') rest = '(anonymous)';
+  return { name: rest, sourceFile };
+}
+
+export interface ParsedPerfMap {
+  entries: PerfMapEntry[];
+  malformedLines: number;
+}
+
+export function parsePerfMap(text: string): ParsedPerfMap {
+  const entries: PerfMapEntry[] = [];
+  let malformedLines = 0;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const m = LINE_RE.exec(line);
+    if (m === null || m[3] === '') {
+      malformedLines++;
+      continue;
+    }
+    const { name, sourceFile } = splitV8Name(m[3]!);
+    entries.push({ start: BigInt('0x' + m[1]!), sizeBytes: BigInt('0x' + m[2]!), name, sourceFile });
+  }
+  return { entries, malformedLines };
+}
+
+/** A perf map resolved to disjoint ranges, each owned by the latest entry covering it. */
+export class PerfMapTable {
+  private constructor(
+    private readonly table: SymbolTable,
+    private readonly entries: readonly PerfMapEntry[],
+  ) {}
+
+  get length(): number {
+    return this.table.length;
+  }
+
+  static fromEntries(entries: readonly PerfMapEntry[]): PerfMapTable {
+    return new PerfMapTable(SymbolTable.fromSymbols(paintLatestWins(entries)), entries);
+  }
+
+  lookup(address: TableAddress): PerfMapHit | null {
+    const index = this.table.findIndex(address);
+    if (index < 0) return null;
+    const entry = this.entries[this.table.payload[index]!]!;
+    return { name: entry.name, offset: address - entry.start, sourceFile: entry.sourceFile, start: entry.start, end: entry.start + entry.sizeBytes };
+  }
+}
+
+/**
+ * Sweeps over all range boundaries keeping a max-heap (by line number) of the
+ * entries covering the current point, so overlaps resolve in O(n log n) even
+ * for the 100k-line maps long-running Node processes produce.
+ */
+function paintLatestWins(entries: readonly PerfMapEntry[]): RawSymbol[] {
+  const order: number[] = [];
+  for (let i = 0; i < entries.length; i++) if (entries[i]!.sizeBytes > 0n) order.push(i);
+  order.sort((a, b) => cmp(entries[a]!.start, entries[b]!.start) || a - b);
+  const points: bigint[] = [];
+  for (const i of order) points.push(entries[i]!.start, entries[i]!.start + entries[i]!.sizeBytes);
+  points.sort(cmp);
+  const heap = new MaxHeap();
+  const out: RawSymbol[] = [];
+  let next = 0;
+  for (let p = 0; p < points.length; p++) {
+    const pos = points[p]!;
+    if (p > 0 && points[p - 1] === pos) continue;
+    while (next < order.length && entries[order[next]!]!.start <= pos) heap.push(order[next++]!);
+    while (heap.size > 0) {
+      const top = entries[heap.peek()]!;
+      if (top.start + top.sizeBytes > pos) break;
+      heap.pop();
+    }
+    if (heap.size === 0) continue;
+    let nextPos: bigint | undefined;
+    for (let q = p + 1; q < points.length; q++) {
+      if (points[q] !== pos) {
+        nextPos = points[q];
+        break;
+      }
+    }
+    if (nextPos === undefined) break;
+    const winner = heap.peek();
+    const last = out[out.length - 1];
+    if (last !== undefined && last.payload === winner && (last.address + BigInt(last.sizeBytes)) === pos) {
+      last.sizeBytes = BigInt(last.sizeBytes) + (nextPos - pos);
+    } else {
+      const e = entries[winner]!;
+      out.push({ name: e.name, address: pos, sizeBytes: nextPos - pos, origin: e.start, payload: winner });
+    }
+  }
+  return out;
+}
+
+function cmp(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Max-heap of entry indices; a larger index is a later line. */
+class MaxHeap {
+  private readonly items: number[] = [];
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): number {
+    return this.items[0]!;
+  }
+  push(v: number): void {
+    const a = this.items;
+    a.push(v);
+    let i = a.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent]! >= a[i]!) break;
+      [a[parent], a[i]] = [a[i]!, a[parent]!];
+      i = parent;
+    }
+  }
+  pop(): void {
+    const a = this.items;
+    const last = a.pop()!;
+    if (a.length === 0) return;
+    a[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && a[l]! > a[m]!) m = l;
+      if (r < a.length && a[r]! > a[m]!) m = r;
+      if (m === i) break;
+      [a[m], a[i]] = [a[i]!, a[m]!];
+      i = m;
+    }
+  }
+}
+
+/**
+ * Follows one perf map file as its writer appends to it: reads only the new
+ * bytes when the file grew, starts over when it shrank (a new process reused
+ * the pid, or the file was rewritten).
+ */
+export class PerfMapFile {
+  private entries: PerfMapEntry[] = [];
+  private bytesRead = 0;
+  private pendingLine = '';
+  private table: PerfMapTable | null = null;
+  malformedLines = 0;
+
+  constructor(readonly path: string) {}
+
+  /** Re-reads if the size changed. Returns false when the file cannot be read (it may not exist yet). */
+  refresh(): boolean {
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch {
+      return false;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size === this.bytesRead) return true;
+      if (size < this.bytesRead) {
+        this.entries = [];
+        this.bytesRead = 0;
+        this.pendingLine = '';
+        this.malformedLines = 0;
+      }
+      const buf = Buffer.allocUnsafe(size - this.bytesRead);
+      let done = 0;
+      while (done < buf.length) {
+        const n = readSync(fd, buf, done, buf.length - done, this.bytesRead + done);
+        if (n === 0) break;
+        done += n;
+      }
+      this.bytesRead += done;
+      const text = this.pendingLine + buf.toString('utf8', 0, done);
+      const lastNl = text.lastIndexOf('\n');
+      // A line without its newline may still be being written; keep it for next time.
+      this.pendingLine = lastNl < 0 ? text : text.slice(lastNl + 1);
+      const parsed = parsePerfMap(lastNl < 0 ? '' : text.slice(0, lastNl));
+      if (parsed.entries.length > 0) {
+        for (const e of parsed.entries) this.entries.push(e);
+        this.table = null;
+      }
+      this.malformedLines += parsed.malformedLines;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  get entryCount(): number {
+    return this.entries.length;
+  }
+
+  lookup(address: TableAddress): PerfMapHit | null {
+    if (this.entries.length === 0) return null;
+    this.table ??= PerfMapTable.fromEntries(this.entries);
+    return this.table.lookup(address);
+  }
+}

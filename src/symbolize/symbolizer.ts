@@ -1,0 +1,426 @@
+// The symbolizer: raw user and kernel addresses from the sampler in,
+// pprof-ready frames out. Per process it keeps a snapshot (mappings, parsed
+// binaries, perf map) taken while the process was alive, so samples drained
+// after the process exited still resolve.
+
+import { readFileSync, statSync } from 'node:fs';
+import type { FrameKind } from '../profile/api-types.js';
+import { JIT_MAPPING_FILE, KERNEL_MAPPING_FILE } from '../profile/frame-kind.js';
+import { BinaryCache } from './binary-cache.js';
+import type { BinaryInfo } from './binary.js';
+import { demangle } from './demangle.js';
+import { buildIdFromNotes, parseNotes, toElfAddress } from './elf.js';
+import { KernelSymbols } from './kallsyms.js';
+import { PerfMapFile } from './perf-map.js';
+import { findMapping, isExecutable, isFileBacked, parseProcMaps, type Mapping } from './proc-maps.js';
+import { readOwnVdso, VDSO_PATH } from './vdso.js';
+
+export type Address = bigint; // instruction address as the kernel reported it
+export type Pid = number;
+
+export interface ResolvedFrame {
+  address: Address; // as given
+  functionName: string | null; // demangled; null if unresolvable
+  kind: FrameKind;
+  /** Path of the binary as the process saw it; '[kernel.kallsyms]' or '[kernel.kallsyms]/<module>' for kernel, '[jit]' for perf-map frames, '' if no mapping. */
+  mappingFile: string;
+  buildId: string | null;
+  mappingStart: Address;
+  mappingEnd: Address;
+  mappingFileOffset: Address;
+  /** Address in the ELF's own vaddr space (after load bias), what addr2line/pprof need. */
+  fileAddress: Address | null;
+  /** e.g. JS file:line from perf maps */
+  sourceFile?: string;
+}
+
+export interface SymbolizerOptions {
+  /** default '/proc' */
+  procRoot?: string;
+  /** Distinct binaries kept parsed; default 1000. */
+  cacheMaxBinaries?: number;
+  /** Extra directories standing for "/" when looking for debug files (after the process's root and the host's). */
+  extraDebugRoots?: string[];
+  /** Where /sys/kernel/notes (the running kernel's build ID) lives; default '/sys'. */
+  sysRoot?: string;
+}
+
+export interface SymbolizerStats {
+  processesObserved: number;
+  processesVanished: number;
+  processesTracked: number;
+  binariesParsed: number;
+  binaryCacheHits: number;
+  binaryCacheMisses: number;
+  binaryParseErrors: number;
+  binaryCacheEvictions: number;
+  cachedBinaries: number;
+  unreadableBinaries: number;
+  resolvedFrames: number;
+  unresolvedFrames: number;
+  jitFrames: number;
+  kernelFrames: number;
+  malformedMapsLines: number;
+  mapsRefreshes: number;
+  kernelSymbols: number;
+  /** kallsyms showed only zero addresses (kptr_restrict): kernel frames cannot be named. */
+  kernelAddressesHidden: boolean;
+}
+
+type BinaryRef = { ok: true; binary: BinaryInfo } | { ok: false };
+
+interface ProcessSnapshot {
+  pid: Pid;
+  /** The pid inside the process's own pid namespace: perf maps are named by it. */
+  nsPid: Pid;
+  mappings: Mapping[];
+  /** By mappingKey(). */
+  binaries: Map<string, BinaryRef>;
+  perfMaps: PerfMapFile[];
+  mapsReadAtMs: number;
+  alive: boolean;
+}
+
+/** A miss in a snapshot's mappings re-reads /proc/PID/maps (dlopen, new JIT regions) at most this often. */
+const MAPS_REFRESH_INTERVAL_MS = 1000;
+
+function mappingKey(m: Mapping): string {
+  return `${m.dev}:${m.inode}:${m.path}`;
+}
+
+export class Symbolizer {
+  private readonly procRoot: string;
+  private readonly sysRoot: string;
+  private readonly extraDebugRoots: string[];
+  private readonly cache: BinaryCache;
+  private readonly processes = new Map<Pid, ProcessSnapshot>();
+  private kernel: KernelSymbols | null = null;
+  private kernelBuildId: string | null = null;
+  private vdso: BinaryInfo | null | undefined;
+  private readonly counters = {
+    processesObserved: 0,
+    processesVanished: 0,
+    unreadableBinaries: 0,
+    resolvedFrames: 0,
+    unresolvedFrames: 0,
+    jitFrames: 0,
+    kernelFrames: 0,
+    malformedMapsLines: 0,
+    mapsRefreshes: 0,
+  };
+
+  constructor(opts: SymbolizerOptions = {}) {
+    this.procRoot = opts.procRoot ?? '/proc';
+    this.sysRoot = opts.sysRoot ?? '/sys';
+    this.extraDebugRoots = opts.extraDebugRoots ?? [];
+    this.cache = new BinaryCache({ maxEntries: opts.cacheMaxBinaries ?? 1000 });
+  }
+
+  /**
+   * Snapshot what we need of a process NOW (maps, its root, namespace pid, and
+   * parse/cache the ELF files of its executable mappings) so frames still
+   * resolve after it exits. Call when a process is first seen or after it
+   * execs. Safe if the process is already gone (returns false, counted).
+   */
+  observeProcess(pid: Pid): boolean {
+    const maps = this.readMaps(pid);
+    if (maps === null) {
+      this.counters.processesVanished++;
+      const old = this.processes.get(pid);
+      if (old !== undefined) old.alive = false;
+      return false;
+    }
+    this.counters.processesObserved++;
+    const nsPid = readNsPid(`${this.procRoot}/${pid}/status`) ?? pid;
+    const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), mapsReadAtMs: Date.now(), alive: true };
+    this.processes.set(pid, snap);
+    this.loadBinaries(snap);
+    for (const pm of snap.perfMaps) pm.refresh();
+    return true;
+  }
+
+  /** Forget a process snapshot (on exit handled by caller's policy). */
+  forgetProcess(pid: Pid): void {
+    this.processes.delete(pid);
+  }
+
+  /** `addresses` leaf first; all but the first are return addresses. */
+  symbolizeUser(pid: Pid, addresses: Address[]): ResolvedFrame[] {
+    let snap = this.processes.get(pid);
+    if (snap === undefined && this.observeProcess(pid)) snap = this.processes.get(pid);
+    const out: ResolvedFrame[] = [];
+    let perfMapsRefreshed = false;
+    for (let i = 0; i < addresses.length; i++) {
+      const address = addresses[i]!;
+      const frame = snap === undefined ? unknownFrame(address) : this.resolveUser(snap, address, lookupAddress(address, i), () => {
+        if (perfMapsRefreshed) return;
+        perfMapsRefreshed = true;
+        for (const pm of snap!.perfMaps) pm.refresh();
+      });
+      if (frame.functionName === null) this.counters.unresolvedFrames++;
+      else this.counters.resolvedFrames++;
+      if (frame.kind === 'jit') this.counters.jitFrames++;
+      out.push(frame);
+    }
+    return out;
+  }
+
+  /** `addresses` leaf first, as bpf_get_stackid gives them. */
+  symbolizeKernel(addresses: Address[]): ResolvedFrame[] {
+    const ks = this.kernelSymbols();
+    const out: ResolvedFrame[] = [];
+    for (let i = 0; i < addresses.length; i++) {
+      const address = addresses[i]!;
+      const hit = ks.lookup(lookupAddress(address, i));
+      const module = hit?.module ?? null;
+      const range = ks.rangeOf(module);
+      out.push({
+        address,
+        functionName: hit?.name ?? null,
+        kind: 'kernel',
+        mappingFile: module === null ? KERNEL_MAPPING_FILE : `${KERNEL_MAPPING_FILE}/${module}`,
+        buildId: module === null ? this.kernelBuildId : null,
+        mappingStart: range.start,
+        mappingEnd: range.end,
+        mappingFileOffset: 0n,
+        // Without the vmlinux at hand (and with KASLR) the runtime address is the best we have.
+        fileAddress: address,
+      });
+      this.counters.kernelFrames++;
+      if (hit === null) this.counters.unresolvedFrames++;
+      else this.counters.resolvedFrames++;
+    }
+    return out;
+  }
+
+  /** Re-reads /proc/kallsyms and /proc/modules (modules and BPF programs come and go). */
+  refreshKernelSymbols(): KernelSymbols {
+    let text = '';
+    let modules: string | undefined;
+    try {
+      text = readFileSync(`${this.procRoot}/kallsyms`, 'utf8');
+    } catch {
+      text = '';
+    }
+    try {
+      modules = readFileSync(`${this.procRoot}/modules`, 'utf8');
+    } catch {
+      modules = undefined;
+    }
+    this.kernel = KernelSymbols.parse(text, modules);
+    try {
+      this.kernelBuildId = buildIdFromNotes(parseNotes(readFileSync(`${this.sysRoot}/kernel/notes`)));
+    } catch {
+      this.kernelBuildId = null;
+    }
+    return this.kernel;
+  }
+
+  stats(): SymbolizerStats {
+    const c = this.cache.stats();
+    return {
+      ...this.counters,
+      processesTracked: this.processes.size,
+      binariesParsed: c.parsed,
+      binaryCacheHits: c.hits,
+      binaryCacheMisses: c.misses,
+      binaryParseErrors: c.parseErrors,
+      binaryCacheEvictions: c.evictions,
+      cachedBinaries: c.entries,
+      kernelSymbols: this.kernel?.symbolCount ?? 0,
+      kernelAddressesHidden: this.kernel?.addressesHidden ?? false,
+    };
+  }
+
+  private kernelSymbols(): KernelSymbols {
+    return this.kernel ?? this.refreshKernelSymbols();
+  }
+
+  private readMaps(pid: Pid): Mapping[] | null {
+    let text: string;
+    try {
+      text = readFileSync(`${this.procRoot}/${pid}/maps`, 'utf8');
+    } catch {
+      return null;
+    }
+    const parsed = parseProcMaps(text);
+    this.counters.malformedMapsLines += parsed.malformedLines;
+    return parsed.mappings;
+  }
+
+  /** Picks up mappings created since the snapshot (dlopen). Rate-limited; a gone process stays as last seen. */
+  private refreshMaps(snap: ProcessSnapshot): boolean {
+    if (!snap.alive || Date.now() - snap.mapsReadAtMs < MAPS_REFRESH_INTERVAL_MS) return false;
+    snap.mapsReadAtMs = Date.now();
+    const maps = this.readMaps(snap.pid);
+    if (maps === null) {
+      snap.alive = false;
+      return false;
+    }
+    this.counters.mapsRefreshes++;
+    snap.mappings = maps;
+    this.loadBinaries(snap);
+    return true;
+  }
+
+  private loadBinaries(snap: ProcessSnapshot): void {
+    for (const m of snap.mappings) {
+      if (!isExecutable(m) || !isFileBacked(m)) continue;
+      const key = mappingKey(m);
+      if (snap.binaries.has(key)) continue;
+      const ref = this.loadBinary(snap.pid, m);
+      if (!ref.ok) this.counters.unreadableBinaries++;
+      snap.binaries.set(key, ref);
+    }
+  }
+
+  /**
+   * Reads the file through the process's root (so container paths resolve),
+   * unless it was deleted or replaced since it was mapped: then through
+   * map_files, which opens the very inode that is mapped.
+   */
+  private loadBinary(pid: Pid, m: Mapping): BinaryRef {
+    const root = `${this.procRoot}/${pid}/root`;
+    const viaRoot = root + m.path;
+    const viaMapFiles = `${this.procRoot}/${pid}/map_files/${m.startAddress.toString(16)}-${m.endAddress.toString(16)}`;
+    let sameInode = false;
+    if (!m.isDeleted) {
+      try {
+        sameInode = statSync(viaRoot, { bigint: true }).ino === m.inode;
+      } catch {
+        sameInode = false;
+      }
+    }
+    const candidates = m.isDeleted ? [viaMapFiles] : sameInode ? [viaRoot, viaMapFiles] : [viaMapFiles, viaRoot];
+    const debugRoots = [root, '/', ...this.extraDebugRoots];
+    for (const hostPath of candidates) {
+      const r = this.cache.load(hostPath, { binaryPath: m.path, debugRoots });
+      if (r.ok) return { ok: true, binary: r.binary };
+      // Content errors will not get better through another path to the same file.
+      if (r.error.code !== 'ELF_IO') return { ok: false };
+    }
+    return { ok: false };
+  }
+
+  private perfMapFiles(pid: Pid, nsPid: Pid): PerfMapFile[] {
+    const name = `/tmp/perf-${nsPid}.map`;
+    const files = [new PerfMapFile(`${this.procRoot}/${pid}/root${name}`)];
+    // /proc/PID/root disappears with the process, but the perf map stays in
+    // /tmp. If the process's /tmp is ours, the host path keeps working after exit.
+    try {
+      const theirs = statSync(`${this.procRoot}/${pid}/root/tmp`, { bigint: true });
+      const ours = statSync('/tmp', { bigint: true });
+      if (theirs.dev === ours.dev && theirs.ino === ours.ino) files.push(new PerfMapFile(name));
+    } catch {
+      // No /tmp in its root: it cannot have a perf map either.
+    }
+    return files;
+  }
+
+  private resolveUser(snap: ProcessSnapshot, address: Address, lookup: Address, refreshPerfMaps: () => void): ResolvedFrame {
+    let m = findMapping(snap.mappings, lookup);
+    if (m === undefined && this.refreshMaps(snap)) m = findMapping(snap.mappings, lookup);
+    if (m !== undefined && isFileBacked(m)) return this.nativeFrame(snap, m, address, lookup);
+    if (m !== undefined && m.path === VDSO_PATH) return this.vdsoFrame(m, address, lookup);
+    const jit = this.jitFrame(snap, m, address, lookup, refreshPerfMaps);
+    if (jit !== null) return jit;
+    if (m === undefined) return unknownFrame(address);
+    return { ...frameOfMapping(m, address, null, null, null), kind: 'unknown' };
+  }
+
+  private nativeFrame(snap: ProcessSnapshot, m: Mapping, address: Address, lookup: Address): ResolvedFrame {
+    const ref = snap.binaries.get(mappingKey(m));
+    if (ref === undefined || !ref.ok) return frameOfMapping(m, address, null, null, null);
+    const bin = ref.binary;
+    const fileLookup = toElfAddress(bin.loadSegments, m.startAddress, m.fileOffset, lookup);
+    if (fileLookup === null) return frameOfMapping(m, address, bin.buildId, null, null);
+    const hit = bin.symbols.lookup(fileLookup);
+    const fileAddress = fileLookup + (address - lookup);
+    return frameOfMapping(m, address, bin.buildId, fileAddress, hit === null ? null : demangle(hit.name));
+  }
+
+  private vdsoFrame(m: Mapping, address: Address, lookup: Address): ResolvedFrame {
+    if (this.vdso === undefined) this.vdso = readOwnVdso();
+    const bin = this.vdso;
+    if (bin === null) return frameOfMapping(m, address, null, null, null);
+    const fileLookup = toElfAddress(bin.loadSegments, m.startAddress, m.fileOffset, lookup);
+    const hit = fileLookup === null ? null : bin.symbols.lookup(fileLookup);
+    const fileAddress = fileLookup === null ? null : fileLookup + (address - lookup);
+    return frameOfMapping(m, address, bin.buildId, fileAddress, hit?.name ?? null);
+  }
+
+  private jitFrame(snap: ProcessSnapshot, m: Mapping | undefined, address: Address, lookup: Address, refresh: () => void): ResolvedFrame | null {
+    if (snap.perfMaps.length === 0) return null;
+    let hit = lookupPerfMaps(snap.perfMaps, lookup);
+    if (hit === null) {
+      // Node appends as it compiles: a miss may be code newer than our last read.
+      refresh();
+      hit = lookupPerfMaps(snap.perfMaps, lookup);
+    }
+    if (hit === null) return null;
+    const frame: ResolvedFrame = {
+      address,
+      functionName: hit.name,
+      kind: 'jit',
+      mappingFile: JIT_MAPPING_FILE,
+      buildId: null,
+      mappingStart: m?.startAddress ?? hit.start,
+      mappingEnd: m?.endAddress ?? hit.end,
+      mappingFileOffset: 0n,
+      fileAddress: null,
+    };
+    if (hit.sourceFile !== null) frame.sourceFile = hit.sourceFile;
+    return frame;
+  }
+}
+
+function lookupPerfMaps(files: PerfMapFile[], address: Address): ReturnType<PerfMapFile['lookup']> {
+  for (const f of files) {
+    const hit = f.lookup(address);
+    if (hit !== null) return hit;
+  }
+  return null;
+}
+
+/**
+ * All but the leaf are return addresses: the instruction after a call. When
+ * the call is a function's last instruction (noreturn callees), the return
+ * address is already in the next function, so look up the byte before it.
+ */
+function lookupAddress(address: Address, indexLeafFirst: number): Address {
+  return indexLeafFirst > 0 && address > 0n ? address - 1n : address;
+}
+
+function frameOfMapping(m: Mapping, address: Address, buildId: string | null, fileAddress: Address | null, functionName: string | null): ResolvedFrame {
+  const kind: FrameKind = isFileBacked(m) || m.path === VDSO_PATH ? 'native' : 'unknown';
+  return {
+    address,
+    functionName,
+    kind,
+    mappingFile: m.path,
+    buildId,
+    mappingStart: m.startAddress,
+    mappingEnd: m.endAddress,
+    mappingFileOffset: m.fileOffset,
+    fileAddress,
+  };
+}
+
+function unknownFrame(address: Address): ResolvedFrame {
+  return { address, functionName: null, kind: 'unknown', mappingFile: '', buildId: null, mappingStart: 0n, mappingEnd: 0n, mappingFileOffset: 0n, fileAddress: null };
+}
+
+/** Last value of "NSpid:" in /proc/PID/status: the pid as the process itself sees it. */
+export function readNsPid(statusPath: string): Pid | null {
+  let text: string;
+  try {
+    text = readFileSync(statusPath, 'utf8');
+  } catch {
+    return null;
+  }
+  const m = /^NSpid:\s*(.*)$/m.exec(text);
+  if (m === null) return null;
+  const last = m[1]!.trim().split(/\s+/).pop();
+  const n = Number(last);
+  return Number.isInteger(n) && n > 0 ? n : null;
+}
