@@ -6,6 +6,7 @@
 // Each tool runs under /usr/bin/time for its CPU time and peak RSS.
 // Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--write docs/benchmarks.md]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +48,18 @@ function timed(command: string, argv: string[], env: NodeJS.ProcessEnv = process
   });
   const [user, system, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) as [number, number, number];
   return { cpuSeconds: user + system, peakRssMb: rssKb / 1024, stdout };
+}
+
+/** timed(), without blocking the event loop (so BCC's counters can be polled meanwhile). */
+async function timedAsync(command: string, argv: string[], env: NodeJS.ProcessEnv): Promise<{ cpuSeconds: number; peakRssMb: number; stdout: string }> {
+  const timeFile = join(work, 'time-async.txt');
+  const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%U %S %M', command, ...argv], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`${command} exited with ${code}`);
+  const [user, system, rssKb] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) as [number, number, number];
+  return { cpuSeconds: user + system, peakRssMb: rssKb / 1024, stdout: Buffer.concat(chunks).toString('utf8') };
 }
 
 function runFleetprof(frequencyHz: number): Measurement {
@@ -109,16 +122,46 @@ function bccKernelSource(): string | undefined {
   return merged;
 }
 
-function runBcc(frequencyHz: number): Measurement | undefined {
+/** Total run time and runs of BCC's perf_event program, read from bpftool while it is loaded. */
+function bccProgramStats(): { runTimeNs: number; runCount: number } | undefined {
+  try {
+    const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as {
+      name?: string;
+      type?: string;
+      run_time_ns?: number;
+      run_cnt?: number;
+    }[];
+    const bcc = progs.find((p) => p.type === 'perf_event' && p.name === 'do_perf_event');
+    return bcc ? { runTimeNs: bcc.run_time_ns ?? 0, runCount: bcc.run_cnt ?? 0 } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function runBcc(frequencyHz: number): Promise<Measurement | undefined> {
   const source = bccKernelSource();
   if (!existsSync('/usr/sbin/profile-bpfcc') || source === undefined) return undefined;
-  const run = timed('profile-bpfcc', ['-F', String(frequencyHz), '-f', String(durationSeconds)], { ...process.env, BCC_KERNEL_SOURCE: source });
+  // BCC has no switch of its own for run-time stats: turn them on system-wide
+  // for its run and read its program's counters just before it exits.
+  execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
+  let lastStats: { runTimeNs: number; runCount: number } | undefined;
+  const poller = setInterval(() => {
+    lastStats = bccProgramStats() ?? lastStats;
+  }, 500);
+  let run: { cpuSeconds: number; peakRssMb: number; stdout: string };
+  try {
+    run = await timedAsync('profile-bpfcc', ['-F', String(frequencyHz), '-f', String(durationSeconds)], { ...process.env, BCC_KERNEL_SOURCE: source });
+  } finally {
+    clearInterval(poller);
+    execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=0']);
+  }
+  const bpfNsPerSample = lastStats && lastStats.runCount > 0 ? lastStats.runTimeNs / lastStats.runCount : undefined;
   const samples = run.stdout
     .split('\n')
     .map((line) => Number(line.slice(line.lastIndexOf(' ') + 1)))
     .filter((n) => Number.isFinite(n))
     .reduce((a, b) => a + b, 0);
-  return { tool: 'BCC profile-bpfcc -f', frequencyHz, cpuSeconds: run.cpuSeconds, peakRssMb: run.peakRssMb, samples };
+  return { tool: 'BCC profile-bpfcc -f', frequencyHz, cpuSeconds: run.cpuSeconds, peakRssMb: run.peakRssMb, samples, bpfNsPerSample };
 }
 
 /** Keeps both CPUs busy with diverse stacks: C, shared library, syscalls, JIT, and process churn. */
@@ -139,14 +182,14 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const load = startBusyMachine();
   const results: Measurement[] = [];
   try {
     for (let round = 0; round < rounds; round++) {
       for (const frequencyHz of frequencies) {
         for (const run of [runFleetprof, runPerf, runBcc]) {
-          const m = run(frequencyHz);
+          const m = await run(frequencyHz);
           if (m) {
             results.push(m);
             process.stderr.write(`round ${round + 1} ${m.tool} @${frequencyHz} Hz: cpu ${m.cpuSeconds.toFixed(2)} s, rss ${m.peakRssMb.toFixed(0)} MB\n`);
@@ -188,4 +231,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

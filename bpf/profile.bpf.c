@@ -156,9 +156,13 @@ static __always_inline bool in_target_tree(__u32 tgid, __u32 target)
 
 static __always_inline void announce_process(__u32 tgid, const char *comm)
 {
+	// Look up first: an LRU insert takes a node from the free list even when
+	// the key exists, and this runs on every sample.
+	if (bpf_map_lookup_elem(&known_tgids, &tgid))
+		return;
 	__u8 one = 1;
 	if (bpf_map_update_elem(&known_tgids, &tgid, &one, BPF_NOEXIST) != 0)
-		return; // already announced
+		return; // another CPU announced it meanwhile
 	struct fp_process_event *event = bpf_ringbuf_reserve(&process_events, sizeof(*event), 0);
 	if (!event) {
 		count_stat(FP_STAT_PROCESS_EVENT_LOST);

@@ -27,6 +27,8 @@ export interface AgentOptions {
   metricsPort?: number;
   metricsHost?: string;
   onError?: (error: unknown) => void;
+  /** Called for every profile handed to the shipper, with its sample count. */
+  onProfile?: (labels: Record<string, string>, sampleCount: number) => void;
 }
 
 /**
@@ -130,6 +132,7 @@ export class Agent {
     for (const [comm, builder] of builders) {
       const labels = { ...this.options.labels, node: this.options.nodeName, comm };
       this.shipper.enqueue(labels, gzipSync(builder.encode()));
+      this.options.onProfile?.(labels, builder.sampleCount);
     }
   }
 
