@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { join } from 'node:path';
+import { DEFAULT_PORT, startServer, type ServerOptions } from '../server/index.js';
 import { Agent } from './agent/agent.js';
 import { record, type RecordProgress } from './agent/record.js';
+import { parseDurationMs } from './util/duration.js';
+import { packageRoot } from './util/package-root.js';
 
 function positiveNumber(name: string) {
   return (value: string): number => {
@@ -135,6 +139,78 @@ program
       onShutdown(() => agent.stop());
     },
   );
+
+interface ServerCliOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  retention: string;
+  ingestToken?: string;
+  queryToken?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+function serverOptions(options: ServerCliOptions): ServerOptions {
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  return {
+    dataDir: options.dataDir,
+    host: options.host,
+    port: options.port,
+    retentionMs: parseDurationMs(options.retention),
+    ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
+    queryToken: options.queryToken ?? process.env.FLEETPROF_QUERY_TOKEN,
+    tls: options.tlsCert !== undefined && options.tlsKey !== undefined ? { certPath: options.tlsCert, keyPath: options.tlsKey } : undefined,
+    webDir: join(packageRoot(), 'web', 'dist'),
+  };
+}
+
+function withServerOptions(command: Command, defaults: { dataDir: string }): Command {
+  return command
+    .option('--host <address>', 'listen address', '127.0.0.1')
+    .option('--port <port>', 'listen port', (v) => Number(v), DEFAULT_PORT)
+    .option('--data-dir <dir>', 'where the SQLite database lives', defaults.dataDir)
+    .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d)', '7d')
+    .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
+    .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
+    .option('--tls-key <file>', 'and this PEM key');
+}
+
+withServerOptions(program.command('server').description('run the central server: ingest, storage (SQLite), query API and web viewer'), {
+  dataDir: '/var/lib/fleetprof/data',
+}).action(async (options: ServerCliOptions) => {
+  const server = await startServer(serverOptions(options));
+  process.stderr.write(`fleetprof server: listening on ${server.url}\n`);
+  onShutdown(() => server.close());
+});
+
+withServerOptions(
+  program
+    .command('up')
+    .description('server + a local agent + the web viewer on this machine, on embedded SQLite')
+    .option('-F, --frequency <hz>', 'samples per second per CPU', positiveInteger('--frequency'), 99)
+    .option('-i, --interval <seconds>', 'push interval', positiveNumber('--interval'), 5),
+  { dataDir: '.fleetprof-data' },
+).action(async (options: ServerCliOptions & { frequency: number; interval: number }) => {
+  const server = await startServer(serverOptions(options));
+  const agent = await Agent.start({
+    serverUrl: server.url,
+    ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
+    frequencyHz: options.frequency,
+    intervalMs: options.interval * 1000,
+    spoolDir: join(options.dataDir, 'spool'),
+    onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
+  });
+  process.stderr.write(
+    `fleetprof is up: profiling this machine at ${options.frequency} Hz, first profiles in ${options.interval} s.\n` +
+      `  open ${server.url}/  (data in ${options.dataDir}; Ctrl-C to stop)\n`,
+  );
+  onShutdown(async () => {
+    await agent.stop();
+    await server.close();
+  });
+});
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

@@ -1,0 +1,35 @@
+// Coded errors. Every 4xx/5xx body has the ApiErrorResponse shape of
+// src/profile/api-types.ts; `code` is stable so clients (and tests) can branch
+// on it, `message` names the problem for humans.
+import { STATUS_CODES } from 'node:http';
+
+export class FpError extends Error {
+  constructor(
+    readonly code: string,
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FpError';
+  }
+}
+
+function coded(code: string, statusCode: number) {
+  return (message: string) => new FpError(code, statusCode, message);
+}
+
+export const errBadSelector = coded('FP_ERR_BAD_SELECTOR', 400);
+export const errBadTime = coded('FP_ERR_BAD_TIME_RANGE', 400);
+export const errBadParam = coded('FP_ERR_BAD_PARAMETER', 400);
+export const errBadLabel = coded('FP_ERR_BAD_LABEL', 400);
+export const errBadGzip = coded('FP_ERR_BAD_GZIP', 400);
+export const errTooLarge = coded('FP_ERR_DECOMPRESSED_TOO_LARGE', 413);
+export const errBadProtobuf = coded('FP_ERR_BAD_PROTOBUF', 400);
+export const errBadProfile = coded('FP_ERR_BAD_PROFILE', 400);
+export const errEmptyBody = coded('FP_ERR_EMPTY_BODY', 400);
+export const errUnauthorized = coded('FP_ERR_UNAUTHORIZED', 401);
+export const errNotFound = coded('FP_ERR_NOT_FOUND', 404);
+
+export function httpErrorName(statusCode: number): string {
+  return STATUS_CODES[statusCode] ?? 'Error';
+}

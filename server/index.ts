@@ -1,0 +1,85 @@
+// Library entry of `fleetprof server`: the CLI parses flags into
+// ServerOptions and calls startServer.
+import { SqliteStore } from './store/sqlite-store.js';
+import { createMetrics } from './metrics.js';
+import { buildApp } from './app.js';
+import { DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
+
+export interface ServerOptions {
+  /** Directory holding the SQLite database (created if missing). */
+  dataDir: string;
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
+  /** Listen port; 0 picks a free one. Default 4100. */
+  port?: number;
+  /** Profiles older than this are deleted; default 7 days. */
+  retentionMs?: number;
+  /** How often retention runs; default 1 minute. */
+  retentionIntervalMs?: number;
+  /** Bearer token required by POST /api/v1/ingest; none when unset. */
+  ingestToken?: string;
+  /** Bearer token required by the query API and /metrics; none when unset. */
+  queryToken?: string;
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { certPath: string; keyPath: string };
+  /** Directory of the built web viewer, served at /. */
+  webDir?: string;
+  /** Largest accepted request body (as sent); default 32 MiB, larger gets 413. */
+  maxBodyBytes?: number;
+  /** Largest profile after gunzip; default 64 MiB, larger gets 413. */
+  maxDecompressedBytes?: number;
+  /** Fastify (pino) request logging; default off. */
+  logger?: boolean;
+}
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_PORT = 4100;
+export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const store = await SqliteStore.open(opts.dataDir);
+  const metrics = createMetrics(() => store.sizeBytes());
+  const app = await buildApp({
+    store,
+    metrics,
+    ingestToken: opts.ingestToken,
+    queryToken: opts.queryToken,
+    tls: opts.tls,
+    webDir: opts.webDir,
+    maxBodyBytes: opts.maxBodyBytes ?? 32 * 1024 * 1024,
+    maxDecompressedBytes: opts.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
+    logger: opts.logger,
+  });
+  const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+  const runRetention = () => {
+    store.deleteBefore(Date.now() - retentionMs).catch((e: unknown) => app.log.error(e));
+  };
+  runRetention();
+  const timer = setInterval(runRetention, opts.retentionIntervalMs ?? 60_000);
+  timer.unref();
+  let address: string;
+  try {
+    address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT });
+  } catch (e) {
+    clearInterval(timer);
+    await store.close();
+    throw e;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    url: address,
+    close() {
+      closing ??= (async () => {
+        clearInterval(timer);
+        await app.close();
+        await store.close();
+        await metrics.shutdown();
+      })();
+      return closing;
+    },
+  };
+}

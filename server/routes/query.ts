@@ -1,0 +1,226 @@
+// Read-only query API. Every handler: parse selector + time range, pick the
+// series in memory, stream matching profile rows from SQLite, merge, render.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type {
+  DiffFlameGraphResponse,
+  FlameGraphResponse,
+  LabelNamesResponse,
+  LabelValuesResponse,
+  SampleTypeJson,
+  TimelineResponse,
+  TopResponse,
+} from '../../src/profile/api-types.js';
+import type { SampleTypeDesc, Series, SqliteStore } from '../store/sqlite-store.js';
+import type { ServerMetrics } from '../metrics.js';
+import { bearerAuth } from '../auth.js';
+import { parseSelector } from '../selector.js';
+import { parseTimeRange, type TimeRange } from '../time-range.js';
+import { chooseSampleType, mergeStacks, selectSeries, type SeriesSelection } from '../query/merge.js';
+import { buildFlameTree, topTable } from '../query/flamegraph.js';
+import { encodePprof } from '../query/pprof-out.js';
+import { decodeSamples } from '../store/sample-codec.js';
+import { errBadParam, errNotFound } from '../errors.js';
+import { intParam, param, type Query } from '../params.js';
+
+export interface QueryRouteOptions {
+  store: SqliteStore;
+  metrics: ServerMetrics;
+  queryToken: string | undefined;
+}
+
+const NO_TYPE: SampleTypeJson = { type: '', unit: '' };
+const MAX_TIMELINE_STEPS = 10_000;
+
+function selection(store: SqliteStore, q: Query, prefix = '', allTimeByDefault = false) {
+  const name = (n: string) => (prefix ? prefix + n[0]!.toUpperCase() + n.slice(1) : n);
+  const sel = parseSelector(param(q, name('query')));
+  const from = param(q, name('from'));
+  const to = param(q, name('to'));
+  const range: TimeRange =
+    allTimeByDefault && from === undefined && to === undefined
+      ? { fromMs: -Number.MAX_SAFE_INTEGER, toMs: Number.MAX_SAFE_INTEGER }
+      : parseTimeRange(from, to, Date.now(), [name('from'), name('to')]);
+  return { sel: selectSeries(store, sel, range), range };
+}
+
+function sendPprof(reply: FastifyReply, body: Buffer, filename: string) {
+  return reply
+    .header('content-type', 'application/octet-stream')
+    .header('content-disposition', `attachment; filename="${filename}"`)
+    .send(body);
+}
+
+export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): Promise<void> {
+  const { store } = o;
+  app.addHook('onRequest', bearerAuth(o.queryToken, 'query'));
+  app.addHook('onResponse', async (req, reply) => {
+    o.metrics.queryDuration.record(reply.elapsedTime / 1000, { route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+  });
+
+  const labelSeries = (q: Query): Series[] => selection(store, q, '', true).sel.series;
+
+  app.get('/api/v1/labels', async (req): Promise<LabelNamesResponse> => {
+    const names = new Set<string>();
+    for (const s of labelSeries(req.query as Query)) for (const k of Object.keys(s.labels)) names.add(k);
+    return { names: [...names].sort() };
+  });
+
+  app.get<{ Params: { name: string } }>('/api/v1/labels/:name/values', async (req): Promise<LabelValuesResponse> => {
+    const name = req.params.name;
+    const values = new Set<string>();
+    for (const s of labelSeries(req.query as Query)) {
+      const v = s.labels[name];
+      if (v !== undefined) values.add(v);
+    }
+    return { name, values: [...values].sort() };
+  });
+
+  /** Merge of one sample type over a selection. */
+  async function mergeOne(sel: SeriesSelection, range: TimeRange, sampleType: SampleTypeDesc | undefined) {
+    if (!sampleType) return { values: new Float64Array(0), touched: new Uint8Array(0), profiles: 0 };
+    const m = await mergeStacks(store, sel, range, [sampleType]);
+    return { values: m.values[0]!, touched: m.touched, profiles: m.profiles };
+  }
+
+  app.get('/api/v1/flamegraph', async (req): Promise<FlameGraphResponse> => {
+    const q = req.query as Query;
+    const { sel, range } = selection(store, q);
+    const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    const m = await mergeOne(sel, range, st);
+    const built = buildFlameTree(store.symbols, [m.values], [m.touched]);
+    return { version: 1, sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, functions: built.functions, tree: built.tree };
+  });
+
+  app.get('/api/v1/top', async (req): Promise<TopResponse> => {
+    const q = req.query as Query;
+    const limit = intParam(q, 'limit', 100, 1, 1_000_000);
+    const { sel, range } = selection(store, q);
+    const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    const m = await mergeOne(sel, range, st);
+    const built = buildFlameTree(store.symbols, [m.values], [m.touched]);
+    return { sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, rows: topTable(built.functions, built.tree, limit) };
+  });
+
+  app.get('/api/v1/diff', async (req): Promise<DiffFlameGraphResponse> => {
+    const q = req.query as Query;
+    const left = selection(store, q, 'left');
+    const right = selection(store, q, 'right');
+    const st = chooseSampleType(store, [...left.sel.series, ...right.sel.series], param(q, 'sampleType'));
+    const [l, r] = await Promise.all([mergeOne(left.sel, left.range, st), mergeOne(right.sel, right.range, st)]);
+    const built = buildFlameTree(store.symbols, [r.values, l.values], [r.touched, l.touched]);
+    return {
+      version: 1,
+      sampleType: st ?? NO_TYPE,
+      baselineTotal: built.extraTotal[0]![0]!,
+      total: built.tree.total[0]!,
+      functions: built.functions,
+      tree: { ...built.tree, baselineSelf: built.extraSelf[0]!, baselineTotal: built.extraTotal[0]! },
+    };
+  });
+
+  app.get('/api/v1/timeline', async (req): Promise<TimelineResponse> => {
+    const q = req.query as Query;
+    const { sel, range } = selection(store, q);
+    const span = range.toMs - range.fromMs;
+    const autoStep = Math.max(1000, Math.ceil(span / 100 / 1000) * 1000);
+    const stepMs = intParam(q, 'stepMs', autoStep, 1, Number.MAX_SAFE_INTEGER);
+    const steps = Math.ceil(span / stepMs);
+    if (steps > MAX_TIMELINE_STEPS) throw errBadParam(`stepMs=${stepMs} gives ${steps} steps over the range (max ${MAX_TIMELINE_STEPS})`);
+    const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    const values = new Array<number>(steps).fill(0);
+    const timestampsMs = values.map((_, i) => range.fromMs + i * stepMs);
+    if (st) {
+      const idxOf = new Map<number, number>();
+      await store.eachProfile(sel.ids, range.fromMs, range.toMs, ['time_ms', 'profile_type_id', 'totals'], (row) => {
+        let ti = idxOf.get(row.profile_type_id);
+        if (ti === undefined) {
+          ti = store.profileTypes.get(row.profile_type_id)?.sampleTypes.findIndex((t) => t.type === st.type && t.unit === st.unit) ?? -1;
+          idxOf.set(row.profile_type_id, ti);
+        }
+        if (ti < 0) return;
+        const step = Math.floor((row.time_ms - range.fromMs) / stepMs);
+        values[step]! += Number(row.totals.split(',')[ti]);
+      });
+    }
+    return { sampleType: st ?? NO_TYPE, stepMs, timestampsMs, values };
+  });
+
+  app.get('/api/v1/profile', async (req, reply) => {
+    const q = req.query as Query;
+    const { sel, range } = selection(store, q);
+    const requested = param(q, 'sampleType');
+    // Without sampleType, every sample type of the selection becomes a column.
+    let types: SampleTypeDesc[] = [];
+    if (requested) types = [chooseSampleType(store, sel.series, requested)!];
+    else {
+      for (const s of sel.series)
+        for (const tid of s.typeIds)
+          for (const t of store.profileTypes.get(tid)?.sampleTypes ?? []) if (!types.some((x) => x.type === t.type && x.unit === t.unit)) types.push(t);
+    }
+    const m = await mergeStacks(store, sel, range, types);
+    const stackIds: number[] = [];
+    const values: number[] = [];
+    for (let i = 0; i < m.touched.length; i++) {
+      if (!m.touched[i]) continue;
+      stackIds.push(i);
+      for (const col of m.values) values.push(col[i]!);
+    }
+    const pt = sel.series.flatMap((s) => [...s.typeIds]).map((id) => store.profileTypes.get(id)).find((p) => p?.periodType);
+    const body = await encodePprof(store.symbols, {
+      sampleTypes: types,
+      stackIds,
+      values,
+      timeNanos: range.fromMs * 1e6,
+      durationNanos: (range.toMs - range.fromMs) * 1e6,
+      periodType: pt?.periodType,
+      period: m.periods.length === 1 ? m.periods[0]! : 0,
+      defaultSampleType: pt?.defaultSampleType,
+    });
+    return sendPprof(reply, body, 'profile.pb.gz');
+  });
+
+  app.get('/api/v1/profiles', async (req) => {
+    const q = req.query as Query;
+    const limit = intParam(q, 'limit', 1000, 1, 100_000);
+    const { sel, range } = selection(store, q);
+    const profiles: { id: number; labels: Record<string, string>; timeMs: number; durationNs: number; sampleTypes: SampleTypeJson[]; stacks: number }[] = [];
+    await store.eachProfile(
+      sel.ids,
+      range.fromMs,
+      range.toMs,
+      ['id', 'series_id', 'time_ms', 'duration_ns', 'profile_type_id', 'n_stacks'],
+      (r) => {
+        profiles.push({
+          id: r.id,
+          labels: store.series.get(r.series_id)?.labels ?? {},
+          timeMs: r.time_ms,
+          durationNs: r.duration_ns,
+          sampleTypes: store.profileTypes.get(r.profile_type_id)?.sampleTypes ?? [],
+          stacks: r.n_stacks,
+        });
+      },
+      limit,
+    );
+    return { profiles };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/profiles/:id', async (req, reply) => {
+    const id = Number(req.params.id);
+    if (!Number.isSafeInteger(id) || id <= 0) throw errBadParam(`profile id ${JSON.stringify(req.params.id)} is not a positive integer`);
+    const row = await store.getProfile(id);
+    if (!row) throw errNotFound(`no stored profile with id ${id}`);
+    const pt = store.profileTypes.get(row.profile_type_id)!;
+    const { stackIds, values } = decodeSamples(row.samples, pt.sampleTypes.length, row.scales.split(',').map(Number));
+    const body = await encodePprof(store.symbols, {
+      sampleTypes: pt.sampleTypes,
+      stackIds,
+      values,
+      timeNanos: row.time_ms * 1e6,
+      durationNanos: row.duration_ns,
+      periodType: pt.periodType,
+      period: row.period,
+      defaultSampleType: pt.defaultSampleType,
+    });
+    return sendPprof(reply, body, `profile-${id}.pb.gz`);
+  });
+}

@@ -1,0 +1,62 @@
+// Schema migrations, applied in order at startup. Never edit a shipped
+// migration: append a new one. `schema_version` holds the number of applied
+// migrations.
+import type { Db } from './sqlite.js';
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: symbol database, series, packed profiles.
+  `
+  CREATE TABLE strings (id INTEGER PRIMARY KEY, value TEXT NOT NULL);
+  -- Addresses are hex TEXT: they are unsigned 64-bit, beyond SQLite INTEGER and JS numbers.
+  CREATE TABLE mappings (
+    id INTEGER PRIMARY KEY, memory_start TEXT NOT NULL, memory_limit TEXT NOT NULL, file_offset TEXT NOT NULL,
+    filename_id INTEGER NOT NULL, build_id_id INTEGER NOT NULL, flags INTEGER NOT NULL);
+  CREATE TABLE functions (
+    id INTEGER PRIMARY KEY, name_id INTEGER NOT NULL, system_name_id INTEGER NOT NULL,
+    filename_id INTEGER NOT NULL, start_line INTEGER NOT NULL);
+  -- lines: "functionId,line,functionId,line..." innermost first, as in pprof.
+  CREATE TABLE locations (
+    id INTEGER PRIMARY KEY, mapping_id INTEGER NOT NULL, address TEXT NOT NULL,
+    is_folded INTEGER NOT NULL, lines TEXT NOT NULL);
+  -- Prefix tree of stacks: root is the implicit id 0.
+  CREATE TABLE stacks (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, location_id INTEGER NOT NULL);
+  -- labels: canonical JSON of the sorted label set; it is the series identity.
+  CREATE TABLE series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE);
+  -- Sample types + period type of a profile, shared by all profiles of the same kind.
+  CREATE TABLE profile_types (id INTEGER PRIMARY KEY, descriptor TEXT NOT NULL UNIQUE);
+  CREATE TABLE profiles (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    period INTEGER NOT NULL,
+    profile_type_id INTEGER NOT NULL,
+    scales TEXT NOT NULL,   -- per sample type divisor of the packed values (see sample-codec.ts)
+    totals TEXT NOT NULL,   -- per sample type sum, so timelines need not unpack samples
+    n_stacks INTEGER NOT NULL,
+    samples BLOB NOT NULL);
+  -- Which profile kinds each series has, so a query can pick its sample type without a scan.
+  CREATE TABLE series_types (series_id INTEGER NOT NULL, profile_type_id INTEGER NOT NULL,
+    PRIMARY KEY (series_id, profile_type_id)) WITHOUT ROWID;
+  CREATE INDEX profiles_series_time ON profiles (series_id, time_ms);
+  CREATE INDEX profiles_time ON profiles (time_ms);
+  `,
+];
+
+export async function migrate(db: Db): Promise<number> {
+  await db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const row = await db.get<{ version: number }>('SELECT version FROM schema_version');
+  let version = row?.version ?? 0;
+  if (row === undefined) await db.run('INSERT INTO schema_version (version) VALUES (0)');
+  if (version > MIGRATIONS.length) {
+    throw new Error(`data directory has schema version ${version}, newer than this server (${MIGRATIONS.length})`);
+  }
+  for (; version < MIGRATIONS.length; version++) {
+    const sql = MIGRATIONS[version]!;
+    await db.transaction(async () => {
+      await db.exec(sql);
+      await db.run('UPDATE schema_version SET version = ?', [version + 1]);
+    });
+  }
+  return version;
+}
