@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CpuProfileBuilder } from '../profile/builder.js';
@@ -58,6 +59,9 @@ function zeroStats(): KernelStats {
 
 /** `fleetprof record`: sample for a while, write one pprof file. */
 export async function record(options: RecordOptions): Promise<RecordSummary> {
+  if (options.pid !== undefined && !existsSync(`/proc/${options.pid}`)) {
+    throw new Error(`no process ${options.pid}: nothing to record (is it already gone, or in another PID namespace?)`);
+  }
   const drainIntervalMs = options.drainIntervalMs ?? 1000;
   const startTimeNs = BigInt(Date.now()) * 1_000_000n;
   const startedAt = performance.now();
