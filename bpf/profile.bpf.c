@@ -125,6 +125,10 @@ static __always_inline __u64 capture_stack(void *ctx, void *stacks, __u64 flags,
 		return 0;
 	}
 	__u64 hash = hash_stack(scratch, size / sizeof(__u64));
+	// Most samples repeat a stack already stored: a lookup spares them the
+	// bucket lock and the 1 KiB copy of an insert.
+	if (bpf_map_lookup_elem(stacks, &hash))
+		return hash;
 	long err = bpf_map_update_elem(stacks, &hash, scratch, BPF_NOEXIST);
 	if (err != 0 && err != -EEXIST_FP) {
 		count_stat(FP_STAT_STACK_MAP_FULL);
