@@ -7,6 +7,8 @@ export default defineConfig({
     // in parallel would let one test's workload pollute another's shares.
     fileParallelism: false,
     testTimeout: 120_000,
+    // The JSON report lets .ci/run print a plain "N passed, N failed" line.
+    reporters: ['default', ['json', { outputFile: 'test-artifacts/vitest-report.json' }]],
     hookTimeout: 180_000,
   },
 });

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElfError, ElfReader, ET_DYN, ET_EXEC, PT_LOAD, toElfAddress, type ElfSymbol } from '../src/symbolize/elf.js';
-import { buildSymbolizeFixtures, removeSymbolizeFixtures, type SymbolizeFixtures } from './helpers/symbolize-fixtures.js';
+import { SymbolTableBuilder } from '../src/symbolize/symbol-table.js';
+import { buildSymbolizeFixtures, referenceSymbolRows, removeSymbolizeFixtures, type SymbolizeFixtures } from './helpers/symbolize-fixtures.js';
 
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
 
@@ -147,6 +148,77 @@ describe('ELF reader against readelf', () => {
   });
 });
 
+/**
+ * The column-wise table (numbers straight from the section bytes, names left
+ * in the string table and decoded on lookup) must have exactly the rows the
+ * straightforward BigInt algorithm gives for functionSymbols(), and every
+ * row's name must be one readelf lists at that address.
+ */
+function checkColumnTable(path: string, which: ('.symtab' | '.dynsym')[]): number {
+  const elf = ElfReader.open(path);
+  try {
+    const builder = new SymbolTableBuilder();
+    elf.addFunctionSymbols(builder, which);
+    const table = builder.build();
+    expect(table.isNarrow).toBe(true);
+    const expected = referenceSymbolRows(elf.functionSymbols(which).map((s) => ({ name: s.name, address: s.address, sizeBytes: s.sizeBytes, binding: s.binding, limit: s.sectionEnd })));
+    const namesAt = new Map<bigint, Set<string>>();
+    for (const s of readelfFunctions(path)) {
+      if (!which.includes(s.table as '.symtab' | '.dynsym')) continue;
+      let set = namesAt.get(s.value);
+      if (set === undefined) namesAt.set(s.value, (set = new Set()));
+      set.add(s.name);
+    }
+    expect(table.length).toBe(expected.length);
+    const mismatches: string[] = [];
+    for (let i = 0; i < table.length; i++) {
+      const e = expected[i]!;
+      const got = { start: table.startAt(i), end: table.endAt(i), name: table.nameAt(i) };
+      if (got.start !== e.start || got.end !== e.end || got.name !== e.name) mismatches.push(`row ${i}: ${JSON.stringify(got, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v))} vs ${e.name}`);
+      // readelf lists FUNC/IFUNC symbols; an untyped assembly symbol may be the only one at its address.
+      const names = namesAt.get(got.start);
+      if (names !== undefined && !names.has(got.name)) mismatches.push(`row ${i}: ${got.name} is not a readelf name at ${got.start.toString(16)}`);
+      if (mismatches.length > 10) break;
+    }
+    expect(mismatches).toEqual([]);
+    // Lookups land on the same rows.
+    for (let i = 0; i < table.length; i += Math.max(1, Math.floor(table.length / 500))) {
+      const e = expected[i]!;
+      expect(table.lookup(e.start)).toMatchObject({ name: e.name, offset: 0n, index: i });
+    }
+    return table.length;
+  } finally {
+    elf.close();
+  }
+}
+
+describe('column-wise symbol tables with lazily decoded names', () => {
+  let fx: SymbolizeFixtures;
+  beforeAll(() => {
+    fx = buildSymbolizeFixtures();
+  });
+  afterAll(() => removeSymbolizeFixtures(fx));
+
+  it('match the eager symbols and readelf for the fixtures', () => {
+    expect(checkColumnTable(fx.pie, ['.symtab'])).toBeGreaterThan(3);
+    expect(checkColumnTable(fx.noPie, ['.symtab'])).toBeGreaterThan(3);
+    expect(checkColumnTable(fx.lib, ['.symtab'])).toBeGreaterThan(3);
+    expect(checkColumnTable(fx.lib, ['.dynsym'])).toBeGreaterThan(1);
+    checkColumnTable(fx.strippedDebuglink, ['.dynsym']);
+  });
+
+  it.runIf(existsSync(LIBC))('match the eager symbols and readelf for the system libc (.dynsym, many aliases)', () => {
+    expect(checkColumnTable(LIBC, ['.dynsym'])).toBeGreaterThan(1000);
+  });
+
+  it.runIf(existsSync('/usr/bin/node'))('match the eager symbols and readelf for /usr/bin/node (large .symtab, folded aliases)', () => {
+    const elf = ElfReader.open('/usr/bin/node');
+    const hasSymtab = elf.hasSymtab();
+    elf.close();
+    expect(checkColumnTable('/usr/bin/node', [hasSymtab ? '.symtab' : '.dynsym'])).toBeGreaterThan(1000);
+  }, 60_000);
+});
+
 describe('load bias', () => {
   it('maps runtime addresses to ELF addresses through the PT_LOAD holding the mapping offset', () => {
     const segs = [
@@ -183,6 +255,9 @@ describe('malformed ELF input', () => {
       // Everything that reads tables must fail cleanly too.
       elf.buildId();
       elf.functionSymbols();
+      const builder = new SymbolTableBuilder();
+      elf.addFunctionSymbols(builder, ['.symtab', '.dynsym']);
+      builder.build();
       elf.debugLink();
       elf.close();
       return 'OK';

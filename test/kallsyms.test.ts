@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KernelSymbols, parseProcModules } from '../src/symbolize/kallsyms.js';
 import { Symbolizer } from '../src/symbolize/symbolizer.js';
+import { referenceSymbolRows } from './helpers/symbolize-fixtures.js';
 
 const kallsyms = readFileSync('/proc/kallsyms', 'utf8');
 const visible = !/^0+ /.test(kallsyms);
@@ -53,6 +54,34 @@ describe('kallsyms parsing', () => {
     expect(ks.lookup(0xffffffff81000000n)).toBeNull();
   });
 
+  it('reads lines outside the kernel\'s fixed layout the way the line regex does', () => {
+    const ks = KernelSymbols.parse(
+      [
+        'ffffffff81000000  T  spaced_out', // extra spaces
+        'FFFFFFFF81000100 t upper_hex',
+        '81000200 t short_addr', // fewer than 16 digits
+        'ffffffff81000300 T with_mod [  my mod ]', // spaces around the module
+        'ffffffff81000400 T no_close [mod',
+        'ffffffff81000500 T\ttabbed\t[tabmod]',
+        'ffffffff81000600 TT bad_type',
+        'ffffffff8100070g T bad_hex',
+        'ffffffff81000800 T',
+        '',
+        'ffffffff81000900 d data_after',
+      ].join('\n'),
+    );
+    expect(ks.malformedLines).toBe(3);
+    expect(ks.symbolCount).toBe(6);
+    expect(ks.lookup(0xffffffff81000001n)).toEqual({ name: 'spaced_out', offset: 1n, module: null });
+    expect(ks.lookup(0xffffffff81000100n)?.name).toBe('upper_hex');
+    expect(ks.lookup(0x81000200n)).toEqual({ name: 'short_addr', offset: 0n, module: null });
+    expect(ks.lookup(0xffffffff81000300n)).toEqual({ name: 'with_mod', offset: 0n, module: '  my mod ' });
+    expect(ks.lookup(0xffffffff81000400n)).toEqual({ name: 'no_close', offset: 0n, module: null });
+    expect(ks.lookup(0xffffffff81000500n)).toEqual({ name: 'tabbed', offset: 0n, module: 'tabmod' });
+    expect(ks.lookup(0xffffffff81000950n)?.name).toBe('tabbed');
+    expect(ks.rangeOf(null)).toEqual({ start: 0x81000200n, end: 0xffffffff81000401n });
+  });
+
   it('parses /proc/modules lines', () => {
     expect(parseProcModules('nf_tables 331776 0 - Live 0xffffffffc0a00000\nhidden 100 0 - Live 0x0000000000000000\nshort line\n')).toEqual([
       { name: 'nf_tables', start: 0xffffffffc0a00000n, sizeBytes: 331776 },
@@ -87,6 +116,39 @@ describe.runIf(visible)('kernel symbolization on this machine', () => {
     expect(f?.mappingFile).toBe(`[kernel.kallsyms]/${moduleLine![3]}`);
     expect(f?.functionName).not.toBeNull();
     expect(kallsyms).toContain(`${moduleLine![1]} `);
+  });
+
+  it('resolves every live text symbol exactly as the line-regex parse and the BigInt table did', () => {
+    // The former parser, as an oracle: regex per line, BigInt addresses, eager names.
+    const re = /^([0-9a-f]+)\s+([a-zA-Z])\s+(\S+)(?:\s+\[([^\]]+)\])?/i;
+    const binding = { T: 'global', t: 'local', W: 'weak', w: 'weak' } as const;
+    const modules: string[] = [];
+    const raw: Parameters<typeof referenceSymbolRows>[0][number][] = [];
+    for (const line of kallsyms.split('\n')) {
+      const m = re.exec(line);
+      if (m === null) continue;
+      const address = BigInt('0x' + m[1]!);
+      const b = binding[m[2] as keyof typeof binding];
+      if (b === undefined || address === 0n) continue;
+      let payload = -1;
+      if (m[4] !== undefined) {
+        payload = modules.indexOf(m[4]);
+        if (payload < 0) payload = modules.push(m[4]) - 1;
+      }
+      raw.push({ name: m[3]!, address, sizeBytes: 0, binding: b, payload });
+    }
+    const expected = referenceSymbolRows(raw);
+    const ks = KernelSymbols.parse(Buffer.from(kallsyms));
+    expect(ks.symbolCount).toBe(expected.length);
+    const mismatches: string[] = [];
+    for (const row of expected) {
+      const module = row.payload < 0 ? null : modules[row.payload]!;
+      const got = ks.lookup(row.start);
+      if (got?.name !== row.name || got.offset !== 0n || got.module !== module) mismatches.push(`${row.start.toString(16)} ${row.name}: ${JSON.stringify(got, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+      if (row.end - row.start > 1n && row.end !== 0xffff_ffff_ffff_ffffn && ks.lookup(row.end - 1n)?.name !== row.name) mismatches.push(`${row.name} does not extend to ${row.end.toString(16)}`);
+      if (mismatches.length > 10) break;
+    }
+    expect(mismatches).toEqual([]);
   });
 
   it('refreshKernelSymbols re-reads', () => {

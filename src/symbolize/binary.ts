@@ -2,8 +2,8 @@
 // address into a function name, and nothing else (the file is closed after).
 
 import { findDebugFile } from './debug-files.js';
-import { ElfReader, type ElfSymbol, type ProgramHeader } from './elf.js';
-import { SymbolTable, type RawSymbol } from './symbol-table.js';
+import { ElfReader, type ProgramHeader } from './elf.js';
+import { SymbolTableBuilder, type SymbolTable } from './symbol-table.js';
 
 export type LoadSegment = Pick<ProgramHeader, 'offset' | 'vaddr' | 'fileSizeBytes' | 'memSizeBytes' | 'flags'>;
 
@@ -26,18 +26,21 @@ export interface LoadOptions {
   debugRoots: string[];
 }
 
-function toRaw(symbols: ElfSymbol[]): RawSymbol[] {
-  return symbols.map((s) => ({ name: s.name, address: s.address, sizeBytes: s.sizeBytes, binding: s.binding, limit: s.sectionEnd }));
-}
-
 /** Reads what BinaryInfo needs from an open ELF (which the caller closes). Throws ElfError on malformed files. */
 export function loadBinary(elf: ElfReader, opts: LoadOptions): BinaryInfo {
   const buildId = elf.buildId();
   const loadSegments = elf.loadSegments.map(({ offset, vaddr, fileSizeBytes, memSizeBytes, flags }) => ({ offset, vaddr, fileSizeBytes, memSizeBytes, flags }));
-  let symbols = elf.functionSymbols();
-  let symbolSource: BinaryInfo['symbolSource'] = elf.hasSymtab() ? 'symtab' : symbols.length > 0 ? 'dynsym' : 'none';
+  const builder = new SymbolTableBuilder(1024);
+  const hasSymtab = elf.hasSymtab();
+  let symbolSource: BinaryInfo['symbolSource'] = 'none';
   let debugFile: string | null = null;
-  if (!elf.hasSymtab()) {
+  if (hasSymtab) {
+    // Like perf and elfutils: .dynsym only when there is no .symtab. A linker's .symtab holds every
+    // defined .dynsym symbol (e.g. all 61k .dynsym functions of /usr/bin/node are among its 78k .symtab
+    // ones), so reading both would only double the work and the name bytes read.
+    elf.addFunctionSymbols(builder, ['.symtab']);
+    symbolSource = 'symtab';
+  } else {
     let debugLink = null;
     try {
       debugLink = elf.debugLink();
@@ -45,23 +48,24 @@ export function loadBinary(elf: ElfReader, opts: LoadOptions): BinaryInfo {
       debugLink = null;
     }
     const found = findDebugFile({ roots: opts.debugRoots, binaryPath: opts.binaryPath, buildId, debugLink });
+    let fromDebug = 0;
     if (found !== null) {
       try {
         const dbg = ElfReader.open(found.path);
         try {
-          const extra = dbg.functionSymbols(['.symtab']);
-          if (extra.length > 0) {
-            symbols = symbols.concat(extra);
-            symbolSource = 'debug-file';
-            debugFile = found.path;
-          }
+          fromDebug = dbg.addFunctionSymbols(builder, ['.symtab']);
+          if (fromDebug > 0) debugFile = found.path;
         } finally {
           dbg.close();
         }
       } catch {
         // A broken debug file is no worse than none: keep the .dynsym names.
+        fromDebug = 0;
       }
     }
+    // The debug file's .symtab covers .dynsym the same way.
+    const fromDynsym = fromDebug > 0 ? 0 : elf.addFunctionSymbols(builder, ['.dynsym']);
+    symbolSource = fromDebug > 0 ? 'debug-file' : fromDynsym > 0 ? 'dynsym' : 'none';
   }
-  return { buildId, elfType: elf.header.type, loadSegments, symbols: SymbolTable.fromSymbols(toRaw(symbols)), symbolSource, debugFile };
+  return { buildId, elfType: elf.header.type, loadSegments, symbols: builder.build(), symbolSource, debugFile };
 }

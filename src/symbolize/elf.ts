@@ -10,6 +10,7 @@
 // file) and on in-memory images such as the vdso.
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { NUL_TERMINATED, RANK_GLOBAL, RANK_LOCAL, RANK_WEAK, type SymbolTableBuilder } from './symbol-table.js';
 
 /** Byte offset inside the ELF file. */
 export type FileOffset = number;
@@ -319,6 +320,72 @@ export class ElfReader {
       this.readSymbolTable(sh, table, out);
     }
     return out;
+  }
+
+  /**
+   * The same symbols as functionSymbols(), straight into a table builder:
+   * numbers are read from the section bytes without BigInt, and names stay in
+   * the string table (kept by the builder only if a row ends up using it).
+   * Returns how many candidates were added; on error adds none.
+   */
+  addFunctionSymbols(builder: SymbolTableBuilder, which: ('.symtab' | '.dynsym')[]): number {
+    const before = builder.count;
+    try {
+      for (const sh of this.sections) {
+        const table = sh.type === SHT_SYMTAB ? '.symtab' : sh.type === SHT_DYNSYM ? '.dynsym' : null;
+        if (table === null || !which.includes(table) || sh.sizeBytes === 0) continue;
+        this.addSymbolTable(sh, table, builder);
+      }
+    } catch (err) {
+      builder.truncate(before);
+      throw err;
+    }
+    return builder.count - before;
+  }
+
+  private addSymbolTable(sh: SectionHeader, table: '.symtab' | '.dynsym', builder: SymbolTableBuilder): void {
+    const strSh = this.sections[sh.link];
+    if (strSh === undefined || strSh.type === SHT_NOBITS) throw new ElfError('ELF_MALFORMED', `${table} links to a missing string table`, this.path);
+    const entSize = sh.entrySizeBytes || SYM_SIZE;
+    if (entSize < SYM_SIZE) throw new ElfError('ELF_MALFORMED', `${table} entry size ${entSize} is too small`, this.path);
+    const syms = this.src.read(sh.offset, sh.sizeBytes);
+    const strs = this.src.read(strSh.offset, strSh.sizeBytes);
+    const source = builder.addNameSource(strs);
+    // Per section: is it code, and where does it end (as high/low 32 bits).
+    const nSections = this.sections.length;
+    const exec = new Uint8Array(nSections);
+    const endHi = new Float64Array(nSections);
+    const endLo = new Float64Array(nSections);
+    for (let k = 0; k < nSections; k++) {
+      const sec = this.sections[k]!;
+      exec[k] = (sec.flags & SHF_EXECINSTR) !== 0 ? 1 : 0;
+      const end = BigInt.asUintN(64, sec.address + BigInt(sec.sizeBytes));
+      endHi[k] = Number(end >> 32n);
+      endLo[k] = Number(end & 0xffff_ffffn);
+    }
+    const count = Math.floor(sh.sizeBytes / entSize);
+    builder.reserve(count);
+    const strLen = strs.length;
+    for (let i = 1; i < count; i++) {
+      const p = i * entSize;
+      const info = syms[p + 4]!;
+      const type = info & 0xf;
+      const shndx = syms[p + 6]! | (syms[p + 7]! << 8);
+      if (shndx === SHN_UNDEF || shndx >= SHN_LORESERVE || shndx >= nSections) continue;
+      const sizeLo = syms.readUInt32LE(p + 16);
+      const sizeHi = syms.readUInt32LE(p + 20);
+      const isCode = type === STT_FUNC || type === STT_GNU_IFUNC || (type === STT_NOTYPE && (sizeLo !== 0 || sizeHi !== 0) && exec[shndx] === 1);
+      if (!isCode) continue;
+      const addrLo = syms.readUInt32LE(p + 8);
+      const addrHi = syms.readUInt32LE(p + 12);
+      if (addrLo === 0 && addrHi === 0) continue;
+      const nameOff = syms.readUInt32LE(p);
+      if (nameOff >= strLen || strs[nameOff] === 0) continue;
+      if (sizeHi >= 0x20_0000) throw new ElfError('ELF_MALFORMED', `symbol size ${(BigInt(sizeHi) << 32n) | BigInt(sizeLo)} is too large`, this.path);
+      const bind = info >> 4;
+      const rank = bind === STB_GLOBAL ? RANK_GLOBAL : bind === STB_WEAK ? RANK_WEAK : RANK_LOCAL;
+      builder.add(addrHi, addrLo, sizeHi * 0x1_0000_0000 + sizeLo, rank, source, nameOff, NUL_TERMINATED, -1, endHi[shndx]!, endLo[shndx]!);
+    }
   }
 
   private readSymbolTable(sh: SectionHeader, table: '.symtab' | '.dynsym', out: ElfSymbol[]): void {

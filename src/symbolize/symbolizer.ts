@@ -195,12 +195,13 @@ export class Symbolizer {
 
   /** Re-reads /proc/kallsyms and /proc/modules (modules and BPF programs come and go). */
   refreshKernelSymbols(): KernelSymbols {
-    let text = '';
+    let text: Buffer;
     let modules: string | undefined;
     try {
-      text = readFileSync(`${this.procRoot}/kallsyms`, 'utf8');
+      // Kept as bytes: the table decodes the few names lookups hit straight from them.
+      text = readFileSync(`${this.procRoot}/kallsyms`);
     } catch {
-      text = '';
+      text = Buffer.alloc(0);
     }
     try {
       modules = readFileSync(`${this.procRoot}/modules`, 'utf8');

@@ -32,3 +32,18 @@ export function buildCFixtures(): BuiltFixtures {
   execFileSync('clang', [...FRAME_POINTER_FLAGS, '-o', join(dir, 'syscall-heavy'), src('syscall-heavy.c')]);
   return { dir, cpuSplit: join(dir, 'cpu-split'), syscallHeavy: join(dir, 'syscall-heavy') };
 }
+
+/** Leaf function -> its share (percent) of the leaves' CPU time, as cpu-split measured itself. */
+export type MeasuredShares = Record<'alpha_leaf' | 'beta_leaf' | 'shared_gamma_leaf', number>;
+
+/** Parses cpu-split's exit line: thread CPU ns per leaf, as shares in percent. */
+export function parseMeasuredShares(stdout: string): MeasuredShares {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  const ns = JSON.parse(line) as MeasuredShares;
+  const total = ns.alpha_leaf + ns.beta_leaf + ns.shared_gamma_leaf;
+  return {
+    alpha_leaf: (100 * ns.alpha_leaf) / total,
+    beta_leaf: (100 * ns.beta_leaf) / total,
+    shared_gamma_leaf: (100 * ns.shared_gamma_leaf) / total,
+  };
+}

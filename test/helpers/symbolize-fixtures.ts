@@ -116,3 +116,62 @@ export function parsePrintedAddresses(stdout: string): PrintedAddresses {
 export function removeSymbolizeFixtures(fx: SymbolizeFixtures | undefined): void {
   if (fx !== undefined) rmSync(fx.dir, { recursive: true, force: true });
 }
+
+/** One row of a reference symbol table. */
+export interface ReferenceRow {
+  start: bigint;
+  end: bigint;
+  name: string;
+  payload: number;
+}
+
+interface ReferenceSymbol {
+  name: string;
+  address: bigint;
+  sizeBytes: number | bigint;
+  binding?: 'global' | 'weak' | 'local';
+  limit?: bigint;
+  payload?: number;
+}
+
+/**
+ * The straightforward BigInt algorithm SymbolTable implements column-wise
+ * (sort, one row per address with the preferred alias, zero-size symbols
+ * extended to the next row or their limit), as an oracle for its results.
+ */
+export function referenceSymbolRows(symbols: readonly ReferenceSymbol[]): ReferenceRow[] {
+  const MAX = 0xffff_ffff_ffff_ffffn;
+  const rank = { global: 0, weak: 1, local: 2 } as const;
+  const under = (s: string): number => s.length - s.replace(/^_+/, '').length;
+  const cmp = (a: ReferenceSymbol, b: ReferenceSymbol): number =>
+    a.address !== b.address
+      ? a.address < b.address
+        ? -1
+        : 1
+      : rank[a.binding ?? 'global'] - rank[b.binding ?? 'global'] ||
+        (BigInt(a.sizeBytes) > 0n ? 0 : 1) - (BigInt(b.sizeBytes) > 0n ? 0 : 1) ||
+        under(a.name) - under(b.name) ||
+        a.name.length - b.name.length ||
+        (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const sorted = symbols.slice().sort(cmp);
+  const groups: { s: ReferenceSymbol; size: bigint; limit: bigint | undefined }[] = [];
+  for (const s of sorted) {
+    const last = groups[groups.length - 1];
+    if (last !== undefined && last.s.address === s.address) {
+      if (BigInt(s.sizeBytes) > last.size) last.size = BigInt(s.sizeBytes);
+      if (s.limit !== undefined && (last.limit === undefined || s.limit > last.limit)) last.limit = s.limit;
+      continue;
+    }
+    groups.push({ s, size: BigInt(s.sizeBytes), limit: s.limit });
+  }
+  return groups.map(({ s, size, limit }, i) => {
+    let end: bigint;
+    if (size > 0n) end = s.address + size > MAX ? MAX : s.address + size;
+    else {
+      const next = groups[i + 1]?.s.address ?? MAX;
+      const lim = limit !== undefined && limit > s.address ? limit : MAX;
+      end = next < lim ? next : lim;
+    }
+    return { start: s.address, end, name: s.name, payload: s.payload ?? -1 };
+  });
+}
