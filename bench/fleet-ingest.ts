@@ -7,6 +7,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100]
 //     [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16] [--data-dir DIR] [--keep]
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -283,6 +284,16 @@ function cpuSeconds(pid: number): number {
   }
 }
 
+/** Peak resident set (VmHWM) of a process in MiB, from /proc. */
+function peakRssMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 function dirBytes(dir: string): number {
   let total = 0;
   for (const f of readdirSync(dir)) total += statSync(join(dir, f)).size;
@@ -334,25 +345,47 @@ async function main() {
     w.varint(timeMs * 1e6);
     return gzipSync(w.buf.subarray(0, w.pos), { level: 1 });
   };
+  // node:http with keep-alive: cheaper per request than fetch (the client
+  // shares the 2 cores with the server), body written as two chunks.
+  const base = new URL(server.url);
+  const agentPool = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const post = (path: string, head: Buffer, tail: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(
+        {
+          host: base.hostname,
+          port: base.port,
+          path,
+          method: 'POST',
+          agent: agentPool,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': head.length + tail.length },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`ingest failed: ${res.statusCode} ${Buffer.concat(chunks).toString()}`))));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.write(head);
+      req.end(tail);
+    });
   const jobs: (() => Promise<void>)[] = [];
   const make = (round: number, agent: number) => async () => {
     const timeMs = startMs + round * INTERVAL_S * 1000 + agent * Math.floor((INTERVAL_S * 1000) / AGENTS);
-    const body = Buffer.concat([bodies[(round * AGENTS + agent * 7) % DISTINCT]!, timeMember(timeMs)]);
-    const res = await fetch(`${server.url}/api/v1/ingest?node=agent-${String(agent).padStart(3, '0')}&service=bench`, {
-      method: 'POST',
-      body,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
-    if (res.status !== 200) throw new Error(`ingest failed: ${res.status} ${await res.text()}`);
-    await res.arrayBuffer();
+    const head = bodies[(round * AGENTS + agent * 7) % DISTINCT]!;
+    const tail = timeMember(timeMs);
+    await post(`/api/v1/ingest?node=agent-${String(agent).padStart(3, '0')}&service=bench`, head, tail);
     sent++;
     pairs += STACKS;
-    bodyBytes += body.length;
+    bodyBytes += head.length + tail.length;
   };
   for (let r = 0; r < rounds; r++) for (let a = 0; a < AGENTS; a++) jobs.push(make(r, a));
 
   t = performance.now();
   const cpu0 = cpuSeconds(server.proc.pid!);
+  const clientCpu0 = process.cpuUsage();
   let next = 0;
   let lastReport = t;
   await Promise.all(
@@ -371,9 +404,13 @@ async function main() {
   );
   const ingestS = (performance.now() - t) / 1000;
   const serverCpuS = cpuSeconds(server.proc.pid!) - cpu0;
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const clientCpuS = (clientCpu.user + clientCpu.system) / 1e6;
+  const ingestRssMiB = peakRssMiB(server.proc.pid!);
+  agentPool.destroy();
   const simulatedS = MINUTES * 60;
   console.log(`ingest: ${sent} profiles, ${pairs.toLocaleString()} stack-value pairs, ${(bodyBytes / sent / 1024).toFixed(1)} KiB gzipped per profile`);
-  console.log(`ingest: ${ingestS.toFixed(1)} s wall for ${simulatedS} s of fleet time = ${(simulatedS / ingestS).toFixed(1)}x real time, ${(sent / ingestS).toFixed(1)} profiles/s, ${Math.round(pairs / ingestS).toLocaleString()} pairs/s; server CPU ${serverCpuS.toFixed(1)} s = ${((serverCpuS / sent) * 1000).toFixed(1)} ms per profile`);
+  console.log(`ingest: ${ingestS.toFixed(1)} s wall for ${simulatedS} s of fleet time = ${(simulatedS / ingestS).toFixed(1)}x real time, ${(sent / ingestS).toFixed(1)} profiles/s, ${Math.round(pairs / ingestS).toLocaleString()} pairs/s; server CPU ${serverCpuS.toFixed(1)} s = ${((serverCpuS / sent) * 1000).toFixed(1)} ms per profile; bench client CPU ${clientCpuS.toFixed(1)} s; server peak RSS ${ingestRssMiB.toFixed(0)} MiB`);
 
   await server.stop();
   const bytes = dirBytes(dataDir);
@@ -382,16 +419,38 @@ async function main() {
   // Fresh process: measures startup (symbol load) and cold-ish queries.
   t = performance.now();
   const s2 = await startServerProcess(dataDir);
-  console.log(`restart: ready in ${((performance.now() - t) / 1000).toFixed(2)} s`);
+  const restartS = (performance.now() - t) / 1000;
+  console.log(`restart: ready in ${restartS.toFixed(2)} s`);
   const range = { from: String(startMs - 1000), to: String(startMs + MINUTES * 60_000 + 60_000) };
-  for (let i = 0; i < 3; i++) {
+  const allMs: number[] = [];
+  const oneMs: number[] = [];
+  let allNodes = 0;
+  let oneNodes = 0;
+  for (let i = 0; i < 5; i++) {
     const all = await timeQuery(s2.url, { query: '{}', ...range });
+    allMs.push(all.ms);
+    allNodes = all.nodes;
     console.log(`query all nodes (${MINUTES} min): ${all.ms.toFixed(0)} ms, ${all.nodes} flame nodes, total ${all.total}`);
   }
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     const one = await timeQuery(s2.url, { query: '{node="agent-007"}', ...range });
+    oneMs.push(one.ms);
+    oneNodes = one.nodes;
     console.log(`query one node (${MINUTES} min): ${one.ms.toFixed(0)} ms, ${one.nodes} flame nodes`);
   }
+  const queryRssMiB = peakRssMiB(s2.proc.pid!);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const sim = simulatedS / ingestS;
+  console.log('');
+  console.log(`| fleet-ingest (${AGENTS} agents x ${STACKS} stacks every ${INTERVAL_S} s, ${MINUTES} min, ${sent} profiles, ${(pairs / 1e6).toFixed(1)} M pairs) | value |`);
+  console.log('|---|---|');
+  console.log(`| ingest speed | ${sim.toFixed(1)}x real time (${(sent / ingestS).toFixed(1)} profiles/s, ${ingestS.toFixed(0)} s wall) |`);
+  console.log(`| server CPU per profile | ${((serverCpuS / sent) * 1000).toFixed(1)} ms |`);
+  console.log(`| disk per stack-value pair | ${(bytes / pairs).toFixed(2)} bytes (${(bytes / 1048576).toFixed(0)} MiB) |`);
+  console.log(`| flame graph, all nodes, ${MINUTES} min (median of ${allMs.length}) | ${median(allMs).toFixed(0)} ms (${allNodes} flame nodes) |`);
+  console.log(`| flame graph, one node, ${MINUTES} min (median of ${oneMs.length}) | ${median(oneMs).toFixed(0)} ms (${oneNodes} flame nodes) |`);
+  console.log(`| server peak RSS (ingest / query process) | ${ingestRssMiB.toFixed(0)} MiB / ${queryRssMiB.toFixed(0)} MiB |`);
+  console.log(`| server restart (symbol load) | ${restartS.toFixed(2)} s |`);
   await s2.stop();
   if (!args.keep && !args['data-dir']) rmSync(dataDir, { recursive: true, force: true });
 }

@@ -41,6 +41,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get('/api/v1/openapi.json', async () => openApiDocument);
+  // Liveness/readiness probe (deploy/ manifests): no auth, no store access.
+  app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(async (scope) => {
     scope.addHook('onRequest', bearerAuth(o.queryToken, 'metrics'));
     scope.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await o.metrics.scrape()));

@@ -10,7 +10,7 @@
 //   so a rejected profile leaves no partial state behind.
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { decodeProfile, type RawProfile } from './pprof/decode.js';
+import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { encodeSamples } from './store/sample-codec.js';
 import type { NewProfile, SqliteStore } from './store/sqlite-store.js';
 import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errTooLarge } from './errors.js';
@@ -31,7 +31,8 @@ export async function maybeGunzip(body: Buffer, maxBytes: number): Promise<Buffe
   }
   try {
     // zlib inflates in chunks and aborts as soon as the output passes the cap.
-    return await gunzipAsync(body, { maxOutputLength: maxBytes });
+    // Large chunks: fewer round trips between the zlib thread and the event loop.
+    return await gunzipAsync(body, { maxOutputLength: maxBytes, chunkSize: 256 * 1024 });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
@@ -55,25 +56,51 @@ export function parseSeriesLabels(query: Record<string, unknown>): Record<string
   return labels;
 }
 
-function indexById<T extends { id: number }>(items: T[], what: string): Map<number, T> {
-  const m = new Map<number, T>();
-  for (const it of items) {
-    if (it.id === 0) throw errBadProfile(`${what} with id 0 (ids must be non-zero)`);
-    if (m.has(it.id)) throw errBadProfile(`duplicate ${what} id ${it.id}`);
-    m.set(it.id, it);
+/** Local id -> row index of a decoded table; dense array when ids are compact. */
+interface IdIndex {
+  get(id: number): number; // -1 when absent
+  /** Set when ids are compact: dense[id] is row + 1 (0 when absent), for inlined hot loops. */
+  dense?: Int32Array;
+}
+
+function indexById(ids: Float64Array, n: number, what: string): IdIndex {
+  let max = 0;
+  for (let k = 0; k < n; k++) if (ids[k]! > max) max = ids[k]!;
+  if (max <= 4 * n + 1024) {
+    // dense[id] = row + 1, 0 when absent (a fresh Int32Array is already zeroed).
+    const dense = new Int32Array(max + 1);
+    for (let k = 0; k < n; k++) {
+      const id = ids[k]!;
+      if (id === 0) throw errBadProfile(`${what} with id 0 (ids must be non-zero)`);
+      if (dense[id] !== 0) throw errBadProfile(`duplicate ${what} id ${id}`);
+      dense[id] = k + 1;
+    }
+    return { get: (id) => (id <= max ? dense[id]! - 1 : -1), dense }; // ids are non-negative integers (varints)
   }
-  return m;
+  const m = new Map<number, number>();
+  for (let k = 0; k < n; k++) {
+    const id = ids[k]!;
+    if (id === 0) throw errBadProfile(`${what} with id 0 (ids must be non-zero)`);
+    if (m.has(id)) throw errBadProfile(`duplicate ${what} id ${id}`);
+    m.set(id, k);
+  }
+  return { get: (id) => m.get(id) ?? -1 };
 }
 
 /** Checks every cross reference; throws FP_ERR_BAD_PROFILE naming the first dangling one. */
 function validate(p: RawProfile) {
-  if (p.strings.length === 0) p.strings.push('');
-  if (p.strings[0] !== '') throw errBadProfile('string_table[0] must be the empty string');
-  const nStr = p.strings.length;
+  if (p.nStrings === 0) {
+    // An absent string table is read as [""].
+    p.nStrings = 1;
+    p.strStart = new Int32Array(1);
+    p.strEnd = new Int32Array(1);
+  }
+  if (p.strEnd[0] !== p.strStart[0]) throw errBadProfile('string_table[0] must be the empty string');
+  const nStr = p.nStrings;
   const str = (i: number, where: string) => {
     if (!Number.isInteger(i) || i < 0 || i >= nStr) throw errBadProfile(`${where}: string index ${i} out of range (string table has ${nStr} entries)`);
   };
-  if (p.sampleTypes.length === 0 && p.sampleStart.length > 1) throw errBadProfile('profile has samples but no sample_type');
+  if (p.sampleTypes.length === 0 && p.nSamples > 0) throw errBadProfile('profile has samples but no sample_type');
   p.sampleTypes.forEach((t, i) => {
     str(t.type, `sample_type[${i}].type`);
     str(t.unit, `sample_type[${i}].unit`);
@@ -83,35 +110,53 @@ function validate(p: RawProfile) {
     str(p.periodType.unit, 'period_type.unit');
   }
   str(p.defaultSampleType, 'default_sample_type');
-  const mappings = indexById(p.mappings, 'mapping');
-  const functions = indexById(p.functions, 'function');
-  const locations = indexById(p.locations, 'location');
+  const mappings = indexById(
+    Float64Array.from(p.mappings, (m) => m.id),
+    p.mappings.length,
+    'mapping',
+  );
+  const functions = indexById(p.fnId, p.nFunctions, 'function');
+  const locations = indexById(p.locId, p.nLocations, 'location');
   for (const m of p.mappings) {
     str(m.filename, `mapping ${m.id} filename`);
     str(m.buildId, `mapping ${m.id} build_id`);
   }
-  for (const f of p.functions) {
-    str(f.name, `function ${f.id} name`);
-    str(f.systemName, `function ${f.id} system_name`);
-    str(f.filename, `function ${f.id} filename`);
+  for (let k = 0; k < p.nFunctions; k++) {
+    const id = p.fnId[k]!;
+    str(p.fnName[k]!, `function ${id} name`);
+    str(p.fnSystemName[k]!, `function ${id} system_name`);
+    str(p.fnFilename[k]!, `function ${id} filename`);
   }
-  for (const l of p.locations) {
-    if (l.mappingId !== 0 && !mappings.has(l.mappingId)) throw errBadProfile(`location ${l.id} references missing mapping ${l.mappingId}`);
-    for (const line of l.lines) {
-      if (!functions.has(line.functionId)) throw errBadProfile(`location ${l.id} references missing function ${line.functionId}`);
+  const fnDense = functions.dense;
+  for (let k = 0; k < p.nLocations; k++) {
+    const m = p.locMapping[k]!;
+    if (m !== 0 && mappings.get(m) < 0) throw errBadProfile(`location ${p.locId[k]} references missing mapping ${m}`);
+    for (let j = p.locLineStart[k]!; j < p.locLineStart[k + 1]!; j++) {
+      const f = p.lineFn[j]!;
+      if ((fnDense && f < fnDense.length ? fnDense[f]! - 1 : functions.get(f)) < 0) throw errBadProfile(`location ${p.locId[k]} references missing function ${f}`);
     }
   }
   const nTypes = p.sampleTypes.length;
-  const nSamples = p.sampleStart.length - 1;
-  for (let i = 0; i < nSamples; i++) {
+  for (let i = 0; i < p.nSamples; i++) {
     const nv = p.sampleValueStart[i + 1]! - p.sampleValueStart[i]!;
     if (nv !== nTypes) throw errBadProfile(`sample ${i} has ${nv} values but the profile has ${nTypes} sample types`);
   }
-  for (const id of p.sampleLocs) {
-    if (!locations.has(id)) throw errBadProfile(`a sample references missing location ${id}`);
+  // Sample location ids -> location row index, checked once here.
+  const locs = p.sampleLocs;
+  const locRow = new Int32Array(locs.length);
+  const dense = locations.dense;
+  const max = dense ? dense.length - 1 : -1;
+  for (let j = 0; j < locs.length; j++) {
+    const id = locs[j]!;
+    const k = dense && id <= max ? dense[id]! - 1 : locations.get(id);
+    if (k < 0) throw errBadProfile(`a sample references missing location ${locs[j]}`);
+    locRow[j] = k;
   }
-  return { mappings, functions, locations };
+  return { mappings, functions, locRow };
 }
+
+/** Reused by every ingest (synchronous part): stack id -> slot + 1, all zero between calls. */
+let slotScratch = new Int32Array(1 << 16);
 
 export interface IngestResult {
   id: number;
@@ -123,27 +168,34 @@ export interface IngestResult {
 
 /** Turns one decoded, uncompressed pprof into a stored profile. */
 export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels: Record<string, string>, nowMs: number): Promise<IngestResult> {
+  // Everything up to store.append is synchronous: the decoder's reused
+  // columns cannot be overwritten by another request meanwhile.
   const p = decodeProfile(raw);
-  const { mappings, functions } = validate(p);
+  const { mappings, functions, locRow } = validate(p);
   const sym = store.symbols;
 
   // Local string / mapping / function / location ids -> global, interned lazily
-  // so that symbols no sample uses are not stored.
-  const strMemo = new Map<number, number>();
+  // so that strings, mappings and functions no location uses are not stored.
+  const strMemo = new Int32Array(p.nStrings).fill(-1);
   const gstr = (i: number) => {
-    let g = strMemo.get(i);
-    if (g === undefined) {
-      g = sym.string(p.strings[i]!);
-      strMemo.set(i, g);
+    let g = strMemo[i]!;
+    if (g < 0) {
+      g = sym.stringFromBytes(p.buf, p.strStart[i]!, p.strEnd[i]!);
+      strMemo[i] = g;
     }
     return g;
   };
-  const mapMemo = new Map<number, number>();
+  const mapMemo = new Int32Array(p.mappings.length).fill(-1);
+  const mapDense = mappings.dense;
+  let lastMapLocal = 0;
+  let lastMapGlobal = 0;
   const gmap = (id: number) => {
     if (id === 0) return 0;
-    let g = mapMemo.get(id);
-    if (g === undefined) {
-      const m = mappings.get(id)!;
+    if (id === lastMapLocal) return lastMapGlobal;
+    const k = mapDense ? mapDense[id]! - 1 : mappings.get(id);
+    let g = mapMemo[k]!;
+    if (g < 0) {
+      const m = p.mappings[k]!;
       g = sym.mapping({
         memoryStart: m.memoryStart,
         memoryLimit: m.memoryLimit,
@@ -152,75 +204,82 @@ export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels:
         buildId: gstr(m.buildId),
         flags: (m.hasFunctions ? 1 : 0) | (m.hasFilenames ? 2 : 0) | (m.hasLineNumbers ? 4 : 0) | (m.hasInlineFrames ? 8 : 0),
       });
-      mapMemo.set(id, g);
+      mapMemo[k] = g;
     }
+    lastMapLocal = id;
+    lastMapGlobal = g;
     return g;
   };
-  const fnMemo = new Map<number, number>();
+  const fnMemo = new Int32Array(p.nFunctions).fill(-1);
+  const fnDense = functions.dense;
   const gfn = (id: number) => {
-    let g = fnMemo.get(id);
-    if (g === undefined) {
-      const f = functions.get(id)!;
-      g = sym.func({ name: gstr(f.name), systemName: gstr(f.systemName), filename: gstr(f.filename), startLine: f.startLine });
-      fnMemo.set(id, g);
+    const k = fnDense ? fnDense[id]! - 1 : functions.get(id);
+    let g = fnMemo[k]!;
+    if (g < 0) {
+      g = sym.funcOf(gstr(p.fnName[k]!), gstr(p.fnSystemName[k]!), gstr(p.fnFilename[k]!), p.fnStartLine[k]!);
+      fnMemo[k] = g;
     }
     return g;
   };
-  // Local location id -> global, resolved once per location (not per frame).
-  const maxLocalLoc = p.locations.reduce((m, l) => Math.max(m, l.id), 0);
-  const dense = maxLocalLoc <= 4 * p.locations.length + 1024;
-  const locDense = dense ? new Int32Array(maxLocalLoc + 1) : undefined;
-  const locSparse = dense ? undefined : new Map<number, number>();
-  for (const l of p.locations) {
-    const lines: number[] = [];
-    for (const line of l.lines) lines.push(gfn(line.functionId), line.line);
-    const g = sym.location({ mappingId: gmap(l.mappingId), address: l.address, isFolded: l.isFolded, lines });
-    if (locDense) locDense[l.id] = g;
-    else locSparse!.set(l.id, g);
+  // Location row -> global id, resolved once per location (not per frame).
+  const locGlobal = new Int32Array(p.nLocations);
+  const lines: number[] = [];
+  for (let k = 0; k < p.nLocations; k++) {
+    lines.length = 0;
+    for (let j = p.locLineStart[k]!; j < p.locLineStart[k + 1]!; j++) lines.push(gfn(p.lineFn[j]!), p.lineNo[j]!);
+    locGlobal[k] = sym.locationOf(gmap(p.locMapping[k]!), p.locAddrHi[k]!, p.locAddrLo[k]!, p.locFolded[k] !== 0, lines);
   }
-  const gloc = locDense ? (id: number) => locDense[id]! : (id: number) => locSparse!.get(id)!;
 
   // Samples -> stack ids (walking root to leaf), summing duplicates.
   const nTypes = p.sampleTypes.length;
-  const nSamples = p.sampleStart.length - 1;
-  const slotOfStack = new Map<number, number>();
-  const stackIds: number[] = [];
-  const acc: number[] = [];
-  const locs = p.sampleLocs;
-  const globalLocs = new Int32Array(locs.length);
-  for (let j = 0; j < locs.length; j++) globalLocs[j] = gloc(locs[j]!);
+  const nSamples = p.nSamples;
+  const globalLocs = locRow; // rewritten in place: row index -> global location id
+  for (let j = 0; j < globalLocs.length; j++) globalLocs[j] = locGlobal[globalLocs[j]!]!;
+  const sampleStart = p.sampleStart;
+  const sampleValueStart = p.sampleValueStart;
+  const sampleValues = p.sampleValues;
+  // stack id -> slot + 1 in a reused array indexed by stack id (reset below).
+  let slotOf = slotScratch;
+  const stackIds = new Float64Array(nSamples);
+  const acc = new Float64Array(nSamples * nTypes);
+  let nStacks = 0;
   for (let i = 0; i < nSamples; i++) {
-    const stack = sym.stackOf(globalLocs, p.sampleStart[i]!, p.sampleStart[i + 1]!);
-    let slot = slotOfStack.get(stack);
-    if (slot === undefined) {
-      slot = stackIds.length;
-      slotOfStack.set(stack, slot);
-      stackIds.push(stack);
-      for (let t = 0; t < nTypes; t++) acc.push(0);
+    const stack = sym.stackOf(globalLocs, sampleStart[i]!, sampleStart[i + 1]!);
+    if (stack >= slotOf.length) {
+      const grown = new Int32Array(Math.max(slotOf.length * 2, stack + 1));
+      grown.set(slotOf);
+      slotOf = slotScratch = grown;
     }
-    const vs = p.sampleValueStart[i]!;
-    for (let t = 0; t < nTypes; t++) acc[slot * nTypes + t]! += p.sampleValues[vs + t]!;
+    let slot = slotOf[stack]! - 1;
+    if (slot < 0) {
+      slot = nStacks++;
+      slotOf[stack] = slot + 1;
+      stackIds[slot] = stack;
+    }
+    const vs = sampleValueStart[i]!;
+    for (let t = 0; t < nTypes; t++) acc[slot * nTypes + t]! += sampleValues[vs + t]!;
   }
   // Sort by stack id for delta encoding.
-  const order = stackIds.map((_, i) => i).sort((a, b) => stackIds[a]! - stackIds[b]!);
-  const sortedIds = new Float64Array(order.length);
-  const sortedVals = new Float64Array(order.length * nTypes);
+  const sortedIds = stackIds.subarray(0, nStacks).slice().sort();
+  const sortedVals = new Float64Array(nStacks * nTypes);
   const totals = new Array<number>(nTypes).fill(0);
-  order.forEach((slot, k) => {
-    sortedIds[k] = stackIds[slot]!;
+  for (let k = 0; k < nStacks; k++) {
+    const id = sortedIds[k]!;
+    const slot = slotOf[id]! - 1;
+    slotOf[id] = 0;
     for (let t = 0; t < nTypes; t++) {
       const v = acc[slot * nTypes + t]!;
       sortedVals[k * nTypes + t] = v;
       totals[t]! += v;
     }
-  });
+  }
   const { blob, scales } = encodeSamples(sortedIds, sortedVals, nTypes);
 
-  const vt = (t: { type: number; unit: number }) => ({ type: p.strings[t.type]!, unit: p.strings[t.unit]! });
+  const vt = (t: { type: number; unit: number }) => ({ type: stringAt(p, t.type), unit: stringAt(p, t.unit) });
   const profileTypeId = store.profileTypeId({
     sampleTypes: p.sampleTypes.map(vt),
     periodType: p.periodType ? vt(p.periodType) : undefined,
-    defaultSampleType: p.strings[p.defaultSampleType]!,
+    defaultSampleType: stringAt(p, p.defaultSampleType),
   });
   const seriesId = store.seriesId(labels);
   const timeMs = p.timeNanos > 0n ? Number(p.timeNanos / 1_000_000n) : nowMs;
@@ -232,9 +291,9 @@ export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels:
     profileTypeId,
     scales,
     totals,
-    nStacks: stackIds.length,
+    nStacks,
     samples: blob,
   };
   const id = await store.append(row);
-  return { id, seriesId, timeMs, samples: nSamples, stacks: stackIds.length };
+  return { id, seriesId, timeMs, samples: nSamples, stacks: nStacks };
 }

@@ -133,6 +133,7 @@ export const openApiDocument = {
     '/api/v1/profiles/{id}': {
       get: { summary: 'One stored profile as gzipped pprof', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: pprof, 404: err } },
     },
+    '/healthz': { get: { summary: 'Liveness probe (no auth)', responses: { 200: { description: '{"status":"ok"}', content: { 'application/json': { schema: { type: 'object' } } } } } } },
     '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: str } } } } } },
   },
 };

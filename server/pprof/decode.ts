@@ -1,8 +1,13 @@
-// A strict, allocation-light decoder for profile.proto. We do not use
-// pprof-format's decoder on the ingest path because it silently accepts
-// truncated messages (a length past the end is clipped) and builds one object
-// per sample; here truncation, bad wire types and over-long varints are
-// errors, and sample stacks land in flat number arrays.
+// A strict, flat decoder for profile.proto. We do not use pprof-format's
+// decoder on the ingest path because it silently accepts truncated messages
+// (a length past the end is clipped) and builds objects per sample, location
+// and line; here truncation, bad wire types and over-long varints are errors,
+// and samples, locations, lines and functions land in typed arrays (column
+// per field) that are reused from one call to the next, so decoding a profile
+// allocates almost nothing. Strings stay bytes until someone asks for them.
+//
+// Numbers: ids, indices and counts are read as doubles (exact below 2^53);
+// addresses are exact unsigned 64-bit as two uint32 halves.
 import { errBadProtobuf } from '../errors.js';
 
 export interface RawValueType {
@@ -23,39 +28,65 @@ export interface RawMapping {
   hasInlineFrames: boolean;
 }
 
-export interface RawLine {
-  functionId: number;
-  line: number;
+/** A growable typed array; `data` may be longer than `length`. */
+class Vec<T extends Float64Array | Int32Array | Uint32Array | Uint8Array> {
+  length = 0;
+  constructor(
+    public data: T,
+    private readonly make: (n: number) => T,
+  ) {}
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const next = this.make(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[this.length++] = v;
+  }
+  view(): T {
+    return this.data.subarray(0, this.length) as T;
+  }
 }
+const f64 = (n = 1024) => new Vec(new Float64Array(n), (k) => new Float64Array(k));
+const i32 = (n = 1024) => new Vec(new Int32Array(n), (k) => new Int32Array(k));
+const u32 = (n = 1024) => new Vec(new Uint32Array(n), (k) => new Uint32Array(k));
+const u8 = (n = 1024) => new Vec(new Uint8Array(n), (k) => new Uint8Array(k));
 
-export interface RawLocation {
-  id: number;
-  mappingId: number;
-  address: bigint;
-  lines: RawLine[];
-  isFolded: boolean;
-}
-
-export interface RawFunction {
-  id: number;
-  name: number;
-  systemName: number;
-  filename: number;
-  startLine: number;
-}
-
+/**
+ * A decoded profile. The typed-array columns are views into buffers that the
+ * next decodeProfile call overwrites: use (or copy) them before decoding again.
+ */
 export interface RawProfile {
-  strings: string[];
+  buf: Uint8Array;
+  /** String i is buf[strStart[i] .. strEnd[i]) as UTF-8; see stringAt. */
+  nStrings: number;
+  strStart: Int32Array;
+  strEnd: Int32Array;
   sampleTypes: RawValueType[];
+  nSamples: number;
   /** Location ids of all samples back to back; sample i is sampleLocs[sampleStart[i] .. sampleStart[i+1]). Leaf first. */
-  sampleLocs: number[];
-  sampleStart: number[];
+  sampleLocs: Float64Array;
+  sampleStart: Int32Array;
   /** Values of all samples back to back; sample i owns sampleValueStart[i] .. sampleValueStart[i+1]. */
-  sampleValues: number[];
-  sampleValueStart: number[];
+  sampleValues: Float64Array;
+  sampleValueStart: Int32Array;
   mappings: RawMapping[];
-  locations: RawLocation[];
-  functions: RawFunction[];
+  nLocations: number;
+  locId: Float64Array;
+  locMapping: Float64Array;
+  locAddrLo: Uint32Array;
+  locAddrHi: Uint32Array;
+  locFolded: Uint8Array;
+  /** Lines of location k are lineFn/lineNo[locLineStart[k] .. locLineStart[k+1]), innermost first. */
+  locLineStart: Int32Array;
+  lineFn: Float64Array;
+  lineNo: Float64Array;
+  nFunctions: number;
+  fnId: Float64Array;
+  fnName: Float64Array;
+  fnSystemName: Float64Array;
+  fnFilename: Float64Array;
+  fnStartLine: Float64Array;
   /** Exact: nanoseconds since 1970 exceed 2^53, so a double would shift times by up to a millisecond. */
   timeNanos: bigint;
   durationNanos: number;
@@ -64,19 +95,43 @@ export interface RawProfile {
   defaultSampleType: number;
 }
 
-const TWO_POW_63 = 2 ** 63;
-const TWO_POW_64 = 2 ** 64;
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
-class Reader {
-  pos: number;
-  constructor(
-    readonly buf: Uint8Array,
-    start: number,
-    public end: number,
-  ) {
-    this.pos = start;
+/** String i of a decoded profile (index range must have been validated). */
+export function stringAt(p: RawProfile, i: number): string {
+  if (i >= p.nStrings) return '';
+  const s = p.strStart[i]!;
+  const e = p.strEnd[i]!;
+  if (s === e) return '';
+  const buf = p.buf;
+  // ASCII fast path: latin1 of ASCII bytes is the same string, and cheaper.
+  let ascii = true;
+  for (let k = s; k < e; k++) {
+    if (buf[k]! >= 0x80) {
+      ascii = false;
+      break;
+    }
   }
+  if (ascii && Buffer.isBuffer(buf)) return buf.toString('latin1', s, e);
+  return utf8.decode(buf.subarray(s, e));
+}
+
+/** Exact hex of a location's address. */
+export function addressHex(hi: number, lo: number): string {
+  return hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0');
+}
+
+export function addressBig(hi: number, lo: number): bigint {
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+class Reader {
+  pos = 0;
+  end = 0;
+  /** Results of varint64(). */
+  lo = 0;
+  hi = 0;
+  buf: Uint8Array = new Uint8Array(0);
 
   fail(what: string): never {
     throw errBadProtobuf(`malformed protobuf: ${what} at byte ${this.pos}`);
@@ -111,24 +166,47 @@ class Reader {
     this.fail('varint longer than 10 bytes');
   }
 
-  /** int64 field: two's complement values above 2^63 are negative. */
+  /** int64 field: two's complement, exact whenever |value| < 2^53 (also for negatives). */
   int64(): number {
-    const v = this.varint();
-    return v >= TWO_POW_63 ? v - TWO_POW_64 : v;
+    const buf = this.buf;
+    const pos = this.pos;
+    // Fast path: a non-negative value below 2^49 takes at most 7 bytes.
+    if (pos < this.end && buf[pos]! < 0x80) {
+      this.pos = pos + 1;
+      return buf[pos]!;
+    }
+    this.varint64();
+    const hi = this.hi;
+    const lo = this.lo;
+    if (hi < 0x80000000) return hi * 4294967296 + lo;
+    return -((~hi >>> 0) * 4294967296 + (~lo >>> 0) + 1);
   }
 
-  /** Exact unsigned 64-bit varint, for addresses (kernel addresses exceed 2^53). */
-  uint64Big(): bigint {
-    let result = 0n;
-    let shift = 0n;
+  /** Exact unsigned 64-bit varint into this.lo / this.hi (uint32 halves). */
+  varint64(): void {
+    const buf = this.buf;
+    let lo = 0;
+    let hi = 0;
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.end) this.fail('truncated varint');
-      const b = this.buf[this.pos++]!;
-      result |= BigInt(b & 0x7f) << shift;
-      if (b < 0x80) return BigInt.asUintN(64, result);
-      shift += 7n;
+      const b = buf[this.pos++]! & 0x7f;
+      if (i < 4) lo |= b << (7 * i);
+      else if (i === 4) {
+        lo |= b << 28;
+        hi = b >>> 4;
+      } else hi |= b << (7 * i - 32);
+      if (buf[this.pos - 1]! < 0x80) {
+        this.lo = lo >>> 0;
+        this.hi = hi >>> 0;
+        return;
+      }
     }
     this.fail('varint longer than 10 bytes');
+  }
+
+  uint64Big(): bigint {
+    this.varint64();
+    return addressBig(this.hi, this.lo);
   }
 
   /** Length prefix of a wire-type-2 field; returns the end offset. */
@@ -161,16 +239,17 @@ class Reader {
   }
 
   /** Reads a repeated scalar field that may be packed (wire type 2) or not (0). */
-  repeated(wireType: number, out: number[], read: () => number): void {
+  repeated(wireType: number, out: Vec<Float64Array>, signed: boolean): void {
     if (wireType === 0) {
-      out.push(read());
+      out.push(signed ? this.int64() : this.varint());
     } else if (wireType === 2) {
       const end = this.lengthDelimited();
       const outerEnd = this.end;
       // Narrow the bound so a bad varint cannot read into the next field.
       this.end = end;
       try {
-        while (this.pos < end) out.push(read());
+        if (signed) while (this.pos < end) out.push(this.int64());
+        else while (this.pos < end) out.push(this.varint());
       } finally {
         this.end = outerEnd;
       }
@@ -182,17 +261,47 @@ class Reader {
   expect(wireType: number, want: number, field: string): void {
     if (wireType !== want) this.fail(`wire type ${wireType} for field ${field}`);
   }
+
+  /** Enters a length-delimited sub-message; returns the outer end to restore. */
+  enter(): number {
+    const end = this.lengthDelimited();
+    const outer = this.end;
+    this.end = end;
+    return outer;
+  }
+
+  leave(outer: number): void {
+    this.end = outer;
+  }
 }
 
-function sub(r: Reader): Reader {
-  const end = r.lengthDelimited();
-  const s = new Reader(r.buf, r.pos, end);
-  r.pos = end;
-  return s;
-}
+// Scratch columns reused by every call (decoding is synchronous).
+const S = {
+  strStart: i32(),
+  strEnd: i32(),
+  sampleLocs: f64(1 << 16),
+  sampleStart: i32(),
+  sampleValues: f64(),
+  sampleValueStart: i32(),
+  locId: f64(),
+  locMapping: f64(),
+  locAddrLo: u32(),
+  locAddrHi: u32(),
+  locFolded: u8(),
+  locLineStart: i32(),
+  lineFn: f64(),
+  lineNo: f64(),
+  fnId: f64(),
+  fnName: f64(),
+  fnSystemName: f64(),
+  fnFilename: f64(),
+  fnStartLine: f64(),
+};
+const reader = new Reader();
 
 function decodeValueType(r: Reader): RawValueType {
   const out: RawValueType = { type: 0, unit: 0 };
+  const outer = r.enter();
   while (r.pos < r.end) {
     const key = r.varint();
     const field = Math.floor(key / 8);
@@ -201,6 +310,7 @@ function decodeValueType(r: Reader): RawValueType {
     else if (field === 2 && wt === 0) out.unit = r.varint();
     else r.skip(wt);
   }
+  r.leave(outer);
   return out;
 }
 
@@ -217,6 +327,7 @@ function decodeMapping(r: Reader): RawMapping {
     hasLineNumbers: false,
     hasInlineFrames: false,
   };
+  const outer = r.enter();
   while (r.pos < r.end) {
     const key = r.varint();
     const field = Math.floor(key / 8);
@@ -238,40 +349,64 @@ function decodeMapping(r: Reader): RawMapping {
       case 10: m.hasInlineFrames = r.varint() !== 0; break;
     }
   }
+  r.leave(outer);
   return m;
 }
 
-function decodeLine(r: Reader): RawLine {
-  const l: RawLine = { functionId: 0, line: 0 };
+function decodeLine(r: Reader): void {
+  let fn = 0;
+  let line = 0;
+  const outer = r.enter();
   while (r.pos < r.end) {
     const key = r.varint();
     const field = Math.floor(key / 8);
     const wt = key & 7;
-    if (field === 1 && wt === 0) l.functionId = r.varint();
-    else if (field === 2 && wt === 0) l.line = r.int64();
+    if (field === 1 && wt === 0) fn = r.varint();
+    else if (field === 2 && wt === 0) line = r.int64();
     else r.skip(wt);
   }
-  return l;
+  r.leave(outer);
+  S.lineFn.push(fn);
+  S.lineNo.push(line);
 }
 
-function decodeLocation(r: Reader): RawLocation {
-  const loc: RawLocation = { id: 0, mappingId: 0, address: 0n, lines: [], isFolded: false };
+function decodeLocation(r: Reader): void {
+  let id = 0;
+  let mapping = 0;
+  let lo = 0;
+  let hi = 0;
+  let folded = 0;
+  const outer = r.enter();
   while (r.pos < r.end) {
     const key = r.varint();
     const field = Math.floor(key / 8);
     const wt = key & 7;
-    if (field === 1 && wt === 0) loc.id = r.varint();
-    else if (field === 2 && wt === 0) loc.mappingId = r.varint();
-    else if (field === 3 && wt === 0) loc.address = r.uint64Big();
-    else if (field === 4 && wt === 2) loc.lines.push(decodeLine(sub(r)));
-    else if (field === 5 && wt === 0) loc.isFolded = r.varint() !== 0;
+    if (field === 1 && wt === 0) id = r.varint();
+    else if (field === 2 && wt === 0) mapping = r.varint();
+    else if (field === 3 && wt === 0) {
+      r.varint64();
+      lo = r.lo;
+      hi = r.hi;
+    } else if (field === 4 && wt === 2) decodeLine(r);
+    else if (field === 5 && wt === 0) folded = r.varint() !== 0 ? 1 : 0;
     else r.skip(wt);
   }
-  return loc;
+  r.leave(outer);
+  S.locId.push(id);
+  S.locMapping.push(mapping);
+  S.locAddrLo.push(lo);
+  S.locAddrHi.push(hi);
+  S.locFolded.push(folded);
+  S.locLineStart.push(S.lineFn.length);
 }
 
-function decodeFunction(r: Reader): RawFunction {
-  const f: RawFunction = { id: 0, name: 0, systemName: 0, filename: 0, startLine: 0 };
+function decodeFunction(r: Reader): void {
+  let id = 0;
+  let name = 0;
+  let sys = 0;
+  let file = 0;
+  let start = 0;
+  const outer = r.enter();
   while (r.pos < r.end) {
     const key = r.varint();
     const field = Math.floor(key / 8);
@@ -280,102 +415,143 @@ function decodeFunction(r: Reader): RawFunction {
       r.skip(wt);
       continue;
     }
-    if (field === 1) f.id = r.varint();
-    else if (field === 2) f.name = r.varint();
-    else if (field === 3) f.systemName = r.varint();
-    else if (field === 4) f.filename = r.varint();
-    else if (field === 5) f.startLine = r.int64();
+    if (field === 1) id = r.varint();
+    else if (field === 2) name = r.varint();
+    else if (field === 3) sys = r.varint();
+    else if (field === 4) file = r.varint();
+    else if (field === 5) start = r.int64();
     else r.skip(wt);
   }
-  return f;
+  r.leave(outer);
+  S.fnId.push(id);
+  S.fnName.push(name);
+  S.fnSystemName.push(sys);
+  S.fnFilename.push(file);
+  S.fnStartLine.push(start);
 }
 
 /** Decodes an uncompressed profile.proto message; throws FP_ERR_BAD_PROTOBUF on malformed input. */
 export function decodeProfile(buf: Uint8Array): RawProfile {
-  const p: RawProfile = {
-    strings: [],
-    sampleTypes: [],
-    sampleLocs: [],
-    sampleStart: [0],
-    sampleValues: [],
-    sampleValueStart: [0],
-    mappings: [],
-    locations: [],
-    functions: [],
-    timeNanos: 0n,
-    durationNanos: 0,
-    periodType: undefined,
-    period: 0,
-    defaultSampleType: 0,
-  };
-  const r = new Reader(buf, 0, buf.length);
-  while (r.pos < r.end) {
-    const key = r.varint();
-    const field = Math.floor(key / 8);
-    const wt = key & 7;
-    switch (field) {
-      case 1:
-        r.expect(wt, 2, 'sample_type');
-        p.sampleTypes.push(decodeValueType(sub(r)));
-        break;
-      case 2: {
-        r.expect(wt, 2, 'sample');
-        const s = sub(r);
-        while (s.pos < s.end) {
-          const k = s.varint();
-          const f = Math.floor(k / 8);
-          const w = k & 7;
-          if (f === 1) s.repeated(w, p.sampleLocs, () => s.varint());
-          else if (f === 2) s.repeated(w, p.sampleValues, () => s.int64());
-          else s.skip(w); // labels (pid, tid, ...) are dropped, see server/ingest.ts
+  for (const v of Object.values(S)) v.length = 0;
+  S.sampleStart.push(0);
+  S.sampleValueStart.push(0);
+  S.locLineStart.push(0);
+  const sampleTypes: RawValueType[] = [];
+  const mappings: RawMapping[] = [];
+  let timeNanos = 0n;
+  let durationNanos = 0;
+  let periodType: RawValueType | undefined;
+  let period = 0;
+  let defaultSampleType = 0;
+  const r = reader;
+  r.buf = buf;
+  r.pos = 0;
+  r.end = buf.length;
+  try {
+    while (r.pos < r.end) {
+      const key = r.varint();
+      const field = Math.floor(key / 8);
+      const wt = key & 7;
+      switch (field) {
+        case 1:
+          r.expect(wt, 2, 'sample_type');
+          sampleTypes.push(decodeValueType(r));
+          break;
+        case 2: {
+          r.expect(wt, 2, 'sample');
+          const outer = r.enter();
+          while (r.pos < r.end) {
+            const k = r.varint();
+            const f = Math.floor(k / 8);
+            const w = k & 7;
+            if (f === 1) r.repeated(w, S.sampleLocs, false);
+            else if (f === 2) r.repeated(w, S.sampleValues, true);
+            else r.skip(w); // labels (pid, tid, ...) are dropped, see server/ingest.ts
+          }
+          r.leave(outer);
+          S.sampleStart.push(S.sampleLocs.length);
+          S.sampleValueStart.push(S.sampleValues.length);
+          break;
         }
-        p.sampleStart.push(p.sampleLocs.length);
-        p.sampleValueStart.push(p.sampleValues.length);
-        break;
+        case 3:
+          r.expect(wt, 2, 'mapping');
+          mappings.push(decodeMapping(r));
+          break;
+        case 4:
+          r.expect(wt, 2, 'location');
+          decodeLocation(r);
+          break;
+        case 5:
+          r.expect(wt, 2, 'function');
+          decodeFunction(r);
+          break;
+        case 6: {
+          r.expect(wt, 2, 'string_table');
+          const end = r.lengthDelimited();
+          S.strStart.push(r.pos);
+          S.strEnd.push(end);
+          r.pos = end;
+          break;
+        }
+        case 9:
+          r.expect(wt, 0, 'time_nanos');
+          timeNanos = BigInt.asIntN(64, r.uint64Big());
+          break;
+        case 10:
+          r.expect(wt, 0, 'duration_nanos');
+          durationNanos = r.int64();
+          break;
+        case 11:
+          r.expect(wt, 2, 'period_type');
+          periodType = decodeValueType(r);
+          break;
+        case 12:
+          r.expect(wt, 0, 'period');
+          period = r.int64();
+          break;
+        case 14:
+          r.expect(wt, 0, 'default_sample_type');
+          defaultSampleType = r.varint();
+          break;
+        default:
+          if (field === 0) r.fail('field number 0');
+          r.skip(wt); // drop_frames, keep_frames, comment, doc_url, unknown fields
       }
-      case 3:
-        r.expect(wt, 2, 'mapping');
-        p.mappings.push(decodeMapping(sub(r)));
-        break;
-      case 4:
-        r.expect(wt, 2, 'location');
-        p.locations.push(decodeLocation(sub(r)));
-        break;
-      case 5:
-        r.expect(wt, 2, 'function');
-        p.functions.push(decodeFunction(sub(r)));
-        break;
-      case 6: {
-        r.expect(wt, 2, 'string_table');
-        const end = r.lengthDelimited();
-        p.strings.push(utf8.decode(buf.subarray(r.pos, end)));
-        r.pos = end;
-        break;
-      }
-      case 9:
-        r.expect(wt, 0, 'time_nanos');
-        p.timeNanos = BigInt.asIntN(64, r.uint64Big());
-        break;
-      case 10:
-        r.expect(wt, 0, 'duration_nanos');
-        p.durationNanos = r.int64();
-        break;
-      case 11:
-        r.expect(wt, 2, 'period_type');
-        p.periodType = decodeValueType(sub(r));
-        break;
-      case 12:
-        r.expect(wt, 0, 'period');
-        p.period = r.int64();
-        break;
-      case 14:
-        r.expect(wt, 0, 'default_sample_type');
-        p.defaultSampleType = r.varint();
-        break;
-      default:
-        if (field === 0) r.fail('field number 0');
-        r.skip(wt); // drop_frames, keep_frames, comment, doc_url, unknown fields
     }
+  } finally {
+    r.buf = new Uint8Array(0);
   }
-  return p;
+  return {
+    buf,
+    nStrings: S.strStart.length,
+    strStart: S.strStart.view(),
+    strEnd: S.strEnd.view(),
+    sampleTypes,
+    nSamples: S.sampleStart.length - 1,
+    sampleLocs: S.sampleLocs.view(),
+    sampleStart: S.sampleStart.view(),
+    sampleValues: S.sampleValues.view(),
+    sampleValueStart: S.sampleValueStart.view(),
+    mappings,
+    nLocations: S.locId.length,
+    locId: S.locId.view(),
+    locMapping: S.locMapping.view(),
+    locAddrLo: S.locAddrLo.view(),
+    locAddrHi: S.locAddrHi.view(),
+    locFolded: S.locFolded.view(),
+    locLineStart: S.locLineStart.view(),
+    lineFn: S.lineFn.view(),
+    lineNo: S.lineNo.view(),
+    nFunctions: S.fnId.length,
+    fnId: S.fnId.view(),
+    fnName: S.fnName.view(),
+    fnSystemName: S.fnSystemName.view(),
+    fnFilename: S.fnFilename.view(),
+    fnStartLine: S.fnStartLine.view(),
+    timeNanos,
+    durationNanos,
+    periodType,
+    period,
+    defaultSampleType,
+  };
 }

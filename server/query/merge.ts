@@ -1,7 +1,7 @@
 // Merging = summing the values of one sample type per global stack id over
 // every stored profile of the selected series in the time range. The result
 // is a dense array indexed by stack id; tree building happens elsewhere.
-import type { SampleTypeDesc, Series, SqliteStore } from '../store/sqlite-store.js';
+import { ROLLUP_WINDOW_MS, rollupKey, type SampleTypeDesc, type Series, type SqliteStore } from '../store/sqlite-store.js';
 import { addSamples } from '../store/sample-codec.js';
 import { matches, type Selector } from '../selector.js';
 import type { TimeRange } from '../time-range.js';
@@ -80,29 +80,54 @@ export async function mergeStacks(store: SqliteStore, sel: SeriesSelection, rang
     return idx;
   };
   let allocated = false;
-  await store.eachProfile(sel.ids, range.fromMs, range.toMs, ['profile_type_id', 'scales', 'duration_ns', 'period', 'samples'], (row) => {
+  const add = (profileTypeId: number, scalesText: string, samples: Buffer, nProfiles: number, durationNs: number, periods: number[]) => {
     // Sized at the first row: any stack a committed row references exists by now.
     if (!allocated) {
       merged.values = types.map(() => new Float64Array(store.symbols.stackCount));
       merged.touched = new Uint8Array(store.symbols.stackCount);
       allocated = true;
     }
-    const idx = indexFor(row.profile_type_id);
-    const nTypes = store.profileTypes.get(row.profile_type_id)?.sampleTypes.length ?? 0;
-    const scales = row.scales.split(',').map(Number);
+    const idx = indexFor(profileTypeId);
+    const nTypes = store.profileTypes.get(profileTypeId)?.sampleTypes.length ?? 0;
+    const scales = scalesText.split(',').map(Number);
     let used = false;
     for (let k = 0; k < idx.length; k++) {
       const ti = idx[k]!;
       if (ti < 0) continue;
-      merged.pairs += addSamples(row.samples, nTypes, ti, scales[ti]!, merged.values[k]!, merged.touched);
+      merged.pairs += addSamples(samples, nTypes, ti, scales[ti]!, merged.values[k]!, merged.touched);
       used = true;
     }
     if (used) {
-      merged.profiles++;
-      merged.durationNs += row.duration_ns;
-      if (!merged.periods.includes(row.period)) merged.periods.push(row.period);
+      merged.profiles += nProfiles;
+      merged.durationNs += durationNs;
+      for (const p of periods) if (!merged.periods.includes(p)) merged.periods.push(p);
     }
-  });
+  };
+  // Whole rollup windows inside the range come from rollups, the rest
+  // (edges, windows not rolled up yet) from raw rows; see sqlite-store.ts.
+  const wFrom = Math.max(ROLLUP_WINDOW_MS, Math.ceil(range.fromMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS);
+  const wTo = Math.floor(range.toMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS;
+  const covered: number[] = [];
+  if (wTo > wFrom) {
+    const seen = new Set<number>();
+    await store.eachRollup(sel.ids, wFrom, wTo, (r) => {
+      const key = rollupKey(r.series_id, r.window_ms / ROLLUP_WINDOW_MS);
+      if (!seen.has(key)) {
+        seen.add(key);
+        covered.push(key);
+      }
+      add(r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
+    });
+  }
+  await store.eachProfile(
+    sel.ids,
+    range.fromMs,
+    range.toMs,
+    ['profile_type_id', 'scales', 'duration_ns', 'period', 'samples'],
+    (row) => add(row.profile_type_id, row.scales, row.samples, 1, row.duration_ns, [row.period]),
+    -1,
+    covered,
+  );
   if (!allocated) {
     merged.values = types.map(() => new Float64Array(store.symbols.stackCount));
     merged.touched = new Uint8Array(store.symbols.stackCount);

@@ -41,6 +41,20 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX profiles_series_time ON profiles (series_id, time_ms);
   CREATE INDEX profiles_time ON profiles (time_ms);
   `,
+  // 2: rollups: per series, per ROLLUP_WINDOW_MS window and profile kind, the
+  // merge of all its profiles in the same packed format (see sqlite-store.ts).
+  `
+  CREATE TABLE rollups (
+    series_id INTEGER NOT NULL,
+    window_ms INTEGER NOT NULL,  -- window start (Unix ms, multiple of the window length)
+    profile_type_id INTEGER NOT NULL,
+    n_profiles INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    periods TEXT NOT NULL,       -- distinct periods of the merged profiles, comma separated
+    scales TEXT NOT NULL,
+    samples BLOB NOT NULL,
+    PRIMARY KEY (series_id, window_ms, profile_type_id)) WITHOUT ROWID;
+  `,
 ];
 
 export async function migrate(db: Db): Promise<number> {

@@ -9,6 +9,34 @@ import { join } from 'node:path';
 import { Db, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
 import { SymbolDb } from './symbols.js';
+import { addSamples, encodeSamples } from './sample-codec.js';
+
+/**
+ * Rollups. A query over an hour of a 100-node fleet would otherwise unpack
+ * 36,000 profile blobs. Once a series has data past a window's end (plus a
+ * grace period), a background job on the write queue merges that window's
+ * profiles into one `rollups` row per profile kind; queries read rollups for
+ * the whole windows inside their range and raw rows for the rest. Raw rows
+ * are kept (per-profile APIs, timelines). A profile arriving late into a
+ * rolled-up window deletes the rollup in its own commit, so readers then fall
+ * back to raw rows, and the window is rolled up again later.
+ */
+export const ROLLUP_WINDOW_MS = 10 * 60 * 1000;
+export const ROLLUP_GRACE_MS = 60 * 1000;
+
+export interface RollupRow {
+  series_id: number;
+  window_ms: number;
+  profile_type_id: number;
+  n_profiles: number;
+  duration_ns: number;
+  periods: string;
+  scales: string;
+  samples: Buffer;
+}
+
+/** Key of a (series, window index) pair, as computed in SQL too. */
+export const rollupKey = (seriesId: number, windowIndex: number) => seriesId * 4294967296 + windowIndex;
 
 export interface SampleTypeDesc {
   type: string;
@@ -77,6 +105,12 @@ export class SqliteStore {
   private jobs: (() => Promise<void>)[] = [];
   private flushing: Promise<void> | undefined;
   private nextProfileId = 1;
+  // Rollup bookkeeping: window indices per series (time_ms / ROLLUP_WINDOW_MS).
+  private readonly rolledUp = new Map<number, Set<number>>();
+  private readonly dirty = new Map<number, Set<number>>();
+  private readonly rollupScheduled = new Set<number>();
+  private compacting = -1;
+  private pendingInvalidations: [number, number][] = [];
   private maxSeriesId = 0;
   private closed = false;
 
@@ -101,6 +135,7 @@ export class SqliteStore {
     await reader.exec('PRAGMA query_only = 1; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA mmap_size = 1073741824;');
     const store = new SqliteStore(dataDir, writer, reader);
     await store.load();
+    store.scheduleRollups();
     return store;
   }
 
@@ -148,6 +183,12 @@ export class SqliteStore {
       this.series.get(r.series_id)?.typeIds.add(r.profile_type_id),
     );
     for (const id of this.series.keys()) await this.refreshBounds(id);
+    await db.each<{ series_id: number; window_ms: number }>('SELECT DISTINCT series_id, window_ms FROM rollups', [], (r) =>
+      setOf(this.rolledUp, r.series_id).add(Math.floor(r.window_ms / ROLLUP_WINDOW_MS)),
+    );
+    await db.each<{ series_id: number; w: number }>(`SELECT DISTINCT series_id, time_ms / ${ROLLUP_WINDOW_MS} AS w FROM profiles WHERE time_ms >= 0`, [], (r) => {
+      if (!this.rolledUp.get(r.series_id)?.has(r.w)) setOf(this.dirty, r.series_id).add(r.w);
+    });
     const max = await db.get<{ m: number | null }>('SELECT MAX(id) AS m FROM profiles');
     this.nextProfileId = (max?.m ?? 0) + 1;
   }
@@ -202,6 +243,16 @@ export class SqliteStore {
     }
     s.firstMs = Math.min(s.firstMs, p.timeMs);
     s.lastMs = Math.max(s.lastMs, p.timeMs);
+    if (p.timeMs >= 0) {
+      const w = Math.floor(p.timeMs / ROLLUP_WINDOW_MS);
+      const rolled = this.rolledUp.get(p.seriesId);
+      if (rolled?.has(w) || this.compacting === rollupKey(p.seriesId, w)) {
+        // Late arrival: the rollup goes in the same commit as this profile.
+        rolled?.delete(w);
+        this.pendingInvalidations.push([p.seriesId, w * ROLLUP_WINDOW_MS]);
+      }
+      setOf(this.dirty, p.seriesId).add(w);
+    }
     const row: SqlValue[] = [id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, p.scales.join(','), p.totals.join(','), p.nStacks, p.samples];
     return new Promise((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
@@ -234,6 +285,8 @@ export class SqliteStore {
     const series = this.pendingSeries;
     const types = this.pendingTypes;
     const seriesTypes = this.pendingSeriesTypes;
+    const invalidations = this.pendingInvalidations;
+    this.pendingInvalidations = [];
     this.pendingSeries = [];
     this.pendingTypes = [];
     this.pendingSeriesTypes = [];
@@ -254,6 +307,7 @@ export class SqliteStore {
           ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'],
           batch.map((b) => b.row),
         );
+        for (const [seriesId, windowMs] of invalidations) await w.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, windowMs]);
       });
     } catch (e) {
       // Symbols stay assigned in memory; write them with the next batch.
@@ -261,10 +315,112 @@ export class SqliteStore {
       this.pendingSeries = [...series, ...this.pendingSeries];
       this.pendingTypes = [...types, ...this.pendingTypes];
       this.pendingSeriesTypes = [...seriesTypes, ...this.pendingSeriesTypes];
+      this.pendingInvalidations = [...invalidations, ...this.pendingInvalidations];
       for (const b of batch) b.reject(e);
       return;
     }
     for (const b of batch) b.resolve(b.row[0] as number);
+    this.scheduleRollups();
+  }
+
+  /** Queues a rollup job for every dirty window its series has moved past. */
+  scheduleRollups(): void {
+    for (const [seriesId, windows] of this.dirty) {
+      const s = this.series.get(seriesId);
+      if (!s) continue;
+      for (const w of windows) {
+        const key = rollupKey(seriesId, w);
+        if (w < 1 || (w + 1) * ROLLUP_WINDOW_MS + ROLLUP_GRACE_MS > s.lastMs || this.rollupScheduled.has(key)) continue;
+        this.rollupScheduled.add(key);
+        this.jobs.push(() => this.rollUp(seriesId, w).catch(() => undefined));
+      }
+    }
+    if (this.jobs.length > 0) this.kick();
+  }
+
+  /** Schedules rollups of windows closed by data already committed, then waits for them. */
+  async ingestBarrier(): Promise<void> {
+    this.scheduleRollups();
+    await this.idle();
+  }
+
+  /** Resolves once every queued write and rollup job has run (tests, benchmarks). */
+  async idle(): Promise<void> {
+    while (this.flushing || this.queue.length > 0 || this.jobs.length > 0) {
+      this.kick();
+      await this.flushing;
+    }
+  }
+
+  /** Merges the profiles of one series window into rollup rows; runs on the write queue. */
+  private async rollUp(seriesId: number, w: number): Promise<void> {
+    const key = rollupKey(seriesId, w);
+    this.rollupScheduled.delete(key);
+    const dirty = this.dirty.get(seriesId);
+    if (!dirty?.has(w) || this.closed) return;
+    dirty.delete(w);
+    this.compacting = key;
+    let ok = false;
+    try {
+      const from = w * ROLLUP_WINDOW_MS;
+      const rows = await this.writer.all<Pick<ProfileRow, 'profile_type_id' | 'scales' | 'duration_ns' | 'period' | 'samples'>>(
+        'SELECT profile_type_id, scales, duration_ns, period, samples FROM profiles WHERE series_id = ? AND time_ms >= ? AND time_ms < ?',
+        [seriesId, from, from + ROLLUP_WINDOW_MS],
+      );
+      // Dense per-type sums indexed by stack id (allocation-light; one scan of
+      // `touched` at the end yields the stacks in ascending id order).
+      const n = this.symbols.stackCount;
+      const byType = new Map<number, { n: number; duration: number; periods: Set<number>; sums: Float64Array[]; touched: Uint8Array }>();
+      for (const r of rows) {
+        const nTypes = this.profileTypes.get(r.profile_type_id)?.sampleTypes.length ?? 0;
+        let agg = byType.get(r.profile_type_id);
+        if (!agg) {
+          agg = { n: 0, duration: 0, periods: new Set(), sums: Array.from({ length: nTypes }, () => new Float64Array(n)), touched: new Uint8Array(n) };
+          byType.set(r.profile_type_id, agg);
+        }
+        agg.n++;
+        agg.duration += r.duration_ns;
+        agg.periods.add(r.period);
+        const scales = r.scales.split(',').map(Number);
+        for (let t = 0; t < nTypes; t++) addSamples(r.samples, nTypes, t, scales[t]!, agg.sums[t]!, agg.touched);
+      }
+      const out: SqlValue[][] = [];
+      for (const [typeId, agg] of byType) {
+        const nTypes = agg.sums.length;
+        let count = 0;
+        for (let i = 0; i < n; i++) count += agg.touched[i]!;
+        const ids = new Float64Array(count);
+        const vals = new Float64Array(count * nTypes);
+        let k = 0;
+        for (let i = 0; i < n; i++) {
+          if (!agg.touched[i]) continue;
+          ids[k] = i;
+          for (let t = 0; t < nTypes; t++) vals[k * nTypes + t] = agg.sums[t]![i]!;
+          k++;
+        }
+        const { blob, scales } = encodeSamples(ids, vals, nTypes);
+        out.push([seriesId, from, typeId, agg.n, agg.duration, [...agg.periods].join(','), scales.join(','), blob]);
+      }
+      await this.writer.transaction(async () => {
+        await this.writer.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, from]);
+        await insertMany(this.writer, 'rollups', ['series_id', 'window_ms', 'profile_type_id', 'n_profiles', 'duration_ns', 'periods', 'scales', 'samples'], out);
+      });
+      ok = true;
+    } finally {
+      this.compacting = -1;
+      // A profile that arrived meanwhile left the window dirty and queued the
+      // deletion of this rollup; otherwise the window is now rolled up.
+      if (ok && !dirty.has(w)) setOf(this.rolledUp, seriesId).add(w);
+      else if (!ok) dirty.add(w);
+    }
+  }
+
+  /** Streams rollup rows of whole windows within [fromMs, toMs) of the given series (all when null). */
+  eachRollup(seriesIds: number[] | null, fromMs: number, toMs: number, onRow: (r: RollupRow) => void): Promise<number> {
+    const cols = 'series_id, window_ms, profile_type_id, n_profiles, duration_ns, periods, scales, samples';
+    const where = seriesIds === null ? '' : `series_id IN (${seriesIds.join(',')}) AND `;
+    if (seriesIds !== null && seriesIds.length === 0) return Promise.resolve(0);
+    return this.reader.each(`SELECT ${cols} FROM rollups WHERE ${where}window_ms >= ? AND window_ms + ${ROLLUP_WINDOW_MS} <= ?`, [fromMs, toMs], onRow);
   }
 
   /** Deletes profiles older than cutoffMs; runs on the write queue. Returns the number deleted. */
@@ -280,6 +436,21 @@ export class SqliteStore {
             if (r.changes < 5000) break;
             if (this.queue.length > 0) await this.flushOnce();
           }
+          // Rollups of windows that lost profiles go too (raw rows serve what is
+          // left of the window straddling the cutoff until it is rolled up again).
+          if (deleted > 0) {
+            const cutWindow = Math.floor(cutoffMs / ROLLUP_WINDOW_MS);
+            await this.writer.run('DELETE FROM rollups WHERE window_ms < ?', [(cutWindow + 1) * ROLLUP_WINDOW_MS]);
+            for (const [sid, set] of this.rolledUp) {
+              for (const w of set) {
+                if (w <= cutWindow) {
+                  set.delete(w);
+                  if (w === cutWindow) setOf(this.dirty, sid).add(w);
+                }
+              }
+            }
+            for (const set of this.dirty.values()) for (const w of set) if (w < cutWindow) set.delete(w);
+          }
           if (deleted > 0) {
             await this.writer.exec('PRAGMA incremental_vacuum');
             for (const s of this.series.values()) if (s.firstMs < cutoffMs) await this.refreshBounds(s.id);
@@ -293,7 +464,11 @@ export class SqliteStore {
     });
   }
 
-  /** Streams stored profile rows of the given series (all when null) with from <= time < to. */
+  /**
+   * Streams stored profile rows of the given series (all when null) with
+   * from <= time < to, skipping rows whose rollupKey(series, window) is in
+   * `exclude` (windows the caller already read from rollups).
+   */
   eachProfile(
     seriesIds: number[] | null,
     fromMs: number,
@@ -301,19 +476,23 @@ export class SqliteStore {
     columns: readonly (keyof ProfileRow)[],
     onRow: (r: ProfileRow) => void,
     limit = -1,
+    exclude?: readonly number[],
   ): Promise<number> {
     const cols = columns.join(', ');
-    if (seriesIds === null) {
-      return this.reader.each(`SELECT ${cols} FROM profiles WHERE time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?`, [fromMs, toMs, limit], onRow);
+    if (seriesIds !== null && seriesIds.length === 0) return Promise.resolve(0);
+    const params: SqlValue[] = [fromMs, toMs];
+    let skip = '';
+    if (exclude && exclude.length > 0) {
+      skip = ` AND (series_id * 4294967296 + time_ms / ${ROLLUP_WINDOW_MS}) NOT IN (SELECT value FROM json_each(?))`;
+      params.push(JSON.stringify(exclude));
     }
-    if (seriesIds.length === 0) return Promise.resolve(0);
+    params.push(limit);
+    if (seriesIds === null) {
+      return this.reader.each(`SELECT ${cols} FROM profiles WHERE time_ms >= ? AND time_ms < ?${skip} ORDER BY time_ms LIMIT ?`, params, onRow);
+    }
     // The IN list rides on the (series_id, time_ms) index.
     const ids = seriesIds.join(',');
-    return this.reader.each(
-      `SELECT ${cols} FROM profiles WHERE series_id IN (${ids}) AND time_ms >= ? AND time_ms < ? ORDER BY time_ms LIMIT ?`,
-      [fromMs, toMs, limit],
-      onRow,
-    );
+    return this.reader.each(`SELECT ${cols} FROM profiles WHERE series_id IN (${ids}) AND time_ms >= ? AND time_ms < ?${skip} ORDER BY time_ms LIMIT ?`, params, onRow);
   }
 
   getProfile(id: number): Promise<ProfileRow | undefined> {
@@ -341,4 +520,10 @@ export class SqliteStore {
     await this.reader.close();
     await this.writer.close();
   }
+}
+
+function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
+  let s = m.get(k);
+  if (!s) m.set(k, (s = new Set()));
+  return s;
 }

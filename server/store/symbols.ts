@@ -109,6 +109,60 @@ export class SymbolDb {
     return id;
   }
 
+  // Interning straight from a profile's UTF-8 bytes: hash the bytes, verify
+  // against a copy of the bytes of the candidate string, and only decode a
+  // JS string for strings not seen before. Result is always string(decoded).
+  private readonly stringByBytes = new IntPairMap(1 << 16);
+  private arena = new Uint8Array(1 << 20);
+  private arenaLen = 0;
+  private readonly strOff: number[] = [];
+  private readonly strLen: number[] = [];
+  private static readonly utf8 = new TextDecoder('utf-8', { fatal: false });
+
+  stringFromBytes(buf: Uint8Array, s: number, e: number): number {
+    let h1 = 0x811c9dc5;
+    let h2 = e - s;
+    for (let k = s; k < e; k++) {
+      const b = buf[k]!;
+      h1 = Math.imul(h1 ^ b, 0x01000193);
+      h2 = Math.imul(h2 + b, 0x9e3779b1) ^ (h2 >>> 15);
+    }
+    h1 >>>= 1;
+    h2 &= 0x7fffffff;
+    const cand = this.stringByBytes.get(h1, h2);
+    if (cand !== -1 && this.strLen[cand] === e - s) {
+      const arena = this.arena;
+      let o = this.strOff[cand]!;
+      let k = s;
+      while (k < e && arena[o] === buf[k]) {
+        o++;
+        k++;
+      }
+      if (k === e) return cand;
+    }
+    const id = this.string(SymbolDb.utf8.decode(buf.subarray(s, e)));
+    if (cand === -1) {
+      this.stringByBytes.insert(h1, h2, id);
+      if (this.strLen[id] === undefined || this.strLen[id] < 0) {
+        while (this.strLen.length <= id) {
+          this.strLen.push(-1);
+          this.strOff.push(0);
+        }
+        const n = e - s;
+        if (this.arenaLen + n > this.arena.length) {
+          const next = new Uint8Array(Math.max(this.arena.length * 2, this.arenaLen + n));
+          next.set(this.arena.subarray(0, this.arenaLen));
+          this.arena = next;
+        }
+        this.arena.set(buf.subarray(s, e), this.arenaLen);
+        this.strOff[id] = this.arenaLen;
+        this.strLen[id] = n;
+        this.arenaLen += n;
+      }
+    }
+    return id;
+  }
+
   private static mappingKey(m: MappingSym): string {
     return `${hex(m.memoryStart)}|${hex(m.memoryLimit)}|${hex(m.fileOffset)}|${m.filename}|${m.buildId}|${m.flags}`;
   }
@@ -123,6 +177,16 @@ export class SymbolDb {
       this.pending.mappings.push([id, hex(m.memoryStart), hex(m.memoryLimit), hex(m.fileOffset), m.filename, m.buildId, m.flags]);
     }
     return id;
+  }
+
+  /** As func(), without building the object when the function is known. */
+  funcOf(name: number, systemName: number, filename: number, startLine: number): number {
+    const guess = this.functionByName.get(name);
+    if (guess !== undefined) {
+      const g = this.functions[guess]!;
+      if (g.systemName === systemName && g.filename === filename && g.startLine === startLine) return guess;
+    }
+    return this.func({ name, systemName, filename, startLine });
   }
 
   func(f: FunctionSym): number {
@@ -143,6 +207,59 @@ export class SymbolDb {
     return id;
   }
 
+  // Location content hash -> id: one numeric probe per location of a pushed
+  // profile instead of a composite string key; a hit is verified field by field.
+  private readonly locationByHash = new IntPairMap(1 << 16);
+  private readonly locAddrHi: number[] = [0];
+  private readonly locAddrLo: number[] = [0];
+
+  private static locationHash(mappingId: number, hi: number, lo: number, folded: boolean, lines: readonly number[]): void {
+    let h1 = Math.imul(mappingId ^ 0x9e3779b9, 0x85ebca6b) ^ lo;
+    let h2 = Math.imul(hi ^ 0x27d4eb2f, 0xc2b2ae35) ^ (folded ? 1 : 0);
+    for (let i = 0; i < lines.length; i++) {
+      const v = lines[i]!;
+      h1 = Math.imul(h1 ^ (v | 0), 0x01000193);
+      h2 = Math.imul(h2 + ((v / 4294967296) | 0) + (v | 0), 0x9e3779b1) ^ (h2 >>> 15);
+    }
+    SymbolDb.h1 = h1 >>> 1;
+    SymbolDb.h2 = h2 & 0x7fffffff;
+  }
+  private static h1 = 0;
+  private static h2 = 0;
+
+  /** Global id of a location given its address as uint32 halves; `lines` is only read. */
+  locationOf(mappingId: number, hi: number, lo: number, isFolded: boolean, lines: readonly number[]): number {
+    SymbolDb.locationHash(mappingId, hi, lo, isFolded, lines);
+    const h1 = SymbolDb.h1;
+    const h2 = SymbolDb.h2;
+    const cand = this.locationByHash.get(h1, h2);
+    if (cand !== -1) {
+      const c = this.locations[cand]!;
+      if (c.mappingId === mappingId && this.locAddrHi[cand] === hi && this.locAddrLo[cand] === lo && c.isFolded === isFolded && c.lines.length === lines.length) {
+        let same = true;
+        for (let i = 0; i < lines.length; i++) {
+          if (c.lines[i] !== lines[i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return cand;
+      }
+    }
+    const id = this.location({ mappingId, address: (BigInt(hi) << 32n) | BigInt(lo), isFolded, lines: lines.slice() });
+    if (cand === -1) this.locationByHash.insert(h1, h2, id);
+    return id;
+  }
+
+  private noteAddress(id: number, address: bigint): void {
+    while (this.locAddrHi.length <= id) {
+      this.locAddrHi.push(0);
+      this.locAddrLo.push(0);
+    }
+    this.locAddrHi[id] = Number(address >> 32n);
+    this.locAddrLo[id] = Number(address & 0xffffffffn);
+  }
+
   location(l: LocationSym): number {
     const first = l.lines.length > 0 ? l.lines[0]! : -1;
     const guess = first >= 0 ? this.locationByFirstFn.get(first) : undefined;
@@ -153,6 +270,7 @@ export class SymbolDb {
     if (id === undefined) {
       id = this.locations.length;
       this.locations.push(l);
+      this.noteAddress(id, l.address);
       this.locationIds.set(key, id);
       if (first >= 0 && guess === undefined) this.locationByFirstFn.set(first, id);
       this.pending.locations.push([id, l.mappingId, hex(l.address), l.isFolded ? 1 : 0, lines]);
@@ -239,6 +357,7 @@ export class SymbolDb {
   loadLocation(id: number, l: LocationSym): void {
     this.fill(this.locations, id, undefined);
     this.locations[id] = l;
+    this.noteAddress(id, l.address);
     this.locationIds.set(`${l.mappingId}|${hex(l.address)}|${l.isFolded ? 1 : 0}|${l.lines.join(',')}`, id);
     if (l.lines.length > 0 && !this.locationByFirstFn.has(l.lines[0]!)) this.locationByFirstFn.set(l.lines[0]!, id);
   }
