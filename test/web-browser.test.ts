@@ -5,26 +5,20 @@
 // Screenshots of every view go to test-artifacts/.
 // Browser-side checks are strings: the root tsconfig has no DOM lib.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../server/index.js';
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SERVER_ENTRY = join(ROOT, 'server', 'index.ts');
-const HAS_SERVER = existsSync(SERVER_ENTRY);
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const KERNEL = new Set(['sys_write', 'tcp_sendmsg']);
 
-interface ServerHandle {
-  url: string;
-  close(): Promise<void>;
-}
-type StartServer = (opts: { dataDir: string; port?: number; host?: string; webDir?: string }) => Promise<ServerHandle>;
 
 interface Frame {
   node: number;
@@ -92,8 +86,8 @@ const PLANTED: [string[], number][] = [...BASE, [['main', 'compress', 'deflate']
 const Q1 = '{node="web-1"}';
 const Q2 = '{node="web-2"}';
 
-describe.skipIf(!HAS_SERVER)('web viewer against the real server (waits for server/index.ts exporting startServer)', () => {
-  let server: ServerHandle;
+describe('web viewer against the real server', () => {
+  let server: RunningServer;
   let ctx: BrowserContext;
   let page: Page;
   const dirs: string[] = [];
@@ -127,9 +121,7 @@ describe.skipIf(!HAS_SERVER)('web viewer against the real server (waits for serv
     dirs.push(webDir, dataDir, userData);
     const { build } = await import('vite');
     await build({ root: join(ROOT, 'web'), logLevel: 'warn', build: { outDir: webDir, emptyOutDir: true } });
-    const entry = SERVER_ENTRY;
-    const mod = (await import(/* @vite-ignore */ entry)) as { startServer: StartServer };
-    server = await mod.startServer({ dataDir, port: 0, host: '127.0.0.1', webDir });
+    server = await startServer({ dataDir, port: 0, host: '127.0.0.1', webDir });
     for (const [node, stacks] of [
       ['web-1', BASE],
       ['web-2', PLANTED],
