@@ -66,7 +66,9 @@ interface IdIndex {
 function indexById(ids: Float64Array, n: number, what: string): IdIndex {
   let max = 0;
   for (let k = 0; k < n; k++) if (ids[k]! > max) max = ids[k]!;
-  if (max <= 4 * n + 1024) {
+  // Up to 1 MiB of index for sparse ids (e.g. 4k locations with ids up to 20k): a
+  // typed-array probe is several times cheaper than Map.get in the per-frame loop.
+  if (max <= 4 * n + (1 << 18)) {
     // dense[id] = row + 1, 0 when absent (a fresh Int32Array is already zeroed).
     const dense = new Int32Array(max + 1);
     for (let k = 0; k < n; k++) {
@@ -155,6 +157,53 @@ function validate(p: RawProfile) {
   return { mappings, functions, locRow };
 }
 
+// Hash mixing for the location content cache (two independent 32-bit lanes).
+function mix(h: number, v: number): number {
+  h = Math.imul(h ^ v, 0x9e3779b1);
+  return h ^ (h >>> 15);
+}
+function mix2(h: number, v: number): number {
+  h = Math.imul(h + v, 0x85ebca77);
+  return h ^ (h >>> 13);
+}
+
+/** Two independent 32-bit hashes of every string of a profile, four bytes per step. */
+function hashStrings(p: RawProfile): { h1: Int32Array; h2: Int32Array } {
+  const n = p.nStrings;
+  const h1 = new Int32Array(n);
+  const h2 = new Int32Array(n);
+  const buf = p.buf;
+  for (let i = 0; i < n; i++) {
+    const s = p.strStart[i]!;
+    const e = p.strEnd[i]!;
+    let a = 0x811c9dc5 ^ (e - s);
+    let b = 0x7f4a7c15 + (e - s);
+    let k = s;
+    for (; k + 4 <= e; k += 4) {
+      const w = buf[k]! | (buf[k + 1]! << 8) | (buf[k + 2]! << 16) | (buf[k + 3]! << 24);
+      let x = Math.imul(w, 0xcc9e2d51);
+      x = Math.imul((x << 15) | (x >>> 17), 0x1b873593);
+      a ^= x;
+      a = Math.imul((a << 13) | (a >>> 19), 5) + 0xe6546b64;
+      let y = Math.imul(w, 0x85ebca77);
+      y = Math.imul((y << 13) | (y >>> 19), 0xc2b2ae3d);
+      b ^= y;
+      b = Math.imul((b << 17) | (b >>> 15), 9) + 0x165667b1;
+    }
+    for (; k < e; k++) {
+      a = Math.imul(a ^ buf[k]!, 0x01000193);
+      b = Math.imul(b + buf[k]!, 0x9e3779b1) ^ (b >>> 15);
+    }
+    a = Math.imul(a ^ (a >>> 16), 0x85ebca6b);
+    a = Math.imul(a ^ (a >>> 13), 0xc2b2ae35);
+    b = Math.imul(b ^ (b >>> 15), 0x2c1b3c6d);
+    b = Math.imul(b ^ (b >>> 12), 0x297a2d39);
+    h1[i] = a ^ (a >>> 16);
+    h2[i] = b ^ (b >>> 15);
+  }
+  return { h1, h2 };
+}
+
 /** Reused by every ingest (synchronous part): stack id -> slot + 1, all zero between calls. */
 let slotScratch = new Int32Array(1 << 16);
 
@@ -222,12 +271,54 @@ export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels:
     return g;
   };
   // Location row -> global id, resolved once per location (not per frame).
+  // Fast path: the same locations arrive with every push of a series, so a
+  // location is first looked up by a hash of its content (see
+  // SymbolDb.locationByContent), which needs no string, function or location
+  // interning; only a miss resolves it fully.
+  const { h1: strH1, h2: strH2 } = hashStrings(p);
+  const nFn = p.nFunctions;
+  const fnH1 = new Int32Array(nFn);
+  const fnH2 = new Int32Array(nFn);
+  for (let k = 0; k < nFn; k++) {
+    const sl = p.fnStartLine[k]!;
+    let a = mix(mix(mix(mix(0x3c6ef372, strH1[p.fnName[k]!]!), strH1[p.fnSystemName[k]!]!), strH1[p.fnFilename[k]!]!), sl | 0);
+    let b = mix2(mix2(mix2(mix2(0x1b873593, strH2[p.fnName[k]!]!), strH2[p.fnSystemName[k]!]!), strH2[p.fnFilename[k]!]!), (sl / 4294967296) | 0);
+    a = mix(a, (sl / 4294967296) | 0);
+    b = mix2(b, sl | 0);
+    fnH1[k] = a;
+    fnH2[k] = b;
+  }
+  const byContent = sym.locationByContent;
   const locGlobal = new Int32Array(p.nLocations);
   const lines: number[] = [];
   for (let k = 0; k < p.nLocations; k++) {
+    const gm = gmap(p.locMapping[k]!);
+    const hi = p.locAddrHi[k]!;
+    const lo = p.locAddrLo[k]!;
+    const folded = p.locFolded[k] !== 0;
+    const j0 = p.locLineStart[k]!;
+    const j1 = p.locLineStart[k + 1]!;
+    let a = mix(mix(mix(0x6a09e667, gm), hi), lo + (folded ? 0x55555555 : 0));
+    let b = mix2(mix2(mix2(0x3c6ef372 + j1 - j0, lo), gm), hi ^ (folded ? 1 : 0));
+    for (let j = j0; j < j1; j++) {
+      const f = p.lineFn[j]!;
+      const row = fnDense ? fnDense[f]! - 1 : functions.get(f);
+      const ln = p.lineNo[j]!;
+      a = mix(mix(mix(a, fnH1[row]!), ln | 0), (ln / 4294967296) | 0);
+      b = mix2(mix2(mix2(b, fnH2[row]!), (ln / 4294967296) | 0), ln | 0);
+    }
+    const k1 = (a ^ (a >>> 16)) >>> 1;
+    const k2 = (b ^ (b >>> 13)) & 0x7fffffff;
+    const cached = byContent.get(k1, k2);
+    if (cached !== -1 && sym.locationIs(cached, gm, hi, lo, folded, j1 - j0)) {
+      locGlobal[k] = cached;
+      continue;
+    }
     lines.length = 0;
-    for (let j = p.locLineStart[k]!; j < p.locLineStart[k + 1]!; j++) lines.push(gfn(p.lineFn[j]!), p.lineNo[j]!);
-    locGlobal[k] = sym.locationOf(gmap(p.locMapping[k]!), p.locAddrHi[k]!, p.locAddrLo[k]!, p.locFolded[k] !== 0, lines);
+    for (let j = j0; j < j1; j++) lines.push(gfn(p.lineFn[j]!), p.lineNo[j]!);
+    const g = sym.locationOf(gm, hi, lo, folded, lines);
+    byContent.set(k1, k2, g);
+    locGlobal[k] = g;
   }
 
   // Samples -> stack ids (walking root to leaf), summing duplicates.

@@ -48,6 +48,21 @@ export class IntPairMap {
     this.size++;
   }
 
+  /** Sets (a, b) -> v, overwriting an existing value. */
+  set(a: number, b: number, v: number): void {
+    let i = IntPairMap.hash(a, b) & this.mask;
+    for (;;) {
+      const ka = this.keysA[i]!;
+      if (ka === -1) break;
+      if (ka === a && this.keysB[i] === b) {
+        this.vals[i] = v;
+        return;
+      }
+      i = (i + 1) & this.mask;
+    }
+    this.insert(a, b, v);
+  }
+
   private grow(): void {
     const { keysA, keysB, vals } = this;
     const cap = (this.mask + 1) * 2;

@@ -120,15 +120,12 @@ export class SymbolDb {
   private static readonly utf8 = new TextDecoder('utf-8', { fatal: false });
 
   stringFromBytes(buf: Uint8Array, s: number, e: number): number {
+    // One multiply per byte; the second key is the length. A collision only
+    // costs time: the candidate's bytes are compared below.
     let h1 = 0x811c9dc5;
-    let h2 = e - s;
-    for (let k = s; k < e; k++) {
-      const b = buf[k]!;
-      h1 = Math.imul(h1 ^ b, 0x01000193);
-      h2 = Math.imul(h2 + b, 0x9e3779b1) ^ (h2 >>> 15);
-    }
-    h1 >>>= 1;
-    h2 &= 0x7fffffff;
+    for (let k = s; k < e; k++) h1 = Math.imul(h1 ^ buf[k]!, 0x01000193);
+    h1 = (h1 ^ (h1 >>> 15)) >>> 1;
+    const h2 = e - s;
     const cand = this.stringByBytes.get(h1, h2);
     if (cand !== -1 && this.strLen[cand] === e - s) {
       const arena = this.arena;
@@ -210,8 +207,12 @@ export class SymbolDb {
   // Location content hash -> id: one numeric probe per location of a pushed
   // profile instead of a composite string key; a hit is verified field by field.
   private readonly locationByHash = new IntPairMap(1 << 16);
-  private readonly locAddrHi: number[] = [0];
-  private readonly locAddrLo: number[] = [0];
+  // Per location id, as int32 columns (no heap numbers): address halves,
+  // mapping id and (line count << 1 | folded), for cheap exact checks.
+  private readonly locAddrHi = new IntVec(1 << 16);
+  private readonly locAddrLo = new IntVec(1 << 16);
+  private readonly locMappingId = new IntVec(1 << 16);
+  private readonly locShape = new IntVec(1 << 16);
 
   private static locationHash(mappingId: number, hi: number, lo: number, folded: boolean, lines: readonly number[]): void {
     let h1 = Math.imul(mappingId ^ 0x9e3779b9, 0x85ebca6b) ^ lo;
@@ -235,7 +236,7 @@ export class SymbolDb {
     const cand = this.locationByHash.get(h1, h2);
     if (cand !== -1) {
       const c = this.locations[cand]!;
-      if (c.mappingId === mappingId && this.locAddrHi[cand] === hi && this.locAddrLo[cand] === lo && c.isFolded === isFolded && c.lines.length === lines.length) {
+      if (c.mappingId === mappingId && this.locAddrHi.data[cand] === (hi | 0) && this.locAddrLo.data[cand] === (lo | 0) && c.isFolded === isFolded && c.lines.length === lines.length) {
         let same = true;
         for (let i = 0; i < lines.length; i++) {
           if (c.lines[i] !== lines[i]) {
@@ -251,13 +252,36 @@ export class SymbolDb {
     return id;
   }
 
-  private noteAddress(id: number, address: bigint): void {
-    while (this.locAddrHi.length <= id) {
+  // Content cache filled by ingest: a 62-bit hash of a location's resolved
+  // content (mapping id, address, folded flag, and per line the bytes of the
+  // function's name / system name / filename, its start line and the line
+  // number) -> global location id. A hit skips string, function and location
+  // interning; mapping, address, folded flag and line count are compared exactly.
+  readonly locationByContent = new IntPairMap(1 << 16);
+
+  /** Whether location `id` has this mapping, address, folded flag and line count. */
+  locationIs(id: number, mappingId: number, hi: number, lo: number, isFolded: boolean, nLines: number): boolean {
+    return (
+      id < this.locShape.length &&
+      this.locAddrLo.data[id] === (lo | 0) &&
+      this.locAddrHi.data[id] === (hi | 0) &&
+      this.locMappingId.data[id] === mappingId &&
+      this.locShape.data[id] === ((nLines << 1) | (isFolded ? 1 : 0))
+    );
+  }
+
+  private noteAddress(id: number, l: LocationSym): void {
+    while (this.locShape.length <= id) {
+      // Id 0 and gaps: a shape of -1 never matches.
       this.locAddrHi.push(0);
       this.locAddrLo.push(0);
+      this.locMappingId.push(0);
+      this.locShape.push(-1);
     }
-    this.locAddrHi[id] = Number(address >> 32n);
-    this.locAddrLo[id] = Number(address & 0xffffffffn);
+    this.locAddrHi.data[id] = Number((l.address >> 32n) & 0xffffffffn) | 0;
+    this.locAddrLo.data[id] = Number(l.address & 0xffffffffn) | 0;
+    this.locMappingId.data[id] = l.mappingId;
+    this.locShape.data[id] = ((l.lines.length >> 1) << 1) | (l.isFolded ? 1 : 0);
   }
 
   location(l: LocationSym): number {
@@ -270,7 +294,7 @@ export class SymbolDb {
     if (id === undefined) {
       id = this.locations.length;
       this.locations.push(l);
-      this.noteAddress(id, l.address);
+      this.noteAddress(id, l);
       this.locationIds.set(key, id);
       if (first >= 0 && guess === undefined) this.locationByFirstFn.set(first, id);
       this.pending.locations.push([id, l.mappingId, hex(l.address), l.isFolded ? 1 : 0, lines]);
@@ -287,7 +311,7 @@ export class SymbolDb {
   // Whole-stack cache: hash of the global location sequence -> leaf stack id.
   // One multiply per frame instead of one hash-table probe per frame; a hit
   // is verified by walking the parent chain, so collisions cost only time.
-  private readonly leafByHash = new Map<number, number>();
+  private readonly leafByHash = new IntPairMap(1 << 16);
 
   /**
    * Stack id of a sample whose global location ids are locs[from..to), leaf
@@ -301,9 +325,10 @@ export class SymbolDb {
       h1 = Math.imul(h1 ^ l, 0x01000193);
       h2 = Math.imul(h2 + l, 0x9e3779b1) ^ (h2 >>> 15);
     }
-    const key = (h1 >>> 0) * 1048576 + (h2 & 0xfffff);
-    const cached = this.leafByHash.get(key);
-    if (cached !== undefined) {
+    const k1 = h1 >>> 1;
+    const k2 = h2 & 0x7fffffff;
+    const cached = this.leafByHash.get(k1, k2);
+    if (cached !== -1) {
       const parent = this.stackParent.data;
       const location = this.stackLocation.data;
       let s = cached;
@@ -316,7 +341,7 @@ export class SymbolDb {
     }
     let stack = 0;
     for (let j = to - 1; j >= from; j--) stack = this.stack(stack, locs[j]!);
-    this.leafByHash.set(key, stack);
+    this.leafByHash.set(k1, k2, stack);
     return stack;
   }
 
@@ -357,7 +382,7 @@ export class SymbolDb {
   loadLocation(id: number, l: LocationSym): void {
     this.fill(this.locations, id, undefined);
     this.locations[id] = l;
-    this.noteAddress(id, l.address);
+    this.noteAddress(id, l);
     this.locationIds.set(`${l.mappingId}|${hex(l.address)}|${l.isFolded ? 1 : 0}|${l.lines.join(',')}`, id);
     if (l.lines.length > 0 && !this.locationByFirstFn.has(l.lines[0]!)) this.locationByFirstFn.set(l.lines[0]!, id);
   }
