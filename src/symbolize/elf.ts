@@ -343,13 +343,22 @@ export class ElfReader {
     return builder.count - before;
   }
 
-  private addSymbolTable(sh: SectionHeader, table: '.symtab' | '.dynsym', builder: SymbolTableBuilder): void {
+  /** The raw bytes of a symbol table and its string table, checked for shape. */
+  private symbolSection(sh: SectionHeader, table: '.symtab' | '.dynsym'): { syms: Buffer; strs: Buffer; entSize: number; count: number } {
     const strSh = this.sections[sh.link];
     if (strSh === undefined || strSh.type === SHT_NOBITS) throw new ElfError('ELF_MALFORMED', `${table} links to a missing string table`, this.path);
     const entSize = sh.entrySizeBytes || SYM_SIZE;
     if (entSize < SYM_SIZE) throw new ElfError('ELF_MALFORMED', `${table} entry size ${entSize} is too small`, this.path);
-    const syms = this.src.read(sh.offset, sh.sizeBytes);
-    const strs = this.src.read(strSh.offset, strSh.sizeBytes);
+    return {
+      syms: this.src.read(sh.offset, sh.sizeBytes),
+      strs: this.src.read(strSh.offset, strSh.sizeBytes),
+      entSize,
+      count: Math.floor(sh.sizeBytes / entSize),
+    };
+  }
+
+  private addSymbolTable(sh: SectionHeader, table: '.symtab' | '.dynsym', builder: SymbolTableBuilder): void {
+    const { syms, strs, entSize, count } = this.symbolSection(sh, table);
     const source = builder.addNameSource(strs);
     // Per section: is it code, and where does it end (as high/low 32 bits).
     const nSections = this.sections.length;
@@ -363,7 +372,6 @@ export class ElfReader {
       endHi[k] = Number(end >> 32n);
       endLo[k] = Number(end & 0xffff_ffffn);
     }
-    const count = Math.floor(sh.sizeBytes / entSize);
     builder.reserve(count);
     const strLen = strs.length;
     for (let i = 1; i < count; i++) {
@@ -389,13 +397,7 @@ export class ElfReader {
   }
 
   private readSymbolTable(sh: SectionHeader, table: '.symtab' | '.dynsym', out: ElfSymbol[]): void {
-    const strSh = this.sections[sh.link];
-    if (strSh === undefined || strSh.type === SHT_NOBITS) throw new ElfError('ELF_MALFORMED', `${table} links to a missing string table`, this.path);
-    const entSize = sh.entrySizeBytes || SYM_SIZE;
-    if (entSize < SYM_SIZE) throw new ElfError('ELF_MALFORMED', `${table} entry size ${entSize} is too small`, this.path);
-    const syms = this.src.read(sh.offset, sh.sizeBytes);
-    const strs = this.src.read(strSh.offset, strSh.sizeBytes);
-    const count = Math.floor(sh.sizeBytes / entSize);
+    const { syms, strs, entSize, count } = this.symbolSection(sh, table);
     for (let i = 1; i < count; i++) {
       const p = i * entSize;
       const info = syms.readUInt8(p + 4);
