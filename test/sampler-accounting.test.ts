@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Sampler, sumStats, type DrainResult } from '../src/sampler/sampler.js';
+import { sumStats } from '../src/sampler/bpf-layout.js';
+import { Sampler, type DrainResult } from '../src/sampler/sampler.js';
 import { buildCFixtures, type BuiltFixtures } from './helpers/fixtures.js';
 
 function countedSamples(results: DrainResult[]): number {

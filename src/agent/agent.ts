@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
+import { DROP_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult } from './collector.js';
-import { DROP_STATS } from './record.js';
 import { Shipper } from './shipper.js';
 import { DiskSpool } from './spool.js';
 

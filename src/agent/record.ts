@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CpuProfileBuilder } from '../profile/builder.js';
-import { STAT_NAMES, type KernelStats } from '../sampler/bpf-layout.js';
-import { sumStats } from '../sampler/sampler.js';
+import { DROP_STATS, droppedTotal, mapStats, sumStats, type KernelStats } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult } from './collector.js';
 
 export interface RecordOptions {
@@ -40,22 +39,6 @@ export interface RecordSummary {
   bpfRunTime?: { runTimeNs: number; runCount: number };
 }
 
-/** The kernel counters that mean a sample, or part of it, was lost. */
-export const DROP_STATS = [
-  'stackMapFull',
-  'userStackErrors',
-  'kernelStackErrors',
-  'countsMapFull',
-  'processEventsLost',
-] as const satisfies readonly (keyof KernelStats)[];
-
-export function droppedTotal(stats: KernelStats): number {
-  return DROP_STATS.reduce((sum, name) => sum + stats[name], 0);
-}
-
-function zeroStats(): KernelStats {
-  return Object.fromEntries(STAT_NAMES.map((name) => [name, 0])) as KernelStats;
-}
 
 /** `fleetprof record`: sample for a while, write one pprof file. */
 export async function record(options: RecordOptions): Promise<RecordSummary> {
@@ -68,7 +51,7 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
   const collector = Collector.start({ frequencyHz: options.frequencyHz, filterTgid: options.pid });
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
   if (options.measureBpfRunTime) collector.enableRunTimeStats();
-  let kernelStats = zeroStats();
+  let kernelStats = mapStats(() => 0);
   let bpfRunTime: RecordSummary['bpfRunTime'];
   const take = (result: CollectResult): void => {
     for (const sample of result.samples) builder.addSample(sample.frames, sample.count, sample.labels);

@@ -32,30 +32,38 @@ export class DiskSpool {
   private sequence = 0;
   private droppedProfiles = 0;
   private droppedBytes = 0;
+  /** Entry id -> bytes on disk. The spool's files are ours alone, so this is
+   * read from disk once at start and kept in step after, instead of a
+   * directory scan on every put and every metrics scrape. */
+  private readonly sizes = new Map<string, number>();
+  private totalBytes = 0;
 
   constructor(dir: string, maxBytes: number) {
     this.dir = dir;
     this.maxBytes = maxBytes;
     mkdirSync(dir, { recursive: true });
     this.removeIncomplete();
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(BODY_SUFFIX)).sort()) {
+      const id = name.slice(0, -BODY_SUFFIX.length);
+      this.track(id, this.sizeOnDisk(id));
+    }
   }
 
   put(labels: Record<string, string>, body: Buffer): string {
     const id = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${(this.sequence++).toString().padStart(8, '0')}`;
     // Labels first and the body last, each through a rename: a crash leaves
     // either a whole entry or an orphan that removeIncomplete cleans.
-    writeAtomically(join(this.dir, id + LABELS_SUFFIX), Buffer.from(JSON.stringify(labels)));
+    const labelsBytes = Buffer.from(JSON.stringify(labels));
+    writeAtomically(join(this.dir, id + LABELS_SUFFIX), labelsBytes);
     writeAtomically(join(this.dir, id + BODY_SUFFIX), body);
+    this.track(id, labelsBytes.length + body.length);
     this.trim();
     return id;
   }
 
   /** Ids, oldest first. */
   list(): string[] {
-    return readdirSync(this.dir)
-      .filter((name) => name.endsWith(BODY_SUFFIX))
-      .map((name) => name.slice(0, -BODY_SUFFIX.length))
-      .sort();
+    return [...this.sizes.keys()].sort();
   }
 
   read(id: string): SpooledProfile | undefined {
@@ -71,14 +79,20 @@ export class DiskSpool {
   remove(id: string): void {
     rmSync(join(this.dir, id + BODY_SUFFIX), { force: true });
     rmSync(join(this.dir, id + LABELS_SUFFIX), { force: true });
+    this.totalBytes -= this.sizes.get(id) ?? 0;
+    this.sizes.delete(id);
   }
 
   stats(): SpoolStats {
-    const ids = this.list();
-    return { files: ids.length, bytes: ids.reduce((sum, id) => sum + this.sizeOf(id), 0), droppedProfiles: this.droppedProfiles, droppedBytes: this.droppedBytes };
+    return { files: this.sizes.size, bytes: this.totalBytes, droppedProfiles: this.droppedProfiles, droppedBytes: this.droppedBytes };
   }
 
-  private sizeOf(id: string): number {
+  private track(id: string, size: number): void {
+    this.sizes.set(id, size);
+    this.totalBytes += size;
+  }
+
+  private sizeOnDisk(id: string): number {
     let size = 0;
     for (const suffix of [BODY_SUFFIX, LABELS_SUFFIX]) {
       try {
@@ -91,15 +105,11 @@ export class DiskSpool {
   }
 
   private trim(): void {
-    const ids = this.list();
-    let total = ids.reduce((sum, id) => sum + this.sizeOf(id), 0);
-    for (const id of ids) {
-      if (total <= this.maxBytes) break;
-      const size = this.sizeOf(id);
-      this.remove(id);
-      total -= size;
+    for (const id of this.list()) {
+      if (this.totalBytes <= this.maxBytes) break;
+      this.droppedBytes += this.sizes.get(id) ?? 0;
       this.droppedProfiles++;
-      this.droppedBytes += size;
+      this.remove(id);
     }
   }
 

@@ -36,6 +36,27 @@ export const STAT_NAMES = [
 export type StatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<StatName, number>;
 
+/** The counters that mean a sample, or part of it, was lost. */
+export const DROP_STATS = [
+  'stackMapFull',
+  'userStackErrors',
+  'kernelStackErrors',
+  'countsMapFull',
+  'processEventsLost',
+] as const satisfies readonly StatName[];
+
+export function mapStats(fn: (name: StatName) => number): KernelStats {
+  return Object.fromEntries(STAT_NAMES.map((name) => [name, fn(name)])) as KernelStats;
+}
+
+export function sumStats(a: KernelStats, b: KernelStats): KernelStats {
+  return mapStats((name) => a[name] + b[name]);
+}
+
+export function droppedTotal(stats: KernelStats): number {
+  return DROP_STATS.reduce((sum, name) => sum + stats[name], 0);
+}
+
 export function decodeComm(bytes: Buffer, offset: number): string {
   const end = bytes.indexOf(0, offset);
   const stop = end === -1 || end > offset + COMM_LENGTH ? offset + COMM_LENGTH : end;

@@ -8,6 +8,8 @@ import {
   encodeConfig,
   SAMPLE_KEY_SIZE,
   STAT_NAMES,
+  mapStats,
+  sumStats,
   sumPerCpuCounter,
   type KernelStats,
   type SampleKey,
@@ -53,6 +55,8 @@ export class Sampler {
   private readonly object: BpfObject;
   private readonly configMap: MapInfo;
   private readonly statsMap: MapInfo;
+  /** A per-CPU map's value, as the kernel returns it: one slot per possible CPU. */
+  private readonly statsValueSize: number;
   private readonly stackMaps: [MapInfo, MapInfo];
   private readonly countMaps: [MapInfo, MapInfo];
   private readonly filterTgid: Tgid;
@@ -66,6 +70,7 @@ export class Sampler {
     this.filterTgid = filterTgid;
     this.configMap = object.mapInfo('fp_config_map');
     this.statsMap = object.mapInfo('stats');
+    this.statsValueSize = this.statsMap.valueSize * loadAddon().possibleCpuCount();
     this.stackMaps = [object.mapInfo('stacks_0'), object.mapInfo('stacks_1')];
     this.countMaps = [object.mapInfo('counts_0'), object.mapInfo('counts_1')];
     this.previousStats = this.readStats();
@@ -164,24 +169,19 @@ export class Sampler {
       });
     }
     const now = this.readStats();
-    const stats = Object.fromEntries(STAT_NAMES.map((name) => [name, now[name] - this.previousStats[name]])) as KernelStats;
+    const stats = mapStats((name) => now[name] - this.previousStats[name]);
     this.previousStats = now;
     return { samples, stats };
   }
 
   private readStats(): KernelStats {
     const { mapLookup } = loadAddon();
-    const stats = {} as KernelStats;
-    STAT_NAMES.forEach((name, index) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(index);
-      const value = mapLookup(this.statsMap.fd, key, this.statsMap.valueSize * loadAddon().possibleCpuCount());
-      stats[name] = value ? sumPerCpuCounter(value) : 0;
+    const key = Buffer.alloc(4);
+    return mapStats((name) => {
+      key.writeUInt32LE(STAT_NAMES.indexOf(name));
+      const value = mapLookup(this.statsMap.fd, key, this.statsValueSize);
+      return value ? sumPerCpuCounter(value) : 0;
     });
-    return stats;
   }
 }
 
-export function sumStats(a: KernelStats, b: KernelStats): KernelStats {
-  return Object.fromEntries(STAT_NAMES.map((name) => [name, a[name] + b[name]])) as KernelStats;
-}
