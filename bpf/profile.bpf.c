@@ -47,13 +47,35 @@ struct {
 	__uint(max_entries, 1);
 } fp_config_map SEC(".maps");
 
-// Per-CPU scratch space for one stack (too big for the 512-byte BPF stack).
+// Per-CPU scratch space for the two stacks of a sample (too big for the
+// 512-byte BPF stack): both are held until the count shows whether they are new.
+struct sample_scratch {
+	struct fp_stack kernel;
+	struct fp_stack user;
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, struct fp_stack);
+	__type(value, struct sample_scratch);
 	__uint(max_entries, 1);
 } stack_scratch SEC(".maps");
+
+// The process this CPU announced last, and the exec count then: most samples
+// of a busy CPU are of the same process, and this spares them the LRU lookup.
+struct last_announced {
+	__u32 tgid;
+	__u32 exec_count;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct last_announced);
+	__uint(max_entries, 1);
+} last_announced SEC(".maps");
+
+// Bumped by every exec: a CPU's last_announced entry is trusted only while
+// no process has exec'd since (the exec'd one must be announced again).
+__u32 exec_count = 0;
 
 // Per-CPU counters (enum fp_stat) so counting a drop never contends.
 struct {
@@ -108,28 +130,32 @@ static __always_inline __u64 hash_stack(const struct fp_stack *stack, __u32 dept
 	return hash ? hash : 1;
 }
 
-// Captures one stack into `stacks` and returns its hash, or 0 when there is
+// Walks one stack into `stack` and returns its hash, or 0 when there is
 // none: a user-mode tick has no kernel stack and a kernel thread no user
 // stack (bpf_get_stack returns 0 or -EFAULT), which is not a loss. A failed
-// read or a full map is, and is counted.
-static __always_inline __u64 capture_stack(void *ctx, void *stacks, __u64 flags, __u32 error_stat)
+// read is, and is counted.
+static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64 flags, __u32 error_stat)
 {
-	__u32 zero = 0;
-	struct fp_stack *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
-	if (!scratch)
-		return 0;
-	long size = bpf_get_stack(ctx, scratch->addresses, sizeof(scratch->addresses), flags);
+	long size = bpf_get_stack(ctx, stack->addresses, sizeof(stack->addresses), flags);
 	if (size <= 0) {
 		if (size < 0 && size != -EFAULT_FP)
 			count_stat(error_stat);
 		return 0;
 	}
-	__u64 hash = hash_stack(scratch, size / sizeof(__u64));
-	// Most samples repeat a stack already stored: a lookup spares them the
-	// bucket lock and the 1 KiB copy of an insert.
+	return hash_stack(stack, size / sizeof(__u64));
+}
+
+// Makes sure the stack with this hash is stored; returns the hash, or 0 when
+// the map is full (counted: the sample is kept without that stack).
+static __always_inline __u64 store_stack(void *stacks, __u64 hash, const struct fp_stack *stack)
+{
+	if (hash == 0)
+		return 0;
+	// Another key may hold this stack already: a lookup spares the bucket
+	// lock and the 1 KiB copy of an insert.
 	if (bpf_map_lookup_elem(stacks, &hash))
 		return hash;
-	long err = bpf_map_update_elem(stacks, &hash, scratch, BPF_NOEXIST);
+	long err = bpf_map_update_elem(stacks, &hash, stack, BPF_NOEXIST);
 	if (err != 0 && err != -EEXIST_FP) {
 		count_stat(FP_STAT_STACK_MAP_FULL);
 		return 0;
@@ -158,25 +184,39 @@ static __always_inline bool in_target_tree(__u32 tgid, __u32 target)
 	return false;
 }
 
-static __always_inline void announce_process(__u32 tgid, const char *comm)
+static __always_inline bool announce_process(__u32 tgid, const char *comm)
 {
 	// Look up first: an LRU insert takes a node from the free list even when
-	// the key exists, and this runs on every sample.
+	// the key exists.
 	if (bpf_map_lookup_elem(&known_tgids, &tgid))
-		return;
+		return true;
 	__u8 one = 1;
 	if (bpf_map_update_elem(&known_tgids, &tgid, &one, BPF_NOEXIST) != 0)
-		return; // another CPU announced it meanwhile
+		return true; // another CPU announced it meanwhile
 	struct fp_process_event *event = bpf_ringbuf_reserve(&process_events, sizeof(*event), 0);
 	if (!event) {
 		count_stat(FP_STAT_PROCESS_EVENT_LOST);
 		// Forget it so the next sample of this process tries again.
 		bpf_map_delete_elem(&known_tgids, &tgid);
-		return;
+		return false;
 	}
 	event->tgid = tgid;
 	__builtin_memcpy(event->comm, comm, FP_COMM_LEN);
 	bpf_ringbuf_submit(event, 0);
+	return true;
+}
+
+static __always_inline void announce_once(__u32 tgid, const char *comm)
+{
+	__u32 zero = 0;
+	struct last_announced *last = bpf_map_lookup_elem(&last_announced, &zero);
+	__u32 execs = exec_count;
+	if (!last || last->tgid != tgid || last->exec_count != execs) {
+		if (!announce_process(tgid, comm) || !last)
+			return;
+		last->tgid = tgid;
+		last->exec_count = execs;
+	}
 }
 
 SEC("perf_event")
@@ -208,14 +248,22 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 
 	void *stacks = cfg->generation & 1 ? (void *)&stacks_1 : (void *)&stacks_0;
 	void *counts = cfg->generation & 1 ? (void *)&counts_1 : (void *)&counts_0;
+	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!scratch)
+		return 0;
 
-	key.kernel_stack_hash = capture_stack(ctx, stacks, 0, FP_STAT_KERNEL_STACK_ERROR);
-	key.user_stack_hash = capture_stack(ctx, stacks, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
+	key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
+	key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
+	// Most samples repeat a key already counted in this generation, and a
+	// counted key's stacks are stored (both maps flip together): then the
+	// stack maps need not be touched at all.
 	__u64 *count = bpf_map_lookup_elem(counts, &key);
 	if (count) {
 		__sync_fetch_and_add(count, 1);
 	} else {
+		key.kernel_stack_hash = store_stack(stacks, key.kernel_stack_hash, &scratch->kernel);
+		key.user_stack_hash = store_stack(stacks, key.user_stack_hash, &scratch->user);
 		__u64 one = 1;
 		// BPF_NOEXIST: another CPU may have inserted the same key meanwhile.
 		if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST) != 0) {
@@ -228,7 +276,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	}
 
 	if (tgid != 0)
-		announce_process(tgid, key.comm);
+		announce_once(tgid, key.comm);
 	return 0;
 }
 
@@ -238,6 +286,9 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = BPF_CORE_READ(task, tgid);
+	// Forget first, then bump: a sample in between still sees the old count
+	// and is simply announced at the next one.
 	bpf_map_delete_elem(&known_tgids, &tgid);
+	__sync_fetch_and_add(&exec_count, 1);
 	return 0;
 }

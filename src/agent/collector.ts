@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ProfileFrame, SampleLabels } from '../profile/builder.js';
 import { Sampler, type RawSample, type SamplerOptions } from '../sampler/sampler.js';
-import type { KernelStats, Tgid } from '../sampler/bpf-layout.js';
+import type { KernelStats, StackHash, Tgid } from '../sampler/bpf-layout.js';
 import { Symbolizer } from '../symbolize/symbolizer.js';
 
 /** One aggregated sample, symbolized: what the profile builder and shipper consume. */
@@ -25,6 +25,16 @@ export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess'> {
 // Their symbol snapshots go too: the symbolizer must not grow without bound
 // on a host that starts thousands of short-lived processes.
 const PROCESS_IDLE_DRAINS = 30;
+// Symbolized stacks kept after they were last sampled, in drains. A hot stack
+// recurs every drain; resolving it once instead of every drain was most of the
+// steady-state CPU of `record` (each frame is a mapping search, a symbol
+// search and a new frame object, then a new pprof location key).
+const STACK_IDLE_DRAINS = 10;
+
+interface CachedStack {
+  frames: ProfileFrame[];
+  lastUsedDrain: number;
+}
 
 /**
  * Joins the sampler and the symbolizer: takes raw kernel samples, resolves
@@ -37,6 +47,10 @@ export class Collector {
   private readonly procRoot: string;
   private readonly processNames = new Map<Tgid, string>();
   private readonly lastSeenDrain = new Map<Tgid, number>();
+  /** Kernel stacks by their hash: the kernel's symbols do not change under them. */
+  private readonly kernelStacks = new Map<StackHash, CachedStack>();
+  /** User stacks by process, then hash; only stacks that resolved in full (see cacheable()). */
+  private readonly userStacks = new Map<Tgid, Map<StackHash, CachedStack>>();
   private drainCount = 0;
 
   private constructor(options: CollectorOptions) {
@@ -75,27 +89,34 @@ export class Collector {
     // Called from the ring buffer the moment the kernel first samples the
     // process (or after an exec): take what we need before it can exit.
     this.processNames.set(tgid, readProcessName(this.procRoot, tgid) ?? comm);
+    // After an exec the same tgid maps other code: its old stacks mean nothing now.
+    this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
   }
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {
-    this.drainCount++;
-    const userFrames = new Map<string, ProfileFrame[]>();
-    const kernelFrames = new Map<bigint, ProfileFrame[]>();
+    const drain = ++this.drainCount;
+    // Stacks that did not resolve in full are cached for this drain only, so
+    // that a later drain tries them again (a perf map grows, a library is dlopened).
+    const partialUserStacks = new Map<string, ProfileFrame[]>();
+    const partialKernelStacks = new Map<StackHash, ProfileFrame[]>();
     const samples: ResolvedSample[] = [];
     for (const raw of rawSamples) {
-      this.lastSeenDrain.set(raw.tgid, this.drainCount);
+      this.lastSeenDrain.set(raw.tgid, drain);
       let kernel: ProfileFrame[] = [];
       if (raw.kernelStack.length > 0) {
-        kernel = kernelFrames.get(raw.kernelStackHash) ?? this.symbolizer.symbolizeKernel(raw.kernelStack);
-        kernelFrames.set(raw.kernelStackHash, kernel);
+        const cached = this.kernelStacks.get(raw.kernelStackHash);
+        if (cached !== undefined) {
+          cached.lastUsedDrain = drain;
+          kernel = cached.frames;
+        } else {
+          kernel = partialKernelStacks.get(raw.kernelStackHash) ?? this.symbolizer.symbolizeKernel(raw.kernelStack);
+          if (kernel.every(resolvedForGood)) this.kernelStacks.set(raw.kernelStackHash, { frames: kernel, lastUsedDrain: drain });
+          else partialKernelStacks.set(raw.kernelStackHash, kernel);
+        }
       }
       let user: ProfileFrame[] = [];
-      if (raw.userStack.length > 0) {
-        const key = `${raw.tgid}:${raw.userStackHash}`;
-        user = userFrames.get(key) ?? this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
-        userFrames.set(key, user);
-      }
+      if (raw.userStack.length > 0) user = this.userFrames(raw, drain, partialUserStacks);
       if (!this.processNames.has(raw.tgid)) this.processNames.set(raw.tgid, raw.tid === raw.tgid ? raw.comm : (readProcessName(this.procRoot, raw.tgid) ?? raw.comm));
       samples.push({
         frames: kernel.length === 0 ? user : user.length === 0 ? kernel : [...kernel, ...user],
@@ -104,7 +125,28 @@ export class Collector {
       });
     }
     this.forgetIdleProcesses();
+    this.forgetIdleStacks();
     return { samples, kernelStats };
+  }
+
+  private userFrames(raw: RawSample, drain: number, partialUserStacks: Map<string, ProfileFrame[]>): ProfileFrame[] {
+    let stacks = this.userStacks.get(raw.tgid);
+    const cached = stacks?.get(raw.userStackHash);
+    if (cached !== undefined) {
+      cached.lastUsedDrain = drain;
+      return cached.frames;
+    }
+    const partialKey = `${raw.tgid}:${raw.userStackHash}`;
+    const partial = partialUserStacks.get(partialKey);
+    if (partial !== undefined) return partial;
+    const frames = this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
+    if (frames.every(resolvedForGood)) {
+      if (stacks === undefined) this.userStacks.set(raw.tgid, (stacks = new Map()));
+      stacks.set(raw.userStackHash, { frames, lastUsedDrain: drain });
+    } else {
+      partialUserStacks.set(partialKey, frames);
+    }
+    return frames;
   }
 
   private forgetIdleProcesses(): void {
@@ -112,9 +154,28 @@ export class Collector {
       if (this.drainCount - drain < PROCESS_IDLE_DRAINS) continue;
       this.lastSeenDrain.delete(tgid);
       this.processNames.delete(tgid);
+      this.userStacks.delete(tgid);
       this.symbolizer.forgetProcess(tgid);
     }
   }
+
+  private forgetIdleStacks(): void {
+    const oldest = this.drainCount - STACK_IDLE_DRAINS;
+    for (const [hash, cached] of this.kernelStacks) if (cached.lastUsedDrain < oldest) this.kernelStacks.delete(hash);
+    for (const [tgid, stacks] of this.userStacks) {
+      for (const [hash, cached] of stacks) if (cached.lastUsedDrain < oldest) stacks.delete(hash);
+      if (stacks.size === 0) this.userStacks.delete(tgid);
+    }
+  }
+}
+
+/**
+ * A frame that will not read differently later: a named native or kernel
+ * frame. JIT frames are not (a JIT reuses code addresses for other
+ * functions), nor are unresolved ones (their perf map or mapping may appear).
+ */
+function resolvedForGood(frame: ProfileFrame): boolean {
+  return frame.functionName !== null && frame.kind !== 'jit';
 }
 
 function readProcessName(procRoot: string, tgid: Tgid): string | undefined {

@@ -55,6 +55,7 @@ export class CpuProfileBuilder {
   private readonly mappingIds = new Map<string, MappingId>();
   private readonly locationIds = new Map<string, LocationId>();
   private readonly functionIds = new Map<string, FunctionId>();
+  private readonly locationOfFrame = new WeakMap<ProfileFrame, { pid: number; id: LocationId }>();
   /** Sample key (location ids + labels) to index in samples. */
   private readonly sampleIndex = new Map<string, number>();
   private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number }[] = [];
@@ -167,6 +168,17 @@ export class CpuProfileBuilder {
   }
 
   private locationId(frame: ProfileFrame, pid: number): LocationId {
+    // Callers hand the same frame objects back sample after sample (the
+    // collector caches symbolized stacks): remember their location instead of
+    // building its key string again. Native frames' mappings are per process.
+    const known = this.locationOfFrame.get(frame);
+    if (known !== undefined && known.pid === pid) return known.id;
+    const id = this.locationIdByKey(frame, pid);
+    this.locationOfFrame.set(frame, { pid, id });
+    return id;
+  }
+
+  private locationIdByKey(frame: ProfileFrame, pid: number): LocationId {
     const mappingId = this.mappingId(frame, pid);
     const key = `${mappingId}|${frame.address}|${frame.functionName ?? ''}`;
     let id = this.locationIds.get(key);
