@@ -3,7 +3,9 @@
 //   fleetprof record -F hz           (start, sampling, symbolization, pprof)
 //   perf record -F hz -a -g, then perf script (the same job: symbolized stacks)
 //   BCC profile-bpfcc -F hz -f       (folded, symbolized stacks)
-// Each tool runs under /usr/bin/time for its CPU time and peak RSS.
+// Each tool runs under /usr/bin/time for its CPU time and peak RSS. A fourth
+// run loads bench/bpf/walk-only.bpf.c, which only walks the two stacks, so the
+// BPF time per sample splits into the kernel's stack walks and our own logic.
 // Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--write docs/benchmarks.md]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -11,6 +13,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BpfObject, loadAddon } from '../src/native/addon.js';
+import { onlineCpus } from '../src/sampler/cpus.js';
 import { packageRoot } from '../src/util/package-root.js';
 import { buildCFixtures, FIXTURES_DIR } from '../test/helpers/fixtures.js';
 
@@ -164,6 +169,22 @@ async function runBcc(frequencyHz: number): Promise<Measurement | undefined> {
   return { tool: 'BCC profile-bpfcc -f', frequencyHz, cpuSeconds: run.cpuSeconds, peakRssMb: run.peakRssMb, samples, bpfNsPerSample };
 }
 
+/** The reference program that only walks the stacks: the kernel's share of the BPF time per sample. */
+async function runWalkOnly(frequencyHz: number): Promise<Measurement> {
+  execFileSync('make', ['-s', '-C', join(root, 'bench', 'bpf')]);
+  const statsFd = loadAddon().enableBpfStats();
+  const object = new BpfObject(join(root, 'bench', 'bpf', 'build', 'walk-only.bpf.o'), {});
+  try {
+    for (const cpu of onlineCpus()) object.attachPerfEvent('walk_only', cpu, frequencyHz);
+    await sleep(durationSeconds * 1000);
+    const { runTimeNs, runCount } = object.programStats('walk_only');
+    return { tool: 'stack walks only (reference)', frequencyHz, cpuSeconds: NaN, peakRssMb: NaN, samples: runCount, bpfNsPerSample: runCount > 0 ? runTimeNs / runCount : undefined };
+  } finally {
+    object.destroy();
+    loadAddon().closeFd(statsFd);
+  }
+}
+
 /** Keeps both CPUs busy with diverse stacks: C, shared library, syscalls, JIT, and process churn. */
 function startBusyMachine(): ChildProcess[] {
   const fixtures = buildCFixtures();
@@ -188,11 +209,13 @@ async function main(): Promise<void> {
   try {
     for (let round = 0; round < rounds; round++) {
       for (const frequencyHz of frequencies) {
-        for (const run of [runFleetprof, runPerf, runBcc]) {
+        for (const run of [runFleetprof, runPerf, runBcc, runWalkOnly]) {
           const m = await run(frequencyHz);
           if (m) {
             results.push(m);
-            process.stderr.write(`round ${round + 1} ${m.tool} @${frequencyHz} Hz: cpu ${m.cpuSeconds.toFixed(2)} s, rss ${m.peakRssMb.toFixed(0)} MB\n`);
+            process.stderr.write(
+              `round ${round + 1} ${m.tool} @${frequencyHz} Hz: cpu ${m.cpuSeconds.toFixed(2)} s, rss ${m.peakRssMb.toFixed(0)} MB, bpf ${m.bpfNsPerSample?.toFixed(0) ?? '-'} ns\n`,
+            );
           }
         }
       }
@@ -214,8 +237,9 @@ async function main(): Promise<void> {
       if (mine.length === 0) continue;
       const cpu = median(mine.map((r) => r.cpuSeconds));
       const bpf = mine.map((r) => r.bpfNsPerSample).filter((v): v is number => v !== undefined);
+      const rss = median(mine.map((r) => r.peakRssMb));
       lines.push(
-        `| ${frequencyHz} | ${tool} | ${cpu.toFixed(2)} | ${(cpu / ours).toFixed(2)}x | ${median(mine.map((r) => r.peakRssMb)).toFixed(0)} | ` +
+        `| ${frequencyHz} | ${tool} | ${Number.isNaN(cpu) ? '-' : cpu.toFixed(2)} | ${Number.isNaN(cpu) ? '-' : (cpu / ours).toFixed(2) + 'x'} | ${Number.isNaN(rss) ? '-' : rss.toFixed(0)} | ` +
           `${median(mine.map((r) => r.samples ?? 0)).toFixed(0)} | ${bpf.length > 0 ? median(bpf).toFixed(0) : '-'} |`,
       );
     }
