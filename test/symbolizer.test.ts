@@ -273,6 +273,21 @@ describe('symbolizing with bad inputs (fake /proc)', () => {
     expect(f).toMatchObject({ functionName: 'hot_loop', mappingFile: '/gone/pie', fileAddress: hot.address + 3n, buildId: buildIdOf(fx.pie) });
   });
 
+  it('re-reads kallsyms when a kernel address misses (a module or BPF program loaded since), at most once per interval', () => {
+    const kproc = mkdtempSync(join(tmpdir(), 'fleetprof-kallsyms-'));
+    const core = 'ffffffff81000000 T _stext\nffffffff81001000 T do_sys_openat2\nffffffff81002000 T _etext\n';
+    writeFileSync(join(kproc, 'kallsyms'), core);
+    const bpfAddress = 0xffffffffc0201010n;
+    const rarely = new Symbolizer({ procRoot: kproc, sysRoot: kproc, kallsymsRefreshIntervalMs: 3_600_000 });
+    const eager = new Symbolizer({ procRoot: kproc, sysRoot: kproc, kallsymsRefreshIntervalMs: 0 });
+    expect(rarely.symbolizeKernel([0xffffffff81001004n])[0]!.functionName).toBe('do_sys_openat2');
+    expect(eager.symbolizeKernel([bpfAddress])[0]!.functionName).toBeNull();
+    writeFileSync(join(kproc, 'kallsyms'), core + 'ffffffffc0201000 t bpf_prog_6deef7357e7b4530_sample_stack\t[bpf]\n');
+    expect(rarely.symbolizeKernel([bpfAddress])[0]!.functionName).toBeNull();
+    expect(eager.symbolizeKernel([bpfAddress])[0]).toMatchObject({ functionName: 'bpf_prog_6deef7357e7b4530_sample_stack', mappingFile: '[kernel.kallsyms]/bpf' });
+    rmSync(kproc, { recursive: true, force: true });
+  });
+
   it('reports kernel frames as unresolved when kallsyms addresses are hidden', () => {
     const kproc = mkdtempSync(join(tmpdir(), 'fleetprof-kptr-'));
     writeFileSync(join(kproc, 'kallsyms'), '0000000000000000 T _stext\n0000000000000000 T do_sys_openat2\n');

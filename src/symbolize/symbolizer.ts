@@ -43,6 +43,8 @@ export interface SymbolizerOptions {
   extraDebugRoots?: string[];
   /** Where /sys/kernel/notes (the running kernel's build ID) lives; default '/sys'. */
   sysRoot?: string;
+  /** A kernel address that resolves to nothing re-reads kallsyms at most this often; default 60 s. */
+  kallsymsRefreshIntervalMs?: number;
 }
 
 export interface SymbolizerStats {
@@ -81,6 +83,12 @@ interface ProcessSnapshot {
   alive: boolean;
 }
 
+/**
+ * A kernel address that resolves to nothing re-reads /proc/kallsyms at most
+ * this often (reading it is cheap now, ~30 ms of the kernel's time; see kallsyms.ts).
+ */
+const KALLSYMS_REFRESH_INTERVAL_MS = 60_000;
+
 /** A miss in a snapshot's mappings re-reads /proc/PID/maps (dlopen, new JIT regions) at most this often. */
 const MAPS_REFRESH_INTERVAL_MS = 1000;
 
@@ -95,6 +103,8 @@ export class Symbolizer {
   private readonly cache: BinaryCache;
   private readonly processes = new Map<Pid, ProcessSnapshot>();
   private kernel: KernelSymbols | null = null;
+  private kernelReadAtMs = 0;
+  private readonly kallsymsRefreshIntervalMs: number;
   private kernelBuildId: string | null = null;
   private vdso: BinaryInfo | null | undefined;
   private readonly counters = {
@@ -113,6 +123,7 @@ export class Symbolizer {
     this.procRoot = opts.procRoot ?? '/proc';
     this.sysRoot = opts.sysRoot ?? '/sys';
     this.extraDebugRoots = opts.extraDebugRoots ?? [];
+    this.kallsymsRefreshIntervalMs = opts.kallsymsRefreshIntervalMs ?? KALLSYMS_REFRESH_INTERVAL_MS;
     this.cache = new BinaryCache({ maxEntries: opts.cacheMaxBinaries ?? 1000 });
   }
 
@@ -167,11 +178,16 @@ export class Symbolizer {
 
   /** `addresses` leaf first, as bpf_get_stackid gives them. */
   symbolizeKernel(addresses: Address[]): ResolvedFrame[] {
-    const ks = this.kernelSymbols();
+    let ks = this.kernelSymbols();
     const out: ResolvedFrame[] = [];
     for (let i = 0; i < addresses.length; i++) {
       const address = addresses[i]!;
-      const hit = ks.lookup(lookupAddress(address, i));
+      let hit = kernelLookup(ks, lookupAddress(address, i));
+      if (hit === null && Date.now() - this.kernelReadAtMs >= this.kallsymsRefreshIntervalMs) {
+        // Modules and BPF programs come and go: a miss may be code newer than our last read.
+        ks = this.refreshKernelSymbols();
+        hit = kernelLookup(ks, lookupAddress(address, i));
+      }
       const module = hit?.module ?? null;
       const range = ks.rangeOf(module);
       out.push({
@@ -209,6 +225,7 @@ export class Symbolizer {
       modules = undefined;
     }
     this.kernel = KernelSymbols.parse(text, modules);
+    this.kernelReadAtMs = Date.now();
     try {
       this.kernelBuildId = buildIdFromNotes(parseNotes(readFileSync(`${this.sysRoot}/kernel/notes`)));
     } catch {
@@ -373,6 +390,17 @@ export class Symbolizer {
     if (hit.sourceFile !== null) frame.sourceFile = hit.sourceFile;
     return frame;
   }
+}
+
+/**
+ * The core kernel's last text symbol is a marker (_etext, _einittext), not
+ * code running on to the top of memory: past it lies a module or BPF program
+ * loaded after kallsyms was read, which must miss (and be looked up again)
+ * rather than take that marker's name, as the kernel's own is_ksym_addr() bounds it.
+ */
+function kernelLookup(ks: KernelSymbols, address: Address): ReturnType<KernelSymbols['lookup']> {
+  const hit = ks.lookup(address);
+  return hit !== null && hit.module === null && address >= ks.coreEnd ? null : hit;
 }
 
 function lookupPerfMaps(files: PerfMapFile[], address: Address): ReturnType<PerfMapFile['lookup']> {
