@@ -34,6 +34,8 @@ const STACK_IDLE_DRAINS = 10;
 interface CachedStack {
   frames: ProfileFrame[];
   lastUsedDrain: number;
+  /** For stacks with JIT frames: the process's JIT maps' version they were resolved against. */
+  jitVersion?: number;
 }
 
 /**
@@ -132,17 +134,23 @@ export class Collector {
   private userFrames(raw: RawSample, drain: number, partialUserStacks: Map<string, ProfileFrame[]>): ProfileFrame[] {
     let stacks = this.userStacks.get(raw.tgid);
     const cached = stacks?.get(raw.userStackHash);
-    if (cached !== undefined) {
+    if (cached !== undefined && (cached.jitVersion === undefined || cached.jitVersion === this.symbolizer.jitVersion(raw.tgid))) {
       cached.lastUsedDrain = drain;
       return cached.frames;
     }
     const partialKey = `${raw.tgid}:${raw.userStackHash}`;
     const partial = partialUserStacks.get(partialKey);
     if (partial !== undefined) return partial;
+    const jitBefore = this.symbolizer.jitVersion(raw.tgid);
     const frames = this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
-    if (frames.every(resolvedForGood)) {
+    const hasJit = frames.some((frame) => frame.kind === 'jit');
+    // A JIT stack is kept only if its perf map did not change while it was
+    // resolved (a miss re-reads it): then every frame was read from one version.
+    if (frames.every(resolvedForGood) && (!hasJit || this.symbolizer.jitVersion(raw.tgid) === jitBefore)) {
       if (stacks === undefined) this.userStacks.set(raw.tgid, (stacks = new Map()));
-      stacks.set(raw.userStackHash, { frames, lastUsedDrain: drain });
+      const entry: CachedStack = { frames, lastUsedDrain: drain };
+      if (hasJit) entry.jitVersion = jitBefore;
+      stacks.set(raw.userStackHash, entry);
     } else {
       partialUserStacks.set(partialKey, frames);
     }
@@ -170,12 +178,12 @@ export class Collector {
 }
 
 /**
- * A frame that will not read differently later: a named native or kernel
- * frame. JIT frames are not (a JIT reuses code addresses for other
- * functions), nor are unresolved ones (their perf map or mapping may appear).
+ * A frame worth keeping: a named one. Unresolved frames are tried again next
+ * drain (their perf map or mapping may appear); JIT frames are kept only
+ * while their perf map stays the same (a JIT reuses code addresses).
  */
 function resolvedForGood(frame: ProfileFrame): boolean {
-  return frame.functionName !== null && frame.kind !== 'jit';
+  return frame.functionName !== null;
 }
 
 function readProcessName(procRoot: string, tgid: Tgid): string | undefined {

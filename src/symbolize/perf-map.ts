@@ -191,6 +191,7 @@ export class PerfMapFile {
   private bytesRead = 0;
   private pendingLine = '';
   private table: PerfMapTable | null = null;
+  private changes = 0;
   malformedLines = 0;
 
   constructor(readonly path: string) {}
@@ -207,6 +208,7 @@ export class PerfMapFile {
       const size = fstatSync(fd).size;
       if (size === this.bytesRead) return true;
       if (size < this.bytesRead) {
+        this.changes++;
         this.entries = [];
         this.bytesRead = 0;
         this.pendingLine = '';
@@ -228,6 +230,7 @@ export class PerfMapFile {
       if (parsed.entries.length > 0) {
         for (const e of parsed.entries) this.entries.push(e);
         this.table = null;
+        this.changes++;
       }
       this.malformedLines += parsed.malformedLines;
       return true;
@@ -240,6 +243,11 @@ export class PerfMapFile {
 
   get entryCount(): number {
     return this.entries.length;
+  }
+
+  /** Changes whenever what lookups can return changes (lines appended, file started over). */
+  get version(): number {
+    return this.changes;
   }
 
   lookup(address: TableAddress): PerfMapHit | null {

@@ -79,6 +79,7 @@ interface ProcessSnapshot {
   /** By mappingKey(). */
   binaries: Map<string, BinaryRef>;
   perfMaps: PerfMapFile[];
+  perfMapsReadAtMs: number;
   mapsReadAtMs: number;
   alive: boolean;
 }
@@ -88,6 +89,13 @@ interface ProcessSnapshot {
  * this often (reading it is cheap now, ~30 ms of the kernel's time; see kallsyms.ts).
  */
 const KALLSYMS_REFRESH_INTERVAL_MS = 60_000;
+
+/**
+ * How stale a JIT frame kept by a caller may get: a JIT reuses the addresses
+ * of code it freed for other functions, and says so only by appending to its
+ * perf map.
+ */
+const JIT_VERSION_CHECK_INTERVAL_MS = 1000;
 
 /** A miss in a snapshot's mappings re-reads /proc/PID/maps (dlopen, new JIT regions) at most this often. */
 const MAPS_REFRESH_INTERVAL_MS = 1000;
@@ -143,11 +151,30 @@ export class Symbolizer {
     }
     this.counters.processesObserved++;
     const nsPid = readNsPid(`${this.procRoot}/${pid}/status`) ?? pid;
-    const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), mapsReadAtMs: Date.now(), alive: true };
+    const now = Date.now();
+    const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), perfMapsReadAtMs: now, mapsReadAtMs: now, alive: true };
     this.processes.set(pid, snap);
     this.loadBinaries(snap);
     for (const pm of snap.perfMaps) pm.refresh();
     return true;
+  }
+
+  /**
+   * A number that changes when the process's JIT maps do, so that a caller
+   * may keep JIT frames it resolved while it stays the same; -1 when the
+   * process has none. Looks at the files at most once per JIT_VERSION_CHECK_INTERVAL_MS.
+   */
+  jitVersion(pid: Pid): number {
+    const snap = this.processes.get(pid);
+    if (snap === undefined || snap.perfMaps.length === 0) return -1;
+    const now = Date.now();
+    if (now - snap.perfMapsReadAtMs >= JIT_VERSION_CHECK_INTERVAL_MS) {
+      snap.perfMapsReadAtMs = now;
+      for (const pm of snap.perfMaps) pm.refresh();
+    }
+    let version = 0;
+    for (const pm of snap.perfMaps) version += pm.version;
+    return version;
   }
 
   /** Forget a process snapshot (on exit handled by caller's policy). */
