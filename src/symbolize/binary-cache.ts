@@ -25,6 +25,14 @@ export interface BinaryCacheStats {
 
 export type LoadResult = { ok: true; binary: BinaryInfo } | { ok: false; error: ElfError };
 
+/** A binary opened but not parsed yet (see BinaryCache.open). */
+export interface PendingBinary {
+  readonly source: FileByteSource;
+  /** Identity of the opened file (dev, inode, size, mtime), when fstat worked. */
+  readonly fileKey: CacheKey | null;
+  readonly hostPath: string;
+}
+
 interface Entry {
   result: LoadResult;
   aliases: CacheKey[];
@@ -60,6 +68,17 @@ export class BinaryCache {
    * Never throws: failures come back as { ok: false }.
    */
   load(hostPath: string, opts: { binaryPath: string; debugRoots: string[] }): LoadResult {
+    const opened = this.open(hostPath);
+    return 'pending' in opened ? this.parse(opened.pending, opts) : opened;
+  }
+
+  /**
+   * The first half of load(): opens the file and answers from the cache if
+   * this very file was seen before; otherwise hands back the open file, to be
+   * parse()d when (if ever) one of its addresses needs a name, or release()d.
+   * Holding it open keeps the file readable after its process exits.
+   */
+  open(hostPath: string): LoadResult | { pending: PendingBinary } {
     let src: FileByteSource;
     try {
       src = new FileByteSource(hostPath);
@@ -67,16 +86,30 @@ export class BinaryCache {
       this.counters.unreadable++;
       return { ok: false, error: err as ElfError };
     }
+    let fileKey: CacheKey | null = null;
     try {
-      let fileKey: CacheKey | null = null;
-      try {
-        // Stat through the open fd: the identity of what we read, not of what the path points to now.
-        const st = fstatSync(src.fileDescriptor ?? -1, { bigint: true });
-        fileKey = `file:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
-      } catch {
-        fileKey = null;
+      // Stat through the open fd: the identity of what we read, not of what the path points to now.
+      const st = fstatSync(src.fileDescriptor ?? -1, { bigint: true });
+      fileKey = `file:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      fileKey = null;
+    }
+    if (fileKey !== null) {
+      const hit = this.get(fileKey);
+      if (hit !== undefined) {
+        src.close();
+        return hit;
       }
+    }
+    return { pending: { source: src, fileKey, hostPath } };
+  }
+
+  /** The second half of load(): parses an opened file (or finds its build in the cache) and closes it. */
+  parse(pending: PendingBinary, opts: { binaryPath: string; debugRoots: string[] }): LoadResult {
+    const { source: src, fileKey, hostPath } = pending;
+    try {
       if (fileKey !== null) {
+        // Another process's copy of the same file may have been parsed meanwhile.
         const hit = this.get(fileKey);
         if (hit !== undefined) return hit;
       }
@@ -112,6 +145,11 @@ export class BinaryCache {
     } finally {
       src.close();
     }
+  }
+
+  /** Closes an opened file that will not be parsed. */
+  release(pending: PendingBinary): void {
+    pending.source.close();
   }
 
   private failure(err: unknown, path: string): LoadResult {

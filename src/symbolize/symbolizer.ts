@@ -6,10 +6,10 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { FrameKind } from '../profile/api-types.js';
 import { JIT_MAPPING_FILE, KERNEL_MAPPING_FILE } from '../profile/frame-kind.js';
-import { BinaryCache } from './binary-cache.js';
+import { BinaryCache, type LoadResult, type PendingBinary } from './binary-cache.js';
 import type { BinaryInfo } from './binary.js';
 import { demangle } from './demangle.js';
-import { buildIdFromNotes, parseNotes, toElfAddress } from './elf.js';
+import { buildIdFromNotes, ElfError, parseNotes, toElfAddress } from './elf.js';
 import { KernelSymbols } from './kallsyms.js';
 import { PerfMapFile } from './perf-map.js';
 import { findMapping, isExecutable, isFileBacked, parseProcMaps, type Mapping } from './proc-maps.js';
@@ -69,7 +69,20 @@ export interface SymbolizerStats {
   kernelAddressesHidden: boolean;
 }
 
-type BinaryRef = { ok: true; binary: BinaryInfo } | { ok: false };
+/**
+ * A binary opened when its process was observed but parsed only when one of
+ * its addresses needs a name: most mapped libraries are never sampled. Shared
+ * by every process that maps the same file, and closed when none is left.
+ */
+interface OpenBinary {
+  pending: PendingBinary | null;
+  result: LoadResult | null;
+  users: number;
+  binaryPath: string;
+  debugRoots: string[];
+}
+
+type BinaryRef = { ok: true; binary: BinaryInfo } | { ok: false } | { open: OpenBinary };
 
 interface ProcessSnapshot {
   pid: Pid;
@@ -97,6 +110,12 @@ const KALLSYMS_REFRESH_INTERVAL_MS = 60_000;
  */
 const JIT_VERSION_CHECK_INTERVAL_MS = 1000;
 
+/**
+ * Binaries held open, unparsed, at most: past this, new ones are parsed when
+ * their process is observed (as all were before), to stay far from the fd limit.
+ */
+const MAX_OPEN_BINARIES = 256;
+
 /** A miss in a snapshot's mappings re-reads /proc/PID/maps (dlopen, new JIT regions) at most this often. */
 const MAPS_REFRESH_INTERVAL_MS = 1000;
 
@@ -110,6 +129,8 @@ export class Symbolizer {
   private readonly extraDebugRoots: string[];
   private readonly cache: BinaryCache;
   private readonly processes = new Map<Pid, ProcessSnapshot>();
+  /** Unparsed binaries by file identity, so each is held open once. */
+  private readonly openBinaries = new Map<string, OpenBinary>();
   private kernel: KernelSymbols | null = null;
   private kernelReadAtMs = 0;
   private readonly kallsymsRefreshIntervalMs: number;
@@ -153,8 +174,11 @@ export class Symbolizer {
     const nsPid = readNsPid(`${this.procRoot}/${pid}/status`) ?? pid;
     const now = Date.now();
     const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), perfMapsReadAtMs: now, mapsReadAtMs: now, alive: true };
+    const previous = this.processes.get(pid);
     this.processes.set(pid, snap);
     this.loadBinaries(snap);
+    // After the new snapshot took its references: files both map stay open.
+    if (previous !== undefined) this.dropBinaryRefs(previous);
     for (const pm of snap.perfMaps) pm.refresh();
     return true;
   }
@@ -179,7 +203,30 @@ export class Symbolizer {
 
   /** Forget a process snapshot (on exit handled by caller's policy). */
   forgetProcess(pid: Pid): void {
+    const snap = this.processes.get(pid);
+    if (snap === undefined) return;
     this.processes.delete(pid);
+    this.dropBinaryRefs(snap);
+  }
+
+  private dropBinaryRefs(snap: ProcessSnapshot): void {
+    for (const ref of snap.binaries.values()) {
+      if (!('open' in ref)) continue;
+      const open = ref.open;
+      if (--open.users > 0 || open.pending === null) continue;
+      this.cache.release(open.pending);
+      open.pending = null;
+      if (open.pending === null && open.result === null) this.forgetOpenBinary(open);
+    }
+  }
+
+  private forgetOpenBinary(open: OpenBinary): void {
+    for (const [key, value] of this.openBinaries) {
+      if (value === open) {
+        this.openBinaries.delete(key);
+        return;
+      }
+    }
   }
 
   /** `addresses` leaf first; all but the first are return addresses. */
@@ -314,15 +361,16 @@ export class Symbolizer {
       const key = mappingKey(m);
       if (snap.binaries.has(key)) continue;
       const ref = this.loadBinary(snap.pid, m);
-      if (!ref.ok) this.counters.unreadableBinaries++;
+      if ('ok' in ref && !ref.ok) this.counters.unreadableBinaries++;
       snap.binaries.set(key, ref);
     }
   }
 
   /**
-   * Reads the file through the process's root (so container paths resolve),
+   * Opens the file through the process's root (so container paths resolve),
    * unless it was deleted or replaced since it was mapped: then through
-   * map_files, which opens the very inode that is mapped.
+   * map_files, which opens the very inode that is mapped. Parsing waits
+   * until an address needs it (see parsedBinary).
    */
   private loadBinary(pid: Pid, m: Mapping): BinaryRef {
     const root = `${this.procRoot}/${pid}/root`;
@@ -339,12 +387,46 @@ export class Symbolizer {
     const candidates = m.isDeleted ? [viaMapFiles] : sameInode ? [viaRoot, viaMapFiles] : [viaMapFiles, viaRoot];
     const debugRoots = [root, '/', ...this.extraDebugRoots];
     for (const hostPath of candidates) {
-      const r = this.cache.load(hostPath, { binaryPath: m.path, debugRoots });
+      const r = this.cache.open(hostPath);
+      if ('pending' in r) return this.holdOpen(r.pending, m.path, debugRoots);
       if (r.ok) return { ok: true, binary: r.binary };
       // Content errors will not get better through another path to the same file.
       if (r.error.code !== 'ELF_IO') return { ok: false };
     }
     return { ok: false };
+  }
+
+  private holdOpen(pending: PendingBinary, binaryPath: string, debugRoots: string[]): BinaryRef {
+    const known = pending.fileKey === null ? undefined : this.openBinaries.get(pending.fileKey);
+    if (known !== undefined) {
+      // Already held open for another process (or parsed through it): one fd is enough.
+      this.cache.release(pending);
+      known.users++;
+      return { open: known };
+    }
+    if (pending.fileKey === null || this.openBinaries.size >= MAX_OPEN_BINARIES) {
+      const r = this.cache.parse(pending, { binaryPath, debugRoots });
+      return r.ok ? { ok: true, binary: r.binary } : { ok: false };
+    }
+    const open: OpenBinary = { pending, result: null, users: 1, binaryPath, debugRoots };
+    this.openBinaries.set(pending.fileKey, open);
+    return { open };
+  }
+
+  /** The parsed binary behind a reference, parsing it now if it was only opened. */
+  private parsedBinary(ref: BinaryRef): BinaryInfo | null {
+    if ('open' in ref) {
+      const open = ref.open;
+      if (open.result === null) {
+        open.result = open.pending === null ? { ok: false, error: new ElfError('ELF_IO', 'closed before use', open.binaryPath) } : this.cache.parse(open.pending, open);
+        open.pending = null;
+        if (!open.result.ok) this.counters.unreadableBinaries++;
+        // Parsed: the cache holds it now, so later processes find it there.
+        this.forgetOpenBinary(open);
+      }
+      return open.result.ok ? open.result.binary : null;
+    }
+    return ref.ok ? ref.binary : null;
   }
 
   private perfMapFiles(pid: Pid, nsPid: Pid): PerfMapFile[] {
@@ -375,8 +457,8 @@ export class Symbolizer {
 
   private nativeFrame(snap: ProcessSnapshot, m: Mapping, address: Address, lookup: Address): ResolvedFrame {
     const ref = snap.binaries.get(mappingKey(m));
-    if (ref === undefined || !ref.ok) return frameOfMapping(m, address, null, null, null);
-    const bin = ref.binary;
+    const bin = ref === undefined ? null : this.parsedBinary(ref);
+    if (bin === null) return frameOfMapping(m, address, null, null, null);
     const fileLookup = toElfAddress(bin.loadSegments, m.startAddress, m.fileOffset, lookup);
     if (fileLookup === null) return frameOfMapping(m, address, bin.buildId, null, null);
     const hit = bin.symbols.lookup(fileLookup);
