@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { NUL_TERMINATED, RANK_GLOBAL, RANK_LOCAL, RANK_WEAK, SymbolTable, SymbolTableBuilder } from '../src/symbolize/symbol-table.js';
+import {
+  candidateMeta,
+  emptyBounds,
+  NUL_TERMINATED,
+  ORDER_BIAS,
+  RANK_GLOBAL,
+  RANK_LOCAL,
+  RANK_WEAK,
+  SymbolTable,
+  SymbolTableBuilder,
+} from '../src/symbolize/symbol-table.js';
 import { referenceSymbolRows } from './helpers/symbolize-fixtures.js';
 
 describe('SymbolTable', () => {
@@ -176,6 +186,91 @@ describe('SymbolTable columns', () => {
     const t = SymbolTable.fromSymbols(syms);
     expect(t.isNarrow).toBe(true);
     expect(rowsOf(t)).toEqual(referenceSymbolRows(syms));
+  });
+
+  it('sorts exactly when offset-and-index keys would not fit 64 bits', () => {
+    // 3000 candidates need 12 index bits; a span of 2^52.5 leaves the offset too few: the comparator sort runs.
+    const syms: Sym[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const address = 0x1000n + BigInt((i * 7919) % 3000) * 2_124_000_000_000n;
+      syms.push({ name: `f${i % 700}`, address, sizeBytes: i % 3 === 0 ? 0 : 0x10, binding: (['global', 'weak', 'local'] as const)[i % 3] });
+      if (i % 10 === 0) syms.push({ name: `alias${i}`, address, sizeBytes: 0x10, binding: 'weak' });
+    }
+    const t = SymbolTable.fromSymbols(syms);
+    expect(t.startAt(t.length - 1) - t.startAt(0)).toBeGreaterThan(2n ** 52n);
+    expect(t.isNarrow).toBe(true);
+    expect(rowsOf(t)).toEqual(referenceSymbolRows(syms));
+  });
+
+  it('picks between aliases tied on rank and size by name, whichever are looked up first', () => {
+    const b = new SymbolTableBuilder();
+    const src = b.addNameSource(Buffer.from('\0_ZN1AC2Ev\0_ZN1AC1Ev\0__x\0y\0zz\0'));
+    // 0x100: two constructor aliases, the C1 one added second; 0x200: y beats zz (shorter) and __x (underscores).
+    b.add(0, 0x100, 8, RANK_GLOBAL, src, 1, NUL_TERMINATED);
+    b.add(0, 0x100, 8, RANK_GLOBAL, src, 11, NUL_TERMINATED);
+    b.add(0, 0x200, 8, RANK_WEAK, src, 27, NUL_TERMINATED);
+    b.add(0, 0x200, 8, RANK_WEAK, src, 21, NUL_TERMINATED);
+    b.add(0, 0x200, 8, RANK_WEAK, src, 25, NUL_TERMINATED);
+    b.add(0, 0x200, 8, RANK_LOCAL, src, 0, NUL_TERMINATED); // a local alias (with an empty name) loses on rank
+    const t = b.build();
+    expect(t.length).toBe(2);
+    expect(t.lookup(0x204n)).toMatchObject({ name: 'y', offset: 4n });
+    expect(t.nameAt(0)).toBe('_ZN1AC1Ev');
+    expect(t.payload[0]).toBe(-1);
+    // Aliases that differ in payload are decided when the table is built (the payload is the winner's).
+    const strings = SymbolTable.fromSymbols([
+      { name: 'long_name', address: 0x100n, sizeBytes: 8, payload: 1 },
+      { name: 'short', address: 0x100n, sizeBytes: 8, payload: 2 },
+    ]);
+    expect(strings.lookup(0x100n)?.name).toBe('short');
+    expect(strings.payload[0]).toBe(2);
+  });
+
+  it('measures offsets from each row\'s own origin, also for rows added after a fragment', () => {
+    const t = SymbolTable.fromSymbols([
+      { name: 'whole', address: 0x1000n, sizeBytes: 0x10 },
+      { name: 'fragment', address: 0x2040n, sizeBytes: 0x10, origin: 0x2000n },
+      { name: 'after', address: 0x3000n, sizeBytes: 0x10 },
+    ]);
+    expect(t.lookup(0x1004n)).toMatchObject({ name: 'whole', offset: 4n });
+    expect(t.lookup(0x2044n)).toMatchObject({ name: 'fragment', offset: 0x44n });
+    expect(t.lookup(0x3004n)).toMatchObject({ name: 'after', offset: 4n });
+    expect(t.originAt(2)).toBe(0x3000n);
+  });
+
+  it('takes bulk appends: NUL-terminated names, no payload, the range given', () => {
+    const b = new SymbolTableBuilder(16);
+    const src = b.addNameSource(Buffer.from('\0kfunc\0ufunc\0kfunc2\0'));
+    b.add(0, 0x5000, 0x10, RANK_GLOBAL, src, 7, 5, 3);
+    const cols = b.columnsFor(100); // grows the columns
+    const limit = b.addLimit(0xffff_ffff, 0x8100_1000);
+    const bounds = emptyBounds();
+    const rows: [number, number, number][] = [
+      [0xffff_ffff, 0x8100_0000, 1],
+      [0xffff_ffff, 0x8100_0800, 13],
+    ];
+    let n = b.count;
+    for (const [hi, lo, name] of rows) {
+      cols.addrHi[n] = hi;
+      cols.addrLo[n] = lo;
+      cols.size[n] = 0;
+      cols.meta[n] = candidateMeta(RANK_GLOBAL, src);
+      cols.nameOff[n] = name;
+      cols.limit[n] = limit;
+      if ((hi ^ ORDER_BIAS) < bounds[0]! || ((hi ^ ORDER_BIAS) === bounds[0] && (lo ^ ORDER_BIAS) < bounds[1]!)) [bounds[0], bounds[1]] = [hi ^ ORDER_BIAS, lo ^ ORDER_BIAS];
+      if ((hi ^ ORDER_BIAS) > bounds[2]! || ((hi ^ ORDER_BIAS) === bounds[2] && (lo ^ ORDER_BIAS) > bounds[3]!)) [bounds[2], bounds[3]] = [hi ^ ORDER_BIAS, lo ^ ORDER_BIAS];
+      n++;
+    }
+    b.appended(n, bounds);
+    const t = b.build();
+    expect(t.isNarrow).toBe(false); // user and kernel addresses: more than 2^53 apart
+    expect(t.lookup(0x5004n)).toMatchObject({ name: 'ufunc', offset: 4n });
+    expect(t.payload[0]).toBe(3);
+    expect(t.lookup(0xffff_ffff_8100_0004n)).toMatchObject({ name: 'kfunc', offset: 4n });
+    expect(t.payload[1]).toBe(-1);
+    expect(t.lookup(0xffff_ffff_8100_07ffn)).toMatchObject({ name: 'kfunc', offset: 0x7ffn }); // up to the next row
+    expect(t.lookup(0xffff_ffff_8100_0fffn)?.name).toBe('kfunc2');
+    expect(t.lookup(0xffff_ffff_8100_1000n)).toBeNull(); // the limit
   });
 
   it('decodes a name only when a lookup needs it, and keeps only the name bytes some row uses', () => {
