@@ -75,6 +75,31 @@ describe('perf map parsing', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('answers like one table over every line while the file keeps growing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetprof-perfmap-'));
+    const path = join(dir, 'perf-2.map');
+    const f = new PerfMapFile(path);
+    let text = '';
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    // Growth in small and large steps, with re-compilations overlapping older code.
+    for (const lines of [400, 3, 1, 50, 7, 200, 2, 900, 5]) {
+      let chunk = '';
+      for (let i = 0; i < lines; i++) chunk += `${(0x10000 + random(4000) * 0x10).toString(16)} ${(0x8 + random(0x80)).toString(16)} JS:*f${text.length + i}\n`;
+      text += chunk;
+      appendFileSync(path, chunk);
+      f.refresh();
+      const oneTable = PerfMapTable.fromEntries(parsePerfMap(text).entries);
+      for (let a = 0x10000n; a < 0x10000n + 4000n * 0x10n + 0x100n; a += 0x7n) {
+        expect(f.lookup(a)?.name ?? null, `address ${a.toString(16)}`).toBe(oneTable.lookup(a)?.name ?? null);
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('resolves many overlapping entries to the last one written', () => {
     const lines: string[] = [];
     for (let i = 0; i < 100_000; i++) lines.push(`${(0x100000 + (i % 5000) * 0x40).toString(16)} 80 JS:*f${i} /x.js:${i}`);

@@ -190,7 +190,17 @@ export class PerfMapFile {
   private entries: PerfMapEntry[] = [];
   private bytesRead = 0;
   private pendingLine = '';
-  private table: PerfMapTable | null = null;
+  /**
+   * Lines [0, baseCount) resolved in `base`, lines after that in `recent`.
+   * A JIT appends all the time; rebuilding one table over every line at each
+   * growth was most of `record`'s steady-state CPU with a busy Node process.
+   * Later lines win, so `recent` is asked first; it is folded into `base`
+   * once it holds a quarter as many lines (amortized O(n log n) overall).
+   */
+  private base: PerfMapTable | null = null;
+  private baseCount = 0;
+  private recent: PerfMapTable | null = null;
+  private recentCount = 0;
   private changes = 0;
   malformedLines = 0;
 
@@ -209,6 +219,10 @@ export class PerfMapFile {
       if (size === this.bytesRead) return true;
       if (size < this.bytesRead) {
         this.changes++;
+        this.base = null;
+        this.baseCount = 0;
+        this.recent = null;
+        this.recentCount = 0;
         this.entries = [];
         this.bytesRead = 0;
         this.pendingLine = '';
@@ -229,7 +243,6 @@ export class PerfMapFile {
       const parsed = parsePerfMap(lastNl < 0 ? '' : text.slice(0, lastNl));
       if (parsed.entries.length > 0) {
         for (const e of parsed.entries) this.entries.push(e);
-        this.table = null;
         this.changes++;
       }
       this.malformedLines += parsed.malformedLines;
@@ -251,8 +264,19 @@ export class PerfMapFile {
   }
 
   lookup(address: TableAddress): PerfMapHit | null {
-    if (this.entries.length === 0) return null;
-    this.table ??= PerfMapTable.fromEntries(this.entries);
-    return this.table.lookup(address);
+    const n = this.entries.length;
+    if (n === 0) return null;
+    if (n !== this.baseCount + this.recentCount) {
+      if ((n - this.baseCount) * 4 > this.baseCount) {
+        this.base = PerfMapTable.fromEntries(this.entries);
+        this.baseCount = n;
+        this.recent = null;
+        this.recentCount = 0;
+      } else {
+        this.recent = PerfMapTable.fromEntries(this.entries.slice(this.baseCount));
+        this.recentCount = n - this.baseCount;
+      }
+    }
+    return this.recent?.lookup(address) ?? this.base!.lookup(address);
   }
 }
