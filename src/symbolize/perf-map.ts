@@ -6,7 +6,7 @@
 // win where ranges overlap.
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { SymbolTable, type RawSymbol, type TableAddress } from './symbol-table.js';
+import { RANK_GLOBAL, SymbolTableBuilder, type SymbolTable, type TableAddress } from './symbol-table.js';
 
 export interface PerfMapEntry {
   start: TableAddress;
@@ -82,7 +82,9 @@ export class PerfMapTable {
   }
 
   static fromEntries(entries: readonly PerfMapEntry[]): PerfMapTable {
-    return new PerfMapTable(SymbolTable.fromSymbols(paintLatestWins(entries)), entries);
+    const builder = new SymbolTableBuilder(entries.length);
+    paintLatestWins(entries, builder);
+    return new PerfMapTable(builder.build(), entries);
   }
 
   lookup(address: TableAddress): PerfMapHit | null {
@@ -93,53 +95,76 @@ export class PerfMapTable {
   }
 }
 
+const TWO32 = 0x1_0000_0000;
+
 /**
- * Sweeps over all range boundaries keeping a max-heap (by line number) of the
- * entries covering the current point, so overlaps resolve in O(n log n) even
- * for the 100k-line maps long-running Node processes produce.
+ * Adds one row per range owned by a single entry, the latest line covering
+ * it. Addresses are handled as doubles (user-space code lies below 2^47, so
+ * they are exact), which keeps this free of BigInt work: it runs again each
+ * time a JIT's map grows. A map whose entries do not overlap (the usual case:
+ * a JIT rarely reuses code space) becomes one row per entry directly; others
+ * go through a sweep over all range boundaries with a max-heap (by line
+ * number) of the entries covering the current point, O(n log n) even for the
+ * 100k-line maps long-running Node processes produce.
  */
-function paintLatestWins(entries: readonly PerfMapEntry[]): RawSymbol[] {
+function paintLatestWins(entries: readonly PerfMapEntry[], builder: SymbolTableBuilder): void {
+  const n = entries.length;
+  const start = new Float64Array(n);
+  const end = new Float64Array(n);
   const order: number[] = [];
-  for (let i = 0; i < entries.length; i++) if (entries[i]!.sizeBytes > 0n) order.push(i);
-  order.sort((a, b) => cmp(entries[a]!.start, entries[b]!.start) || a - b);
-  const points: bigint[] = [];
-  for (const i of order) points.push(entries[i]!.start, entries[i]!.start + entries[i]!.sizeBytes);
-  points.sort(cmp);
+  for (let i = 0; i < n; i++) {
+    const e = entries[i]!;
+    if (e.sizeBytes <= 0n) continue;
+    start[i] = Number(e.start);
+    end[i] = Number(e.start + e.sizeBytes);
+    if (!(end[i]! < 2 ** 53)) continue; // not user-space code: cannot be a JIT frame of ours
+    order.push(i);
+  }
+  order.sort((a, b) => start[a]! - start[b]! || a - b);
+  const names = builder.addNameSource(entries.map((e) => e.name));
+  const add = (from: number, to: number, winner: number): void => {
+    builder.add(Math.floor(from / TWO32), from % TWO32, to - from, RANK_GLOBAL, names, winner, 0, winner);
+    if (from !== start[winner]) builder.setOrigin(Math.floor(start[winner]! / TWO32), start[winner]! % TWO32);
+  };
+  let overlaps = false;
+  for (let k = 1; k < order.length && !overlaps; k++) overlaps = start[order[k]!]! < end[order[k - 1]!]!;
+  if (!overlaps) {
+    for (const i of order) add(start[i]!, end[i]!, i);
+    return;
+  }
+  const points = new Float64Array(order.length * 2);
+  for (let k = 0; k < order.length; k++) {
+    points[2 * k] = start[order[k]!]!;
+    points[2 * k + 1] = end[order[k]!]!;
+  }
+  points.sort();
   const heap = new MaxHeap();
-  const out: RawSymbol[] = [];
   let next = 0;
+  // The row being extended: consecutive pieces owned by the same entry are one row.
+  let rowFrom = 0;
+  let rowTo = 0;
+  let rowWinner = -1;
   for (let p = 0; p < points.length; p++) {
     const pos = points[p]!;
     if (p > 0 && points[p - 1] === pos) continue;
-    while (next < order.length && entries[order[next]!]!.start <= pos) heap.push(order[next++]!);
-    while (heap.size > 0) {
-      const top = entries[heap.peek()]!;
-      if (top.start + top.sizeBytes > pos) break;
-      heap.pop();
-    }
+    while (next < order.length && start[order[next]!]! <= pos) heap.push(order[next++]!);
+    while (heap.size > 0 && end[heap.peek()]! <= pos) heap.pop();
     if (heap.size === 0) continue;
-    let nextPos: bigint | undefined;
-    for (let q = p + 1; q < points.length; q++) {
-      if (points[q] !== pos) {
-        nextPos = points[q];
-        break;
-      }
-    }
-    if (nextPos === undefined) break;
+    let q = p + 1;
+    while (q < points.length && points[q] === pos) q++;
+    if (q >= points.length) break;
+    const nextPos = points[q]!;
     const winner = heap.peek();
-    const last = out[out.length - 1];
-    if (last !== undefined && last.payload === winner && (last.address + BigInt(last.sizeBytes)) === pos) {
-      last.sizeBytes = BigInt(last.sizeBytes) + (nextPos - pos);
-    } else {
-      const e = entries[winner]!;
-      out.push({ name: e.name, address: pos, sizeBytes: nextPos - pos, origin: e.start, payload: winner });
+    if (winner === rowWinner && rowTo === pos) {
+      rowTo = nextPos;
+      continue;
     }
+    if (rowWinner >= 0) add(rowFrom, rowTo, rowWinner);
+    rowFrom = pos;
+    rowTo = nextPos;
+    rowWinner = winner;
   }
-  return out;
-}
-
-function cmp(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  if (rowWinner >= 0) add(rowFrom, rowTo, rowWinner);
 }
 
 /** Max-heap of entry indices; a larger index is a later line. */
