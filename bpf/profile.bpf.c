@@ -163,6 +163,21 @@ static __always_inline __u64 store_stack(void *stacks, __u64 hash, const struct 
 	return hash;
 }
 
+// Whether the tick interrupted user code: then there is no kernel stack, and
+// asking for one would still cost a callchain setup and a 1 KiB zero-fill.
+static __always_inline bool interrupted_user_mode(struct bpf_perf_event_data *ctx)
+{
+#if defined(__TARGET_ARCH_x86)
+	// The privilege level of the interrupted code. The context allows only
+	// whole-word reads of the registers, and newer kernels put a 16-bit cs in
+	// a union with a 64-bit word: read the word.
+	__u64 cs = *(volatile __u64 *)&ctx->regs.cs;
+	return (cs & 3) == 3;
+#else
+	return false; // not known here: ask for both stacks
+#endif
+}
+
 static __always_inline bool in_target_tree(__u32 tgid, __u32 target)
 {
 	if (tgid == target || bpf_map_lookup_elem(&tree_tgids, &tgid))
@@ -252,7 +267,8 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	if (!scratch)
 		return 0;
 
-	key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
+	if (!interrupted_user_mode(ctx))
+		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
 	key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
 	// Most samples repeat a key already counted in this generation, and a
