@@ -15,7 +15,7 @@
 // parsed into a table. Input whose core part does not show the kernel's layout
 // and order where it is looked at falls back to parsing every line.
 
-import { RANK_GLOBAL, RANK_LOCAL, RANK_WEAK, SymbolTable, SymbolTableBuilder } from './symbol-table.js';
+import { compareNames, RANK_GLOBAL, RANK_LOCAL, RANK_WEAK, SymbolTable, SymbolTableBuilder } from './symbol-table.js';
 
 /** Kernel virtual address. */
 export type KernelAddress = bigint;
@@ -104,20 +104,6 @@ function payloadOf(module: ModuleIndex, rank: number): number {
 
 function moduleOfPayload(p: number): ModuleIndex {
   return (p >> 2) - 1;
-}
-
-function leadingUnderscores(name: string): number {
-  let i = 0;
-  while (i < name.length && name.charCodeAt(i) === 95) i++;
-  return i;
-}
-
-/** The alias tie-break of SymbolTableBuilder.build (negative: `a` names the address). */
-function compareNames(a: string, b: string): number {
-  const under = leadingUnderscores(a) - leadingUnderscores(b);
-  if (under !== 0) return under;
-  if (a.length !== b.length) return a.length - b.length;
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 interface ModuleAccumulator {

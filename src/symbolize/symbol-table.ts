@@ -820,7 +820,8 @@ function leadingUnderscores(name: string): number {
   return i;
 }
 
-function compareNames(a: string, b: string): number {
+/** The alias tie-break between two names at one address (negative: `a` names it): fewer leading underscores, shorter, smaller. */
+export function compareNames(a: string, b: string): number {
   const under = leadingUnderscores(a) - leadingUnderscores(b);
   if (under !== 0) return under;
   if (a.length !== b.length) return a.length - b.length;
