@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,12 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElfError, ElfReader, ET_DYN, ET_EXEC, PT_LOAD, toElfAddress, type ElfSymbol } from '../src/symbolize/elf.js';
 import { SymbolTableBuilder } from '../src/symbolize/symbol-table.js';
 import { buildSymbolizeFixtures, referenceSymbolRows, removeSymbolizeFixtures, type SymbolizeFixtures } from './helpers/symbolize-fixtures.js';
+import { readelf } from './helpers/readelf.js';
 
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
-
-function readelf(args: string[]): string {
-  return execFileSync('readelf', args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-}
 
 interface ReadelfSymbol {
   table: string;

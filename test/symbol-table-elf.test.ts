@@ -2,22 +2,18 @@
 // readelf lists must resolve to its own row, named by the alias the rule
 // prefers (computed here from readelf's columns, independently of how the
 // table picks it), and the extents must cover the symbols' bytes.
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BinaryCache } from '../src/symbolize/binary-cache.js';
 import { ElfReader } from '../src/symbolize/elf.js';
 import { SymbolTableBuilder, type SymbolTable } from '../src/symbolize/symbol-table.js';
 import { buildSymbolizeFixtures, removeSymbolizeFixtures, type SymbolizeFixtures } from './helpers/symbolize-fixtures.js';
+import { readelf } from './helpers/readelf.js';
 
 const LIB_DIR = '/usr/lib/x86_64-linux-gnu';
 const NODE = '/usr/bin/node';
 const LIBC = `${LIB_DIR}/libc.so.6`;
 const LIBSTDCXX = `${LIB_DIR}/libstdc++.so.6`;
-
-function readelf(args: string[]): string {
-  return execFileSync('readelf', args, { encoding: 'utf8', maxBuffer: 256 << 20 });
-}
 
 interface Candidate {
   name: string;
