@@ -844,59 +844,42 @@ export class KernelSymbols {
    * a few percent.
    */
   get symbolCount(): number {
-    const lazy = this.lazy;
-    if (lazy !== null) {
-      try {
-        return lazy.symbolCount;
-      } catch (e) {
-        this.fallBack(e);
-      }
-    }
-    return this.full!.symbolCount;
+    return this.answer((index) => index.symbolCount);
   }
 
   /** [min, max) of core kernel text symbols, for the pprof mapping. */
   get coreStart(): KernelAddress {
-    const lazy = this.lazy;
-    if (lazy !== null) {
-      try {
-        return lazy.coreStart;
-      } catch (e) {
-        this.fallBack(e);
-      }
-    }
-    return this.full!.coreStart;
+    return this.answer((index) => index.coreStart);
   }
 
   get coreEnd(): KernelAddress {
-    const lazy = this.lazy;
-    if (lazy !== null) {
-      try {
-        return lazy.coreEnd;
-      } catch (e) {
-        this.fallBack(e);
-      }
-    }
-    return this.full!.coreEnd;
+    return this.answer((index) => index.coreEnd);
   }
 
   /** The text symbol holding the address, or null. The same address may get the same (shared) object back. */
   lookup(address: KernelAddress): KernelSymbolHit | null {
-    const lazy = this.lazy;
-    if (lazy !== null) {
-      try {
-        return lazy.lookup(address);
-      } catch (e) {
-        this.fallBack(e);
-      }
-    }
-    return this.full!.lookup(address);
+    return this.answer((index) => index.lookup(address));
   }
 
   /** Address range to report as the pprof mapping of a module (or of the core kernel for null). */
   rangeOf(module: string | null): { start: KernelAddress; end: KernelAddress } {
     if (module === null) return { start: this.coreStart, end: this.coreEnd };
     return (this.lazy ?? this.full!).moduleRange(module);
+  }
+
+  /**
+   * Asks the lazy index, unless it meets a core part not in the kernel's
+   * layout: then everything is parsed, for good, and the full table answers.
+   */
+  private answer<T>(ask: (index: LazyIndex | TableIndex) => T): T {
+    if (this.lazy !== null) {
+      try {
+        return ask(this.lazy);
+      } catch (e) {
+        this.fallBack(e);
+      }
+    }
+    return ask(this.full!);
   }
 
   private fallBack(e: unknown): void {
