@@ -39,6 +39,51 @@ interface CachedStack {
 }
 
 /**
+ * Symbolized stacks by hash, kept across drains while they recur. A stack
+ * with an unresolved frame is kept for the current drain only, so a later
+ * drain tries it again (a perf map grows, a library is dlopened); one with
+ * JIT frames only while the perf map stays the version it was read from (a
+ * JIT reuses code addresses).
+ */
+class StackCache {
+  private readonly kept = new Map<StackHash, CachedStack>();
+  private readonly thisDrain = new Map<StackHash, ProfileFrame[]>();
+
+  /** The stack's frames, from the cache or from `symbolize`; `jitVersion` is the current version of the process's JIT maps (-1: none). */
+  frames(hash: StackHash, drain: number, jitVersion: () => number, symbolize: () => ProfileFrame[]): ProfileFrame[] {
+    const cached = this.kept.get(hash);
+    if (cached !== undefined && (cached.jitVersion === undefined || cached.jitVersion === jitVersion())) {
+      cached.lastUsedDrain = drain;
+      return cached.frames;
+    }
+    const partial = this.thisDrain.get(hash);
+    if (partial !== undefined) return partial;
+    const versionBefore = jitVersion();
+    const frames = symbolize();
+    const hasJit = frames.some((frame) => frame.kind === 'jit');
+    // A JIT stack is kept only if its perf map did not change while it was
+    // resolved (a miss re-reads it): then every frame was read from one version.
+    if (frames.every((frame) => frame.functionName !== null) && (!hasJit || jitVersion() === versionBefore)) {
+      const entry: CachedStack = { frames, lastUsedDrain: drain };
+      if (hasJit) entry.jitVersion = versionBefore;
+      this.kept.set(hash, entry);
+    } else {
+      this.thisDrain.set(hash, frames);
+    }
+    return frames;
+  }
+
+  /** Ends a drain: forgets the stacks kept for it only and those unused since `oldestDrain`. Returns whether any are left. */
+  endDrain(oldestDrain: number): boolean {
+    this.thisDrain.clear();
+    for (const [hash, cached] of this.kept) if (cached.lastUsedDrain < oldestDrain) this.kept.delete(hash);
+    return this.kept.size > 0;
+  }
+}
+
+const NO_JIT = (): number => -1;
+
+/**
  * Joins the sampler and the symbolizer: takes raw kernel samples, resolves
  * their addresses while the processes' snapshots are at hand, and hands out
  * symbolized samples. Both `record` and the agent sit on top of it.
@@ -49,10 +94,9 @@ export class Collector {
   private readonly procRoot: string;
   private readonly processNames = new Map<Tgid, string>();
   private readonly lastSeenDrain = new Map<Tgid, number>();
-  /** Kernel stacks by their hash: the kernel's symbols do not change under them. */
-  private readonly kernelStacks = new Map<StackHash, CachedStack>();
-  /** User stacks by process, then hash; only stacks that resolved in full (see cacheable()). */
-  private readonly userStacks = new Map<Tgid, Map<StackHash, CachedStack>>();
+  private readonly kernelStacks = new StackCache();
+  /** User stacks by process: the same hash means other code in another process. */
+  private readonly userStacks = new Map<Tgid, StackCache>();
   private drainCount = 0;
 
   private constructor(options: CollectorOptions) {
@@ -98,27 +142,24 @@ export class Collector {
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {
     const drain = ++this.drainCount;
-    // Stacks that did not resolve in full are cached for this drain only, so
-    // that a later drain tries them again (a perf map grows, a library is dlopened).
-    const partialUserStacks = new Map<string, ProfileFrame[]>();
-    const partialKernelStacks = new Map<StackHash, ProfileFrame[]>();
     const samples: ResolvedSample[] = [];
     for (const raw of rawSamples) {
       this.lastSeenDrain.set(raw.tgid, drain);
       let kernel: ProfileFrame[] = [];
       if (raw.kernelStack.length > 0) {
-        const cached = this.kernelStacks.get(raw.kernelStackHash);
-        if (cached !== undefined) {
-          cached.lastUsedDrain = drain;
-          kernel = cached.frames;
-        } else {
-          kernel = partialKernelStacks.get(raw.kernelStackHash) ?? this.symbolizer.symbolizeKernel(raw.kernelStack);
-          if (kernel.every(resolvedForGood)) this.kernelStacks.set(raw.kernelStackHash, { frames: kernel, lastUsedDrain: drain });
-          else partialKernelStacks.set(raw.kernelStackHash, kernel);
-        }
+        kernel = this.kernelStacks.frames(raw.kernelStackHash, drain, NO_JIT, () => this.symbolizer.symbolizeKernel(raw.kernelStack));
       }
       let user: ProfileFrame[] = [];
-      if (raw.userStack.length > 0) user = this.userFrames(raw, drain, partialUserStacks);
+      if (raw.userStack.length > 0) {
+        let stacks = this.userStacks.get(raw.tgid);
+        if (stacks === undefined) this.userStacks.set(raw.tgid, (stacks = new StackCache()));
+        user = stacks.frames(
+          raw.userStackHash,
+          drain,
+          () => this.symbolizer.jitVersion(raw.tgid),
+          () => this.symbolizer.symbolizeUser(raw.tgid, raw.userStack),
+        );
+      }
       if (!this.processNames.has(raw.tgid)) this.processNames.set(raw.tgid, raw.tid === raw.tgid ? raw.comm : (readProcessName(this.procRoot, raw.tgid) ?? raw.comm));
       samples.push({
         frames: kernel.length === 0 ? user : user.length === 0 ? kernel : [...kernel, ...user],
@@ -129,32 +170,6 @@ export class Collector {
     this.forgetIdleProcesses();
     this.forgetIdleStacks();
     return { samples, kernelStats };
-  }
-
-  private userFrames(raw: RawSample, drain: number, partialUserStacks: Map<string, ProfileFrame[]>): ProfileFrame[] {
-    let stacks = this.userStacks.get(raw.tgid);
-    const cached = stacks?.get(raw.userStackHash);
-    if (cached !== undefined && (cached.jitVersion === undefined || cached.jitVersion === this.symbolizer.jitVersion(raw.tgid))) {
-      cached.lastUsedDrain = drain;
-      return cached.frames;
-    }
-    const partialKey = `${raw.tgid}:${raw.userStackHash}`;
-    const partial = partialUserStacks.get(partialKey);
-    if (partial !== undefined) return partial;
-    const jitBefore = this.symbolizer.jitVersion(raw.tgid);
-    const frames = this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
-    const hasJit = frames.some((frame) => frame.kind === 'jit');
-    // A JIT stack is kept only if its perf map did not change while it was
-    // resolved (a miss re-reads it): then every frame was read from one version.
-    if (frames.every(resolvedForGood) && (!hasJit || this.symbolizer.jitVersion(raw.tgid) === jitBefore)) {
-      if (stacks === undefined) this.userStacks.set(raw.tgid, (stacks = new Map()));
-      const entry: CachedStack = { frames, lastUsedDrain: drain };
-      if (hasJit) entry.jitVersion = jitBefore;
-      stacks.set(raw.userStackHash, entry);
-    } else {
-      partialUserStacks.set(partialKey, frames);
-    }
-    return frames;
   }
 
   private forgetIdleProcesses(): void {
@@ -169,21 +184,9 @@ export class Collector {
 
   private forgetIdleStacks(): void {
     const oldest = this.drainCount - STACK_IDLE_DRAINS;
-    for (const [hash, cached] of this.kernelStacks) if (cached.lastUsedDrain < oldest) this.kernelStacks.delete(hash);
-    for (const [tgid, stacks] of this.userStacks) {
-      for (const [hash, cached] of stacks) if (cached.lastUsedDrain < oldest) stacks.delete(hash);
-      if (stacks.size === 0) this.userStacks.delete(tgid);
-    }
+    this.kernelStacks.endDrain(oldest);
+    for (const [tgid, stacks] of this.userStacks) if (!stacks.endDrain(oldest)) this.userStacks.delete(tgid);
   }
-}
-
-/**
- * A frame worth keeping: a named one. Unresolved frames are tried again next
- * drain (their perf map or mapping may appear); JIT frames are kept only
- * while their perf map stays the same (a JIT reuses code addresses).
- */
-function resolvedForGood(frame: ProfileFrame): boolean {
-  return frame.functionName !== null;
 }
 
 function readProcessName(procRoot: string, tgid: Tgid): string | undefined {
