@@ -75,6 +75,8 @@ export interface SymbolizerStats {
  * by every process that maps the same file, and closed when none is left.
  */
 interface OpenBinary {
+  /** Its key in Symbolizer.openBinaries. */
+  readonly fileKey: string;
   pending: PendingBinary | null;
   result: LoadResult | null;
   users: number;
@@ -216,17 +218,13 @@ export class Symbolizer {
       if (--open.users > 0 || open.pending === null) continue;
       this.cache.release(open.pending);
       open.pending = null;
-      if (open.pending === null && open.result === null) this.forgetOpenBinary(open);
+      this.forgetOpenBinary(open);
     }
   }
 
   private forgetOpenBinary(open: OpenBinary): void {
-    for (const [key, value] of this.openBinaries) {
-      if (value === open) {
-        this.openBinaries.delete(key);
-        return;
-      }
-    }
+    // A later one for the same file may hold the key by now.
+    if (this.openBinaries.get(open.fileKey) === open) this.openBinaries.delete(open.fileKey);
   }
 
   /** `addresses` leaf first; all but the first are return addresses. */
@@ -408,7 +406,7 @@ export class Symbolizer {
       const r = this.cache.parse(pending, { binaryPath, debugRoots });
       return r.ok ? { ok: true, binary: r.binary } : { ok: false };
     }
-    const open: OpenBinary = { pending, result: null, users: 1, binaryPath, debugRoots };
+    const open: OpenBinary = { fileKey: pending.fileKey, pending, result: null, users: 1, binaryPath, debugRoots };
     this.openBinaries.set(pending.fileKey, open);
     return { open };
   }
