@@ -226,12 +226,12 @@ static __always_inline void announce_once(__u32 tgid, const char *comm)
 	__u32 zero = 0;
 	struct last_announced *last = bpf_map_lookup_elem(&last_announced, &zero);
 	__u32 execs = exec_count;
-	if (!last || last->tgid != tgid || last->exec_count != execs) {
-		if (!announce_process(tgid, comm) || !last)
-			return;
-		last->tgid = tgid;
-		last->exec_count = execs;
-	}
+	if (last && last->tgid == tgid && last->exec_count == execs)
+		return;
+	if (!announce_process(tgid, comm) || !last)
+		return;
+	last->tgid = tgid;
+	last->exec_count = execs;
 }
 
 SEC("perf_event")
