@@ -4,21 +4,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KernelSymbols } from '../src/symbolize/kallsyms.js';
+// A deterministic PRNG, so a failure reproduces.
+import { mulberry32 } from '../web/src/profile-logic/synthetic.js';
 
 const hex = (a: bigint): string => a.toString(16).padStart(16, '0');
 const show = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString(16) : x));
 
-/** Deterministic PRNG (mulberry32), so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Every address written in the text, and its neighbours. */
 function addressesIn(text: string): bigint[] {
@@ -123,7 +114,7 @@ describe('lazy kallsyms: synthetic input', () => {
   });
 
   it('agrees with the full parse on a big random core, sampled rather than checked line by line', () => {
-    const next = rng(1);
+    const next = mulberry32(1);
     const core = syntheticCore(next, 30_000);
     const text = core.join('\n') + '\n';
     const full = KernelSymbols.parseFull(text);
@@ -135,7 +126,7 @@ describe('lazy kallsyms: synthetic input', () => {
   });
 
   it('combines the core part with module, bpf and ftrace lines, also where their addresses interleave', () => {
-    const next = rng(2);
+    const next = mulberry32(2);
     const core = syntheticCore(next, 4000);
     const coreAddrs = core.map((l) => BigInt('0x' + l.slice(0, 16)));
     const tail: string[] = [];
@@ -224,7 +215,7 @@ describe('lazy kallsyms: synthetic input', () => {
   });
 
   it('switches to a full parse when a lookup reaches a line of a big core part not in the kernel layout', () => {
-    const core = syntheticCore(rng(3), 20_000);
+    const core = syntheticCore(mulberry32(3), 20_000);
     const at = 12_345;
     const before = BigInt('0x' + core[at - 1]!.slice(0, 16));
     core[at] = 'this line is garbage';
@@ -250,7 +241,7 @@ describe('lazy kallsyms: synthetic input', () => {
     expect(ks.fullyParsed).toBe(true);
     expect(ks.lookup(0xffffffff81000050n)?.name).toBe('a_fn');
     // A big core whose second half lies below its first: the survey's probes see the drop.
-    const next = rng(4);
+    const next = mulberry32(4);
     const high = syntheticCore(next, 10_000, 0xffffffff82000000n);
     const low = syntheticCore(next, 10_000, 0xffffffff81000000n);
     const big = expectEquivalent([...high, ...low].join('\n') + '\n', undefined, randomAddresses(next, 0xffffffff81000000n, 0xffffffff82100000n, 2000));
@@ -258,7 +249,7 @@ describe('lazy kallsyms: synthetic input', () => {
   });
 
   it('switches to a full parse when a lookup meets an address out of order', () => {
-    const core = syntheticCore(rng(6), 20_000);
+    const core = syntheticCore(mulberry32(6), 20_000);
     const at = 9_876;
     core[at - 1] = core[at - 1]!.slice(0, 17) + 't before_spike';
     // Above every other line, between lines the survey did not probe.
@@ -315,7 +306,7 @@ describe.runIf(visible)('lazy kallsyms on this machine', () => {
       if (m[3] !== undefined) tail.push(a, a - 1n, a + 1n, a + 64n);
     }
     expect(starts.length).toBeGreaterThan(3000);
-    const next = rng(5);
+    const next = mulberry32(5);
     const random = randomAddresses(next, full.coreStart - 4096n, full.coreEnd + 4096n, 20_000);
     for (const m of full.modules) {
       const r = full.rangeOf(m);
