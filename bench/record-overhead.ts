@@ -171,7 +171,6 @@ async function runBcc(frequencyHz: number): Promise<Measurement | undefined> {
 
 /** The reference program that only walks the stacks: the kernel's share of the BPF time per sample. */
 async function runWalkOnly(frequencyHz: number): Promise<Measurement> {
-  execFileSync('make', ['-s', '-C', join(root, 'bench', 'bpf')]);
   const statsFd = loadAddon().enableBpfStats();
   const object = new BpfObject(join(root, 'bench', 'bpf', 'build', 'walk-only.bpf.o'), {});
   try {
@@ -204,6 +203,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
+  execFileSync('make', ['-s', '-C', join(root, 'bench', 'bpf')]); // the walk-only reference program
   const load = startBusyMachine();
   const results: Measurement[] = [];
   try {
