@@ -4,7 +4,8 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import type { ApiErrorResponse } from '../src/profile/api-types.js';
 import { FpError, httpErrorName } from './errors.js';
-import type { SqliteStore } from './store/sqlite-store.js';
+import type { ProfileStore } from './store/store.js';
+import { DEFAULT_INGEST_OPTIONS, type IngestOptions } from './ingest.js';
 import type { ServerMetrics } from './metrics.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { queryRoutes } from './routes/query.js';
@@ -12,7 +13,8 @@ import { openApiDocument } from './openapi.js';
 import { bearerAuth } from './auth.js';
 
 export interface AppOptions {
-  store: SqliteStore;
+  store: ProfileStore;
+  ingest?: IngestOptions;
   metrics: ServerMetrics;
   ingestToken?: string;
   queryToken?: string;
@@ -49,6 +51,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(ingestRoutes, {
     store: o.store,
+    ingest: o.ingest ?? DEFAULT_INGEST_OPTIONS,
     metrics: o.metrics,
     ingestToken: o.ingestToken,
     maxBodyBytes: o.maxBodyBytes,

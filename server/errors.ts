@@ -29,6 +29,8 @@ export const errBadProfile = coded('FP_ERR_BAD_PROFILE', 400);
 export const errEmptyBody = coded('FP_ERR_EMPTY_BODY', 400);
 export const errUnauthorized = coded('FP_ERR_UNAUTHORIZED', 401);
 export const errNotFound = coded('FP_ERR_NOT_FOUND', 404);
+/** Two different contents hashed to one id (server/store/hash.ts); the profile is refused, never merged into the wrong code. */
+export const errIdCollision = coded('FP_ERR_ID_COLLISION', 500);
 
 export function httpErrorName(statusCode: number): string {
   return STATUS_CODES[statusCode] ?? 'Error';

@@ -1,13 +1,17 @@
 // Library entry of `fleetprof server`: the CLI parses flags into
 // ServerOptions and calls startServer.
-import { SqliteStore } from './store/sqlite-store.js';
 import { createMetrics } from './metrics.js';
 import { buildApp } from './app.js';
-import { DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
+import { DEFAULT_DROP_SAMPLE_LABELS, DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
+import { openStore } from './store/open.js';
 
 export interface ServerOptions {
-  /** Directory holding the SQLite database (created if missing). */
-  dataDir: string;
+  /** Directory holding the SQLite database (created if missing); used when `store` is not given. */
+  dataDir?: string;
+  /** `sqlite:<dir>` (the default, same as dataDir) or `postgres://user@host:port/db`. */
+  store?: string;
+  /** Sample label names not turned into series labels; default pid, tid. */
+  dropSampleLabels?: readonly string[];
   /** Listen address; default 127.0.0.1. */
   host?: string;
   /** Listen port; 0 picks a free one. Default 4100. */
@@ -41,10 +45,13 @@ export const DEFAULT_PORT = 4100;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const store = await SqliteStore.open(opts.dataDir);
-  const metrics = createMetrics(() => store.sizeBytes());
+  const url = opts.store ?? (opts.dataDir !== undefined ? `sqlite:${opts.dataDir}` : undefined);
+  if (url === undefined) throw new Error('no store: give --store sqlite:<dir> | postgres://... (or --data-dir)');
+  const store = await openStore(url);
+  const metrics = createMetrics(store);
   const app = await buildApp({
     store,
+    ingest: { dropSampleLabels: new Set(opts.dropSampleLabels ?? DEFAULT_DROP_SAMPLE_LABELS) },
     metrics,
     ingestToken: opts.ingestToken,
     queryToken: opts.queryToken,
@@ -56,7 +63,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const runRetention = () => {
-    store.deleteBefore(Date.now() - retentionMs).catch((e: unknown) => app.log.error(e));
+    const now = Date.now();
+    store.retain(now - retentionMs, now).catch((e: unknown) => app.log.error(e));
   };
   runRetention();
   const timer = setInterval(runRetention, opts.retentionIntervalMs ?? 60_000);

@@ -1,19 +1,47 @@
-// Ingest: raw request body -> validated pprof -> global symbol ids -> one
-// packed profile row. Data only flows forward: nothing here reads queries.
+// Ingest: raw request body -> validated pprof -> fleet-wide content ids ->
+// one packed profile row per series. Data only flows forward: nothing here
+// reads queries.
 //
-// Choices:
-// - Sample labels (pid, tid, thread name, ...) are dropped: samples with the
-//   same stack are summed. Per-process breakdowns belong in series labels
-//   (e.g. `comm`), which keeps the stored unit one (stack, values) pair.
-// - The profile time is time_nanos when set, else the time of arrival.
-// - Everything a sample references is checked before anything is interned,
-//   so a rejected profile leaves no partial state behind.
+// Identity of code (the same code in 1,000 processes is one set of rows):
+// - a mapping is its binary: build ID, else path;
+// - a location is (binary, file-relative address, folded flag, its lines):
+//   native addresses are turned from runtime addresses into file offsets
+//   (address - memory_start + file_offset), so ASLR and process restarts do
+//   not make new rows; resolved kernel and JIT frames keep no address at all
+//   (KASLR differs per host, JIT addresses die with the process), unresolved
+//   ones keep theirs;
+// - a function is (name, system name, file, start line); a stack is (parent
+//   stack, leaf location). Ids are content hashes (store/hash.ts).
+//
+// Labels: string sample labels become series labels (as Pyroscope does), so a
+// whole-host profile keeps `comm`/`process` per sample. Labels named in
+// dropSampleLabels (default pid,tid: one series per process or thread would
+// grow the series table with every process start) and numeric labels (e.g.
+// the agent's pid/tid) are dropped and their samples summed. Request labels
+// win over sample labels of the same name (the operator's label is the
+// deployment's truth); label names are sanitized to [a-zA-Z_][a-zA-Z0-9_]*.
+//
+// The profile time is time_nanos when set, else the time of arrival.
+// Everything a sample references is checked before anything is written, so a
+// rejected profile leaves nothing behind.
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { encodeSamples } from './store/sample-codec.js';
-import type { NewProfile, SqliteStore } from './store/sqlite-store.js';
-import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errTooLarge } from './errors.js';
+import { StackAccumulator } from './store/accumulator.js';
+import { Hasher, SEED, textId } from './store/hash.js';
+import {
+  canonicalLabels,
+  markEpoch,
+  typeDescriptor,
+  type IngestBatch,
+  type NewProfile,
+  type ProfileStore,
+  type ProfileType,
+  type SymbolRows,
+} from './store/store.js';
+import { frameKindOfMapping } from '../src/profile/frame-kind.js';
+import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errIdCollision, errTooLarge } from './errors.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -138,6 +166,10 @@ function validate(p: RawProfile) {
       if ((fnDense && f < fnDense.length ? fnDense[f]! - 1 : functions.get(f)) < 0) throw errBadProfile(`location ${p.locId[k]} references missing function ${f}`);
     }
   }
+  for (let j = 0; j < p.labelKey.length; j++) {
+    str(p.labelKey[j]!, 'sample label key');
+    str(p.labelStr[j]!, 'sample label value');
+  }
   const nTypes = p.sampleTypes.length;
   for (let i = 0; i < p.nSamples; i++) {
     const nv = p.sampleValueStart[i + 1]! - p.sampleValueStart[i]!;
@@ -157,234 +189,293 @@ function validate(p: RawProfile) {
   return { mappings, functions, locRow };
 }
 
-// Hash mixing for the location content cache (two independent 32-bit lanes).
-function mix(h: number, v: number): number {
-  h = Math.imul(h ^ v, 0x9e3779b1);
-  return h ^ (h >>> 15);
-}
-function mix2(h: number, v: number): number {
-  h = Math.imul(h + v, 0x85ebca77);
-  return h ^ (h >>> 13);
+export const DEFAULT_DROP_SAMPLE_LABELS: readonly string[] = ['pid', 'tid'];
+
+export interface IngestOptions {
+  /** Sample label names not turned into series labels (high cardinality). */
+  dropSampleLabels: ReadonlySet<string>;
 }
 
-/** Two independent 32-bit hashes of every string of a profile, four bytes per step. */
-function hashStrings(p: RawProfile): { h1: Int32Array; h2: Int32Array } {
-  const n = p.nStrings;
-  const h1 = new Int32Array(n);
-  const h2 = new Int32Array(n);
-  const buf = p.buf;
-  for (let i = 0; i < n; i++) {
-    const s = p.strStart[i]!;
-    const e = p.strEnd[i]!;
-    let a = 0x811c9dc5 ^ (e - s);
-    let b = 0x7f4a7c15 + (e - s);
-    let k = s;
-    for (; k + 4 <= e; k += 4) {
-      const w = buf[k]! | (buf[k + 1]! << 8) | (buf[k + 2]! << 16) | (buf[k + 3]! << 24);
-      let x = Math.imul(w, 0xcc9e2d51);
-      x = Math.imul((x << 15) | (x >>> 17), 0x1b873593);
-      a ^= x;
-      a = Math.imul((a << 13) | (a >>> 19), 5) + 0xe6546b64;
-      let y = Math.imul(w, 0x85ebca77);
-      y = Math.imul((y << 13) | (y >>> 19), 0xc2b2ae3d);
-      b ^= y;
-      b = Math.imul((b << 17) | (b >>> 15), 9) + 0x165667b1;
-    }
-    for (; k < e; k++) {
-      a = Math.imul(a ^ buf[k]!, 0x01000193);
-      b = Math.imul(b + buf[k]!, 0x9e3779b1) ^ (b >>> 15);
-    }
-    a = Math.imul(a ^ (a >>> 16), 0x85ebca6b);
-    a = Math.imul(a ^ (a >>> 13), 0xc2b2ae35);
-    b = Math.imul(b ^ (b >>> 15), 0x2c1b3c6d);
-    b = Math.imul(b ^ (b >>> 12), 0x297a2d39);
-    h1[i] = a ^ (a >>> 16);
-    h2[i] = b ^ (b >>> 15);
-  }
-  return { h1, h2 };
-}
-
-/** Reused by every ingest (synchronous part): stack id -> slot + 1, all zero between calls. */
-let slotScratch = new Int32Array(1 << 16);
+export const DEFAULT_INGEST_OPTIONS: IngestOptions = { dropSampleLabels: new Set(DEFAULT_DROP_SAMPLE_LABELS) };
 
 export interface IngestResult {
+  /** Id of the first stored profile (one per series the samples fall into). */
   id: number;
-  seriesId: number;
+  ids: number[];
+  seriesIds: number[];
   timeMs: number;
   samples: number;
   stacks: number;
+  /** Sample labels not kept: configured as dropped, numeric, or invalid (too long, too many). */
+  droppedLabels: number;
 }
 
-/** Turns one decoded, uncompressed pprof into a stored profile. */
-export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels: Record<string, string>, nowMs: number): Promise<IngestResult> {
-  // Everything up to store.append is synchronous: the decoder's reused
+const SAFE_LABEL_NAME = /[^a-zA-Z0-9_]/g;
+const sanitizeLabelName = (k: string) => {
+  const s = k.replace(SAFE_LABEL_NAME, '_');
+  return /^[a-zA-Z_]/.test(s) ? s : '_' + s;
+};
+const TWO32 = 4294967296;
+
+/** Turns one decoded, uncompressed pprof into stored profiles, one per series its samples belong to. */
+export async function ingestProfile(
+  store: ProfileStore,
+  raw: Uint8Array,
+  labels: Record<string, string>,
+  nowMs: number,
+  opts: IngestOptions = DEFAULT_INGEST_OPTIONS,
+): Promise<IngestResult> {
+  // Everything up to store.write is synchronous: the decoder's reused
   // columns cannot be overwritten by another request meanwhile.
   const p = decodeProfile(raw);
   const { mappings, functions, locRow } = validate(p);
-  const sym = store.symbols;
+  const timeMs = p.timeNanos > 0n ? Number(p.timeNanos / 1_000_000n) : nowMs;
+  const mark = Math.max(markEpoch(timeMs), markEpoch(nowMs));
+  const marks = store.marks;
+  const h = new Hasher();
+  const rows: SymbolRows = { mappings: [], functions: [], locations: [], stacks: [] };
+  const checks = new Map<number, number>();
+  /** Whether row `id` must be written: not known stored with this mark (and this content) yet. */
+  const needs = (id: number, check: number): boolean => {
+    if (checks.has(id)) return false;
+    if (marks.get(id, -1) >= mark && marks.get2(id) === check) return false;
+    checks.set(id, check);
+    return true;
+  };
 
-  // Local string / mapping / function / location ids -> global, interned lazily
-  // so that strings, mappings and functions no location uses are not stored.
-  const strMemo = new Int32Array(p.nStrings).fill(-1);
-  const gstr = (i: number) => {
-    let g = strMemo[i]!;
-    if (g < 0) {
-      g = sym.stringFromBytes(p.buf, p.strStart[i]!, p.strEnd[i]!);
-      strMemo[i] = g;
+  // Strings: one id + check per string, computed when first used.
+  const strId = new Float64Array(p.nStrings);
+  const strChk = new Int32Array(p.nStrings);
+  const strDone = new Uint8Array(p.nStrings);
+  const hs = new Hasher(); // not `h`: strings are hashed in the middle of other rows' hashes
+  const feedStr = (i: number) => {
+    if (!strDone[i]) {
+      hs.reset(SEED.string).bytes(p.buf, p.strStart[i]!, p.strEnd[i]!);
+      strId[i] = hs.id();
+      strChk[i] = hs.check();
+      strDone[i] = 1;
     }
-    return g;
   };
-  const mapMemo = new Int32Array(p.mappings.length).fill(-1);
-  const mapDense = mappings.dense;
-  let lastMapLocal = 0;
-  let lastMapGlobal = 0;
-  const gmap = (id: number) => {
-    if (id === 0) return 0;
-    if (id === lastMapLocal) return lastMapGlobal;
-    const k = mapDense ? mapDense[id]! - 1 : mappings.get(id);
-    let g = mapMemo[k]!;
-    if (g < 0) {
-      const m = p.mappings[k]!;
-      g = sym.mapping({
-        memoryStart: m.memoryStart,
-        memoryLimit: m.memoryLimit,
-        fileOffset: m.fileOffset,
-        filename: gstr(m.filename),
-        buildId: gstr(m.buildId),
-        flags: (m.hasFunctions ? 1 : 0) | (m.hasFilenames ? 2 : 0) | (m.hasLineNumbers ? 4 : 0) | (m.hasInlineFrames ? 8 : 0),
-      });
-      mapMemo[k] = g;
-    }
-    lastMapLocal = id;
-    lastMapGlobal = g;
-    return g;
-  };
-  const fnMemo = new Int32Array(p.nFunctions).fill(-1);
-  const fnDense = functions.dense;
-  const gfn = (id: number) => {
-    const k = fnDense ? fnDense[id]! - 1 : functions.get(id);
-    let g = fnMemo[k]!;
-    if (g < 0) {
-      g = sym.funcOf(gstr(p.fnName[k]!), gstr(p.fnSystemName[k]!), gstr(p.fnFilename[k]!), p.fnStartLine[k]!);
-      fnMemo[k] = g;
-    }
-    return g;
-  };
-  // Location row -> global id, resolved once per location (not per frame).
-  // Fast path: the same locations arrive with every push of a series, so a
-  // location is first looked up by a hash of its content (see
-  // SymbolDb.locationByContent), which needs no string, function or location
-  // interning; only a miss resolves it fully.
-  const { h1: strH1, h2: strH2 } = hashStrings(p);
-  const nFn = p.nFunctions;
-  const fnH1 = new Int32Array(nFn);
-  const fnH2 = new Int32Array(nFn);
-  for (let k = 0; k < nFn; k++) {
-    const sl = p.fnStartLine[k]!;
-    let a = mix(mix(mix(mix(0x3c6ef372, strH1[p.fnName[k]!]!), strH1[p.fnSystemName[k]!]!), strH1[p.fnFilename[k]!]!), sl | 0);
-    let b = mix2(mix2(mix2(mix2(0x1b873593, strH2[p.fnName[k]!]!), strH2[p.fnSystemName[k]!]!), strH2[p.fnFilename[k]!]!), (sl / 4294967296) | 0);
-    a = mix(a, (sl / 4294967296) | 0);
-    b = mix2(b, sl | 0);
-    fnH1[k] = a;
-    fnH2[k] = b;
+  const strIdOf = (i: number) => (feedStr(i), strId[i]!);
+
+  // Mappings: identity + how to turn runtime addresses into file offsets.
+  const nMap = p.mappings.length;
+  const mapGid = new Float64Array(nMap);
+  const mapChk = new Int32Array(nMap);
+  const mapStart = new Float64Array(nMap);
+  const mapLimit = new Float64Array(nMap);
+  const mapOffset = new Float64Array(nMap);
+  /** 1 native (addresses normalized), 2 kernel/JIT (resolved frames drop the address), 0 other. */
+  const mapKind = new Uint8Array(nMap);
+  const mapRow: (SymbolRows['mappings'][number] | undefined)[] = new Array(nMap);
+  for (let k = 0; k < nMap; k++) {
+    const m = p.mappings[k]!;
+    const filename = stringAt(p, m.filename);
+    const buildId = stringAt(p, m.buildId);
+    const byBuildId = buildId !== '';
+    feedStr(byBuildId ? m.buildId : m.filename);
+    const si = byBuildId ? m.buildId : m.filename;
+    h.reset(SEED.mapping).int(byBuildId ? 1 : 2).num(strId[si]!).int(strChk[si]!);
+    mapGid[k] = h.id();
+    mapChk[k] = h.check();
+    const kind = frameKindOfMapping(filename);
+    const small = m.memoryLimit < 2n ** 53n && m.fileOffset < 2n ** 53n;
+    mapKind[k] = kind === 'native' && small ? 1 : kind === 'kernel' || kind === 'jit' ? 2 : 0;
+    mapStart[k] = Number(m.memoryStart);
+    mapLimit[k] = Number(m.memoryLimit);
+    mapOffset[k] = Number(m.fileOffset);
+    mapRow[k] = { id: mapGid[k]!, buildId, filename, fileOffset: m.fileOffset, size: m.memoryLimit > m.memoryStart ? m.memoryLimit - m.memoryStart : 0n };
   }
-  const byContent = sym.locationByContent;
-  const locGlobal = new Int32Array(p.nLocations);
-  const lines: number[] = [];
+
+  // Functions.
+  const fnGid = new Float64Array(p.nFunctions);
+  const fnChk = new Int32Array(p.nFunctions);
+  for (let k = 0; k < p.nFunctions; k++) {
+    const sl = p.fnStartLine[k]!;
+    h.reset(SEED.function);
+    for (const si of [p.fnName[k]!, p.fnSystemName[k]!, p.fnFilename[k]!]) h.num(strIdOf(si)).int(strChk[si]!);
+    h.int(sl).int((sl / TWO32) | 0);
+    fnGid[k] = h.id();
+    fnChk[k] = h.check();
+  }
+  const fnRowOf = (fid: number) => (functions.dense && fid < functions.dense.length ? functions.dense[fid]! - 1 : functions.get(fid));
+
+  // Locations.
+  const locGid = new Float64Array(p.nLocations);
+  const locChk = new Int32Array(p.nLocations);
   for (let k = 0; k < p.nLocations; k++) {
-    const gm = gmap(p.locMapping[k]!);
-    const hi = p.locAddrHi[k]!;
-    const lo = p.locAddrLo[k]!;
-    const folded = p.locFolded[k] !== 0;
+    const localMap = p.locMapping[k]!;
+    const mk = localMap === 0 ? -1 : mappings.dense ? mappings.dense[localMap]! - 1 : mappings.get(localMap);
+    let hi = p.locAddrHi[k]!;
+    let lo = p.locAddrLo[k]!;
     const j0 = p.locLineStart[k]!;
     const j1 = p.locLineStart[k + 1]!;
-    let a = mix(mix(mix(0x6a09e667, gm), hi), lo + (folded ? 0x55555555 : 0));
-    let b = mix2(mix2(mix2(0x3c6ef372 + j1 - j0, lo), gm), hi ^ (folded ? 1 : 0));
+    if (mk >= 0) {
+      const kind = mapKind[mk]!;
+      if (kind === 1) {
+        const addr = hi * TWO32 + lo;
+        if (addr >= mapStart[mk]! && addr < mapLimit[mk]!) {
+          const fo = addr - mapStart[mk]! + mapOffset[mk]!;
+          hi = Math.floor(fo / TWO32);
+          lo = fo >>> 0;
+        }
+      } else if (kind === 2 && j1 > j0) {
+        hi = 0;
+        lo = 0;
+      }
+    }
+    const gm = mk >= 0 ? mapGid[mk]! : 0;
+    const folded = p.locFolded[k]!;
+    h.reset(SEED.location).num(gm).int(hi).int(lo).int(folded).int(j1 - j0);
     for (let j = j0; j < j1; j++) {
-      const f = p.lineFn[j]!;
-      const row = fnDense ? fnDense[f]! - 1 : functions.get(f);
       const ln = p.lineNo[j]!;
-      a = mix(mix(mix(a, fnH1[row]!), ln | 0), (ln / 4294967296) | 0);
-      b = mix2(mix2(mix2(b, fnH2[row]!), (ln / 4294967296) | 0), ln | 0);
+      h.num(fnGid[fnRowOf(p.lineFn[j]!)]!).int(ln).int((ln / TWO32) | 0);
     }
-    const k1 = (a ^ (a >>> 16)) >>> 1;
-    const k2 = (b ^ (b >>> 13)) & 0x7fffffff;
-    const cached = byContent.get(k1, k2);
-    if (cached !== -1 && sym.locationIs(cached, gm, hi, lo, folded, j1 - j0)) {
-      locGlobal[k] = cached;
-      continue;
+    const id = h.id();
+    const chk = h.check();
+    locGid[k] = id;
+    locChk[k] = chk;
+    if (!needs(id, chk)) continue;
+    const lines: number[] = [];
+    for (let j = j0; j < j1; j++) {
+      const fr = fnRowOf(p.lineFn[j]!);
+      lines.push(fnGid[fr]!, p.lineNo[j]!);
+      if (needs(fnGid[fr]!, fnChk[fr]!)) {
+        rows.functions.push({
+          id: fnGid[fr]!,
+          name: stringAt(p, p.fnName[fr]!),
+          systemName: stringAt(p, p.fnSystemName[fr]!),
+          filename: stringAt(p, p.fnFilename[fr]!),
+          startLine: p.fnStartLine[fr]!,
+        });
+      }
     }
-    lines.length = 0;
-    for (let j = j0; j < j1; j++) lines.push(gfn(p.lineFn[j]!), p.lineNo[j]!);
-    const g = sym.locationOf(gm, hi, lo, folded, lines);
-    byContent.set(k1, k2, g);
-    locGlobal[k] = g;
+    if (mk >= 0 && needs(gm, mapChk[mk]!)) rows.mappings.push(mapRow[mk]!);
+    rows.locations.push({ id, mappingId: gm, address: (BigInt(hi) << 32n) | BigInt(lo), isFolded: folded !== 0, lines });
   }
 
-  // Samples -> stack ids (walking root to leaf), summing duplicates.
+  // Series of each sample: request labels plus its kept string labels.
+  let droppedLabels = p.numericLabels;
+  /** Sample label indices ("key=value," of string indices) -> its series' accumulator; few distinct per profile. */
+  const groupOf = new Map<string, { acc: StackAccumulator; dropped: number }>();
+  const seriesAcc = new Map<string, { acc: StackAccumulator; labels: Record<string, string> }>();
   const nTypes = p.sampleTypes.length;
-  const nSamples = p.nSamples;
-  const globalLocs = locRow; // rewritten in place: row index -> global location id
-  for (let j = 0; j < globalLocs.length; j++) globalLocs[j] = locGlobal[globalLocs[j]!]!;
+  const labelKeyName = new Map<number, string | null>();
+  const keyName = (si: number): string | null => {
+    let n = labelKeyName.get(si);
+    if (n === undefined) {
+      const raw = stringAt(p, si);
+      n = raw === '' || opts.dropSampleLabels.has(raw) ? null : sanitizeLabelName(raw);
+      if (n !== null && labels[n] !== undefined) n = null; // the request's label wins
+      labelKeyName.set(si, n);
+    }
+    return n;
+  };
+  const seriesFor = (merged: Record<string, string>): StackAccumulator => {
+    const key = canonicalLabels(merged);
+    let e = seriesAcc.get(key);
+    if (!e) seriesAcc.set(key, (e = { acc: new StackAccumulator(nTypes), labels: merged }));
+    return e.acc;
+  };
+  const accFor = (i: number): StackAccumulator => {
+    const l0 = p.sampleLabelStart[i]!;
+    const l1 = p.sampleLabelStart[i + 1]!;
+    let key = '';
+    for (let j = l0; j < l1; j++) key += `${p.labelKey[j]}=${p.labelStr[j]},`;
+    let g = groupOf.get(key);
+    if (!g) {
+      const merged: Record<string, string> = { ...labels };
+      let dropped = 0;
+      for (let j = l0; j < l1; j++) {
+        const name = keyName(p.labelKey[j]!);
+        const value = stringAt(p, p.labelStr[j]!);
+        if (name === null || value.length > MAX_LABEL_VALUE_LENGTH || (merged[name] === undefined && Object.keys(merged).length >= MAX_LABELS)) dropped++;
+        else merged[name] = value;
+      }
+      g = { acc: seriesFor(merged), dropped };
+      groupOf.set(key, g);
+    }
+    droppedLabels += g.dropped;
+    return g.acc;
+  };
+
+  // Samples -> stack ids (prefix tree, root to leaf), summed per series.
   const sampleStart = p.sampleStart;
   const sampleValueStart = p.sampleValueStart;
   const sampleValues = p.sampleValues;
-  // stack id -> slot + 1 in a reused array indexed by stack id (reset below).
-  let slotOf = slotScratch;
-  const stackIds = new Float64Array(nSamples);
-  const acc = new Float64Array(nSamples * nTypes);
-  let nStacks = 0;
-  for (let i = 0; i < nSamples; i++) {
-    const stack = sym.stackOf(globalLocs, sampleStart[i]!, sampleStart[i + 1]!);
-    if (stack >= slotOf.length) {
-      const grown = new Int32Array(Math.max(slotOf.length * 2, stack + 1));
-      grown.set(slotOf);
-      slotOf = slotScratch = grown;
+  const chain: number[] = [];
+  const chainChk: number[] = [];
+  for (let i = 0; i < p.nSamples; i++) {
+    const from = sampleStart[i]!;
+    const to = sampleStart[i + 1]!;
+    let stack = 0;
+    let chk = 0;
+    for (let j = to - 1; j >= from; j--) {
+      h.reset(SEED.stack).num(stack).num(locGid[locRow[j]!]!);
+      stack = h.id();
+      chk = h.check();
     }
-    let slot = slotOf[stack]! - 1;
-    if (slot < 0) {
-      slot = nStacks++;
-      slotOf[stack] = slot + 1;
-      stackIds[slot] = stack;
+    if (stack !== 0 && needs(stack, chk)) {
+      // Not known with this mark: walk the chain and write every node not known either.
+      checks.delete(stack);
+      chain.length = 0;
+      chainChk.length = 0;
+      let s = 0;
+      for (let j = to - 1; j >= from; j--) {
+        const loc = locGid[locRow[j]!]!;
+        h.reset(SEED.stack).num(s).num(loc);
+        const id = h.id();
+        if (needs(id, h.check())) rows.stacks.push({ id, parentId: s, locationId: loc });
+        s = id;
+      }
     }
+    const acc = accFor(i);
+    const slot = acc.slotOf(stack);
     const vs = sampleValueStart[i]!;
-    for (let t = 0; t < nTypes; t++) acc[slot * nTypes + t]! += sampleValues[vs + t]!;
+    for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += sampleValues[vs + t]!;
   }
-  // Sort by stack id for delta encoding.
-  const sortedIds = stackIds.subarray(0, nStacks).slice().sort();
-  const sortedVals = new Float64Array(nStacks * nTypes);
-  const totals = new Array<number>(nTypes).fill(0);
-  for (let k = 0; k < nStacks; k++) {
-    const id = sortedIds[k]!;
-    const slot = slotOf[id]! - 1;
-    slotOf[id] = 0;
-    for (let t = 0; t < nTypes; t++) {
-      const v = acc[slot * nTypes + t]!;
-      sortedVals[k * nTypes + t] = v;
-      totals[t]! += v;
-    }
-  }
-  const { blob, scales } = encodeSamples(sortedIds, sortedVals, nTypes);
+  // No samples: the series still gets an (empty) profile, so it exists and its timeline shows zero.
+  if (seriesAcc.size === 0) seriesFor({ ...labels });
 
   const vt = (t: { type: number; unit: number }) => ({ type: stringAt(p, t.type), unit: stringAt(p, t.unit) });
-  const profileTypeId = store.profileTypeId({
+  const typeDesc: Omit<ProfileType, 'id'> = {
     sampleTypes: p.sampleTypes.map(vt),
     periodType: p.periodType ? vt(p.periodType) : undefined,
     defaultSampleType: stringAt(p, p.defaultSampleType),
-  });
-  const seriesId = store.seriesId(labels);
-  const timeMs = p.timeNanos > 0n ? Number(p.timeNanos / 1_000_000n) : nowMs;
-  const row: NewProfile = {
-    seriesId,
-    timeMs,
-    durationNs: p.durationNanos,
-    period: p.period,
-    profileTypeId,
-    scales,
-    totals,
-    nStacks,
-    samples: blob,
   };
-  const id = await store.append(row);
-  return { id, seriesId, timeMs, samples: nSamples, stacks: nStacks };
+  const profileTypeId = textId(SEED.profileType, typeDescriptor(typeDesc));
+  const knownType = store.profileType(profileTypeId);
+  if (knownType && typeDescriptor(knownType) !== typeDescriptor(typeDesc)) throw errIdCollision(`profile kind id ${profileTypeId} is taken by another kind`);
+  const batch: IngestBatch = {
+    mark,
+    rows,
+    checks,
+    series: [],
+    profileTypes: knownType ? [] : [{ id: profileTypeId, ...typeDesc }],
+    profiles: [],
+  };
+  let nStacksTotal = 0;
+  for (const [key, { acc }] of seriesAcc) {
+    const seriesId = textId(SEED.series, key);
+    const known = store.seriesById(seriesId);
+    if (known && canonicalLabels(known.labels) !== key) throw errIdCollision(`series id ${seriesId} is taken by ${canonicalLabels(known.labels)}`);
+    if (!known) batch.series.push({ id: seriesId, labels: JSON.parse(key) as Record<string, string> });
+    const { ids, vals } = acc.sortedColumns();
+    const totals = new Array<number>(nTypes).fill(0);
+    for (let k = 0; k < vals.length; k++) totals[k % nTypes]! += vals[k]!;
+    const { blob, scales } = encodeSamples(ids, vals, nTypes);
+    nStacksTotal += ids.length;
+    const row: NewProfile = { seriesId, timeMs, durationNs: p.durationNanos, period: p.period, profileTypeId, scales, totals, nStacks: ids.length, samples: blob };
+    batch.profiles.push(row);
+  }
+  const ids = await store.write(batch);
+  return {
+    id: ids[0]!,
+    ids,
+    seriesIds: batch.profiles.map((r) => r.seriesId),
+    timeMs,
+    samples: p.nSamples,
+    stacks: nStacksTotal,
+    droppedLabels,
+  };
 }

@@ -5,18 +5,25 @@
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { SYMBOL_KINDS, type SymbolKind } from './store/store.js';
 
 export interface ServerMetrics {
   ingestBytes: Counter;
   ingestProfiles: Counter;
   ingestRejects: Counter;
+  droppedSampleLabels: Counter;
   queryDuration: Histogram;
   /** Prometheus text exposition of everything recorded so far. */
   scrape(): Promise<string>;
   shutdown(): Promise<void>;
 }
 
-export function createMetrics(storeSizeBytes: () => number): ServerMetrics {
+export interface StoreGauges {
+  sizeBytes(): Promise<number>;
+  symbolRowCounts(): Promise<Record<SymbolKind, number>>;
+}
+
+export function createMetrics(store: StoreGauges): ServerMetrics {
   const reader = new PrometheusExporter({ preventServerStart: true });
   const provider = new MeterProvider({ readers: [reader] });
   const meter: Meter = provider.getMeter('fleetprof-server');
@@ -24,10 +31,21 @@ export function createMetrics(storeSizeBytes: () => number): ServerMetrics {
   const storeSize = meter.createObservableGauge('fleetprof_store_size_bytes', {
     description: 'Bytes on disk of the profile store (database + WAL)',
   });
-  storeSize.addCallback((r) => r.observe(storeSizeBytes()));
+  storeSize.addCallback(async (r) => r.observe(await store.sizeBytes()));
+  // Current row counts, so an operator sees symbols stay bounded (garbage collection, store.ts).
+  const symbolRows = meter.createObservableGauge('fleetprof_store_symbol_rows', {
+    description: 'Symbol rows in the store, by kind (mapping, function, location, stack)',
+  });
+  symbolRows.addCallback(async (r) => {
+    const counts = await store.symbolRowCounts();
+    for (const kind of SYMBOL_KINDS) r.observe(counts[kind], { kind });
+  });
   return {
     ingestBytes: meter.createCounter('fleetprof_ingest_bytes', { description: 'Bytes of profile request bodies received (as sent, before gunzip)' }),
-    ingestProfiles: meter.createCounter('fleetprof_ingest_profiles', { description: 'Profiles stored' }),
+    ingestProfiles: meter.createCounter('fleetprof_ingest_profiles', { description: 'Profiles stored (one per series a pushed profile fell into)' }),
+    droppedSampleLabels: meter.createCounter('fleetprof_ingest_dropped_sample_labels', {
+      description: 'Sample labels not turned into series labels: --drop-sample-labels, numeric, or invalid (too long, too many)',
+    }),
     ingestRejects: meter.createCounter('fleetprof_ingest_rejects', { description: 'Ingest requests rejected, by reason (error code)' }),
     queryDuration: meter.createHistogram('fleetprof_query_duration_seconds', {
       description: 'Latency of query API requests',

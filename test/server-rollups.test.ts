@@ -1,7 +1,9 @@
 // Rollups (pre-merged 10-minute windows) give exactly the merge of the raw
 // profiles: for any range, with late arrivals, and across a restart.
 import { afterAll, describe, expect, it } from 'vitest';
-import { SqliteStore, ROLLUP_WINDOW_MS } from '../server/store/sqlite-store.js';
+import { SqliteStore } from '../server/store/sqlite-store.js';
+import { ROLLUP_WINDOW_MS } from '../server/store/store.js';
+import { SymbolCache, stackTable } from '../server/store/symbols.js';
 import { ingestProfile } from '../server/ingest.js';
 import { mergeStacks, selectSeries } from '../server/query/merge.js';
 import { buildFlameTree } from '../server/query/flamegraph.js';
@@ -38,7 +40,8 @@ async function flame(store: SqliteStore, query: string, fromMs: number, toMs: nu
   const range = { fromMs, toMs };
   const sel = selectSeries(store, parseSelector(query), range);
   const m = await mergeStacks(store, sel, range, [{ type: 'cpu', unit: 'nanoseconds' }]);
-  const built = buildFlameTree(store.symbols, m.values, [m.touched]);
+  const sym = await new SymbolCache(store).resolve(Array.from(m.acc.ids.subarray(0, m.acc.length)));
+  const built = buildFlameTree(sym, stackTable(sym, [m.acc]));
   return { self: Object.fromEntries(flameSelfByPath({ functions: built.functions, tree: built.tree })), profiles: m.profiles, pairs: m.pairs };
 }
 

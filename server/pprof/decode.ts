@@ -70,6 +70,12 @@ export interface RawProfile {
   /** Values of all samples back to back; sample i owns sampleValueStart[i] .. sampleValueStart[i+1]. */
   sampleValues: Float64Array;
   sampleValueStart: Int32Array;
+  /** String labels (key, value string indices) of sample i: labelKey/labelStr[sampleLabelStart[i] .. sampleLabelStart[i+1]). Numeric labels are not kept. */
+  labelKey: Float64Array;
+  labelStr: Float64Array;
+  sampleLabelStart: Int32Array;
+  /** Numeric labels seen (dropped: they would make a series per value, e.g. pid). */
+  numericLabels: number;
   mappings: RawMapping[];
   nLocations: number;
   locId: Float64Array;
@@ -283,6 +289,9 @@ const S = {
   sampleStart: i32(),
   sampleValues: f64(),
   sampleValueStart: i32(),
+  labelKey: f64(),
+  labelStr: f64(),
+  sampleLabelStart: i32(),
   locId: f64(),
   locMapping: f64(),
   locAddrLo: u32(),
@@ -351,6 +360,32 @@ function decodeMapping(r: Reader): RawMapping {
   }
   r.leave(outer);
   return m;
+}
+
+/** One Label message; returns true when it was a numeric one (not kept). */
+function decodeLabel(r: Reader): boolean {
+  let key = 0;
+  let str = 0;
+  let numeric = false;
+  const outer = r.enter();
+  while (r.pos < r.end) {
+    const k = r.varint();
+    const field = Math.floor(k / 8);
+    const wt = k & 7;
+    if (field === 1 && wt === 0) key = r.varint();
+    else if (field === 2 && wt === 0) str = r.varint();
+    else if (field === 3 && wt === 0) {
+      r.int64();
+      numeric = true;
+    } else r.skip(wt);
+  }
+  r.leave(outer);
+  if (str !== 0) {
+    S.labelKey.push(key);
+    S.labelStr.push(str);
+    return false;
+  }
+  return numeric;
 }
 
 function decodeLine(r: Reader): void {
@@ -435,7 +470,9 @@ export function decodeProfile(buf: Uint8Array): RawProfile {
   for (const v of Object.values(S)) v.length = 0;
   S.sampleStart.push(0);
   S.sampleValueStart.push(0);
+  S.sampleLabelStart.push(0);
   S.locLineStart.push(0);
+  let numericLabels = 0;
   const sampleTypes: RawValueType[] = [];
   const mappings: RawMapping[] = [];
   let timeNanos = 0n;
@@ -466,11 +503,13 @@ export function decodeProfile(buf: Uint8Array): RawProfile {
             const w = k & 7;
             if (f === 1) r.repeated(w, S.sampleLocs, false);
             else if (f === 2) r.repeated(w, S.sampleValues, true);
-            else r.skip(w); // labels (pid, tid, ...) are dropped, see server/ingest.ts
+            else if (f === 3 && w === 2) numericLabels += decodeLabel(r) ? 1 : 0;
+            else r.skip(w);
           }
           r.leave(outer);
           S.sampleStart.push(S.sampleLocs.length);
           S.sampleValueStart.push(S.sampleValues.length);
+          S.sampleLabelStart.push(S.labelKey.length);
           break;
         }
         case 3:
@@ -532,6 +571,10 @@ export function decodeProfile(buf: Uint8Array): RawProfile {
     sampleStart: S.sampleStart.view(),
     sampleValues: S.sampleValues.view(),
     sampleValueStart: S.sampleValueStart.view(),
+    labelKey: S.labelKey.view(),
+    labelStr: S.labelStr.view(),
+    sampleLabelStart: S.sampleLabelStart.view(),
+    numericLabels,
     mappings,
     nLocations: S.locId.length,
     locId: S.locId.view(),

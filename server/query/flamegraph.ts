@@ -6,7 +6,7 @@
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from '../store/int-pair-map.js';
-import type { SymbolDb } from '../store/symbols.js';
+import type { StackTable, Symbols } from '../store/symbols.js';
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -22,7 +22,7 @@ class FunctionInterner {
   private readonly ids = new Map<string, number>();
   private readonly locFrames = new Map<number, number[]>();
 
-  constructor(private readonly sym: SymbolDb) {}
+  constructor(private readonly sym: Symbols) {}
 
   private intern(name: string, binary: string): number {
     const key = `${name}\0${binary}`;
@@ -42,17 +42,19 @@ class FunctionInterner {
     let out = this.locFrames.get(locationId);
     if (out) return out;
     const s = this.sym;
-    const loc = s.locations[locationId];
-    const mapping = loc && loc.mappingId !== 0 ? s.mappings[loc.mappingId] : undefined;
-    const binary = mapping ? s.strings[mapping.filename]! : '';
+    const loc = s.locations.get(locationId);
+    const mapping = loc && loc.mappingId !== 0 ? s.mappings.get(loc.mappingId) : undefined;
+    const binary = mapping ? mapping.filename : '';
     out = [];
     if (!loc || loc.lines.length === 0) {
-      // Unsymbolized: the address is all we know.
-      out.push(this.intern(loc ? `0x${loc.address.toString(16)}` : '?', binary));
+      // Unsymbolized: the binary and the file-relative address are all we
+      // know; the same code in every process shows as one frame.
+      const base = binary.slice(binary.lastIndexOf('/') + 1);
+      out.push(this.intern(loc ? `${base}+0x${loc.address.toString(16)}` : '?', binary));
     } else {
       for (let i = loc.lines.length - 2; i >= 0; i -= 2) {
-        const f = s.functions[loc.lines[i]!];
-        const name = f ? s.strings[f.name] || s.strings[f.systemName] || '?' : '?';
+        const f = s.functions.get(loc.lines[i]!);
+        const name = f ? f.name || f.systemName || '?' : '?';
         out.push(this.intern(name, binary));
       }
     }
@@ -62,26 +64,19 @@ class FunctionInterner {
 }
 
 /**
- * values[k][stackId] are self values (k = 0 is the main column, k >= 1 extra
- * columns such as a diff baseline); touched[stackId] marks stacks with data.
- * The input arrays are not modified.
+ * st.self[k] are self values per stack (k = 0 is the main column, k >= 1
+ * extra columns such as a diff baseline); st holds only the merged stacks and
+ * their ancestors, parents first. The input arrays are not modified.
  */
-export function buildFlameTree(sym: SymbolDb, values: Float64Array[], touchedIn: Uint8Array[]): BuiltTree {
-  const parent = sym.stackParent.data;
-  const location = sym.stackLocation.data;
-  const n = Math.max(...values.map((v) => v.length), ...touchedIn.map((t) => t.length));
+export function buildFlameTree(sym: Symbols, st: StackTable): BuiltTree {
+  const parent = st.parent;
+  const location = st.locationId;
+  const values = st.self;
+  const n = st.n;
   const K = values.length;
-  const touched = new Uint8Array(n);
-  for (const t of touchedIn) for (let i = 0; i < t.length; i++) if (t[i]) touched[i] = 1;
-  const totals = values.map((v) => {
-    const t = new Float64Array(n);
-    t.set(v);
-    return t;
-  });
+  const totals = values.map((v) => v.slice());
   for (let i = n - 1; i > 0; i--) {
-    if (!touched[i]) continue;
     const p = parent[i]!;
-    touched[p] = 1;
     for (let k = 0; k < K; k++) totals[k]![p]! += totals[k]![i]!;
   }
 
@@ -94,7 +89,6 @@ export function buildFlameTree(sym: SymbolDb, values: Float64Array[], touchedIn:
   const child = new IntPairMap(1 << 12);
   const flameOf = new Int32Array(n);
   for (let i = 1; i < n; i++) {
-    if (!touched[i]) continue;
     let node = flameOf[parent[i]!]!;
     for (const fn of fi.frames(location[i]!)) {
       let c = child.get(node, fn);

@@ -1,8 +1,11 @@
-// Merging = summing the values of one sample type per global stack id over
-// every stored profile of the selected series in the time range. The result
-// is a dense array indexed by stack id; tree building happens elsewhere.
-import { ROLLUP_WINDOW_MS, rollupKey, type SampleTypeDesc, type Series, type SqliteStore } from '../store/sqlite-store.js';
+// Merging = summing the values of the wanted sample types per stack id over
+// every stored profile (or rollup) of the selected series in the time range.
+// The result is a hash accumulator holding only the stacks read: cost is
+// O(pairs read), independent of the size of the stack table. Tree building
+// happens elsewhere.
+import { ROLLUP_WINDOW_MS, rollupKey, type ProfileStore, type SampleTypeDesc, type Series } from '../store/store.js';
 import { addSamples } from '../store/sample-codec.js';
+import { StackAccumulator } from '../store/accumulator.js';
 import { matches, type Selector } from '../selector.js';
 import type { TimeRange } from '../time-range.js';
 import { errBadParam } from '../errors.js';
@@ -13,10 +16,10 @@ export interface SeriesSelection {
   ids: number[] | null;
 }
 
-export function selectSeries(store: SqliteStore, sel: Selector, range: TimeRange): SeriesSelection {
+export function selectSeries(store: ProfileStore, sel: Selector, range: TimeRange): SeriesSelection {
   const out: Series[] = [];
   let all = true;
-  for (const s of store.series.values()) {
+  for (const s of store.allSeries()) {
     const inRange = s.lastMs >= range.fromMs && s.firstMs < range.toMs;
     if (!inRange) continue;
     if (matches(sel, s.labels)) out.push(s);
@@ -31,11 +34,11 @@ const sameType = (a: SampleTypeDesc, b: SampleTypeDesc) => a.type === b.type && 
  * The sample type a query reports. `requested` is "type" or "type:unit";
  * without it prefer CPU time, then sample counts, then the first type seen.
  */
-export function chooseSampleType(store: SqliteStore, series: Series[], requested: string | undefined): SampleTypeDesc | undefined {
+export function chooseSampleType(store: ProfileStore, series: Series[], requested: string | undefined): SampleTypeDesc | undefined {
   const seen: SampleTypeDesc[] = [];
   for (const s of series) {
     for (const tid of s.typeIds) {
-      for (const st of store.profileTypes.get(tid)?.sampleTypes ?? []) if (!seen.some((x) => sameType(x, st))) seen.push(st);
+      for (const st of store.profileType(tid)?.sampleTypes ?? []) if (!seen.some((x) => sameType(x, st))) seen.push(st);
     }
   }
   if (requested !== undefined && requested !== '') {
@@ -52,49 +55,59 @@ export function chooseSampleType(store: SqliteStore, series: Series[], requested
 }
 
 export interface Merged {
-  /** values[k][stackId]: summed self value of sample type k. */
-  values: Float64Array[];
-  touched: Uint8Array;
+  /** Summed self values, one column per requested type. */
+  acc: StackAccumulator;
+  /** The same per series, when asked for (downloads carry series labels per sample). */
+  bySeries: Map<number, StackAccumulator> | undefined;
   profiles: number;
   pairs: number;
   durationNs: number;
   periods: number[];
 }
 
-export async function mergeStacks(store: SqliteStore, sel: SeriesSelection, range: TimeRange, types: SampleTypeDesc[]): Promise<Merged> {
-  const merged: Merged = { values: [], touched: new Uint8Array(0), profiles: 0, pairs: 0, durationNs: 0, periods: [] };
-  if (sel.series.length === 0 || types.length === 0) {
-    merged.values = types.map(() => new Float64Array(store.symbols.stackCount));
-    merged.touched = new Uint8Array(store.symbols.stackCount);
-    return merged;
-  }
+export async function mergeStacks(
+  store: ProfileStore,
+  sel: SeriesSelection,
+  range: TimeRange,
+  types: SampleTypeDesc[],
+  opts: { bySeries?: boolean } = {},
+): Promise<Merged> {
+  const merged: Merged = {
+    acc: new StackAccumulator(types.length),
+    bySeries: opts.bySeries ? new Map() : undefined,
+    profiles: 0,
+    pairs: 0,
+    durationNs: 0,
+    periods: [],
+  };
+  if (sel.series.length === 0 || types.length === 0) return merged;
   // Index of each wanted type within each profile kind, -1 when absent.
   const typeIndex = new Map<number, number[]>();
   const indexFor = (ptid: number) => {
     let idx = typeIndex.get(ptid);
     if (!idx) {
-      const pt = store.profileTypes.get(ptid);
+      const pt = store.profileType(ptid);
       idx = types.map((t) => pt?.sampleTypes.findIndex((st) => sameType(st, t)) ?? -1);
       typeIndex.set(ptid, idx);
     }
     return idx;
   };
-  let allocated = false;
-  const add = (profileTypeId: number, scalesText: string, samples: Buffer, nProfiles: number, durationNs: number, periods: number[]) => {
-    // Sized at the first row: any stack a committed row references exists by now.
-    if (!allocated) {
-      merged.values = types.map(() => new Float64Array(store.symbols.stackCount));
-      merged.touched = new Uint8Array(store.symbols.stackCount);
-      allocated = true;
-    }
+  const accFor = (seriesId: number): StackAccumulator => {
+    if (!merged.bySeries) return merged.acc;
+    let a = merged.bySeries.get(seriesId);
+    if (!a) merged.bySeries.set(seriesId, (a = new StackAccumulator(types.length)));
+    return a;
+  };
+  const add = (seriesId: number, profileTypeId: number, scalesText: string, samples: Buffer, nProfiles: number, durationNs: number, periods: number[]) => {
     const idx = indexFor(profileTypeId);
-    const nTypes = store.profileTypes.get(profileTypeId)?.sampleTypes.length ?? 0;
+    const nTypes = store.profileType(profileTypeId)?.sampleTypes.length ?? 0;
     const scales = scalesText.split(',').map(Number);
+    const acc = accFor(seriesId);
     let used = false;
     for (let k = 0; k < idx.length; k++) {
       const ti = idx[k]!;
       if (ti < 0) continue;
-      merged.pairs += addSamples(samples, nTypes, ti, scales[ti]!, merged.values[k]!, merged.touched);
+      merged.pairs += addSamples(samples, nTypes, ti, scales[ti]!, acc, k);
       used = true;
     }
     if (used) {
@@ -107,30 +120,21 @@ export async function mergeStacks(store: SqliteStore, sel: SeriesSelection, rang
   // (edges, windows not rolled up yet) from raw rows; see sqlite-store.ts.
   const wFrom = Math.max(ROLLUP_WINDOW_MS, Math.ceil(range.fromMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS);
   const wTo = Math.floor(range.toMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS;
-  const covered: number[] = [];
+  const covered = new Set<string>();
   if (wTo > wFrom) {
-    const seen = new Set<number>();
     await store.eachRollup(sel.ids, wFrom, wTo, (r) => {
-      const key = rollupKey(r.series_id, r.window_ms / ROLLUP_WINDOW_MS);
-      if (!seen.has(key)) {
-        seen.add(key);
-        covered.push(key);
-      }
-      add(r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
+      covered.add(rollupKey(r.series_id, r.window_ms / ROLLUP_WINDOW_MS));
+      add(r.series_id, r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
     });
   }
   await store.eachProfile(
     sel.ids,
     range.fromMs,
     range.toMs,
-    ['profile_type_id', 'scales', 'duration_ns', 'period', 'samples'],
-    (row) => add(row.profile_type_id, row.scales, row.samples, 1, row.duration_ns, [row.period]),
+    ['series_id', 'profile_type_id', 'scales', 'duration_ns', 'period', 'samples'],
+    (row) => add(row.series_id, row.profile_type_id, row.scales, row.samples, 1, row.duration_ns, [row.period]),
     -1,
     covered,
   );
-  if (!allocated) {
-    merged.values = types.map(() => new Float64Array(store.symbols.stackCount));
-    merged.touched = new Uint8Array(store.symbols.stackCount);
-  }
   return merged;
 }

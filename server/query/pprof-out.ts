@@ -1,18 +1,37 @@
 // Stack values -> a gzipped pprof that `go tool pprof` reads. Only the
-// symbols the samples use are emitted; ids are the global ids (non-zero).
+// symbols the samples use are emitted, under compact local ids.
+//
+// Mappings are rebuilt so that `pprof`, given the binary, can symbolize what
+// the host could not: locations are stored with file-relative addresses
+// (ingest.ts), so each native binary becomes one mapping whose memory range
+// starts at its file offset (memory_start = file_offset); then runtime
+// address = file offset, and pprof's base computation (start - offset +
+// segment offset - segment vaddr) lands on the ELF symbol address. A mapping
+// is marked has_functions only when all its locations have names, so pprof
+// symbolizes the rest.
+//
+// Labels: every sample carries the labels of the series it came from, so
+// `pprof -tagfocus=comm=...` and `-tagroot=comm` work on merged downloads.
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
-import type { SampleTypeDesc } from '../store/sqlite-store.js';
-import type { SymbolDb } from '../store/symbols.js';
+import { Function as PFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
+import type { SampleTypeDesc } from '../store/store.js';
+import type { Symbols } from '../store/symbols.js';
+import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 
 const gzipAsync = promisify(gzip);
 
+export interface SampleGroup {
+  /** Labels every sample of the group carries (the series labels). */
+  labels: Record<string, string>;
+  stackIds: ArrayLike<number>;
+  /** One value per sample type per stack: values[i * nTypes + t]. */
+  values: ArrayLike<number>;
+}
+
 export interface PprofOut {
   sampleTypes: SampleTypeDesc[];
-  /** Per stack id, one value per sample type. */
-  stackIds: ArrayLike<number>;
-  values: ArrayLike<number>; // stackIds.length * sampleTypes.length
+  groups: SampleGroup[];
   /** Only millisecond precision is kept. */
   timeNanos: number;
   durationNanos: number;
@@ -24,85 +43,97 @@ export interface PprofOut {
 /** int64 fields: pass huge values as bigint so they encode exactly. */
 const i64 = (v: number): number | bigint => (Number.isSafeInteger(v) ? v : BigInt(Math.round(v)));
 
-export async function encodePprof(sym: SymbolDb, out: PprofOut): Promise<Buffer> {
+export async function encodePprof(sym: Symbols, out: PprofOut): Promise<Buffer> {
   const st = new StringTable();
   const vt = (t: SampleTypeDesc) => new ValueType({ type: st.dedup(t.type), unit: st.dedup(t.unit) });
-  const mappings = new Map<number, Mapping>();
-  const functions = new Map<number, PFunction>();
-  const locations = new Map<number, Location>();
-  const addLocation = (id: number) => {
-    if (locations.has(id)) return;
-    const l = sym.locations[id];
-    if (!l) {
-      locations.set(id, new Location({ id, address: 0 }));
-      return;
+  const mappingOut = new Map<number, { m: Mapping; named: boolean; native: boolean; maxAddress: bigint }>();
+  const functionOut = new Map<number, PFunction>();
+  const locationOut = new Map<number, Location>();
+  const mappingFor = (id: number) => {
+    let e = mappingOut.get(id);
+    if (!e) {
+      const r = sym.mappings.get(id);
+      const native = r !== undefined && frameKindOfMapping(r.filename) === 'native';
+      const m = new Mapping({
+        id: mappingOut.size + 1,
+        memoryStart: native ? r.fileOffset : 0,
+        memoryLimit: native ? r.fileOffset + r.size : 0,
+        fileOffset: native ? r.fileOffset : 0,
+        filename: st.dedup(r?.filename ?? ''),
+        buildId: st.dedup(r?.buildId ?? ''),
+      });
+      e = { m, named: true, native, maxAddress: 0n };
+      mappingOut.set(id, e);
     }
-    if (l.mappingId !== 0 && !mappings.has(l.mappingId)) {
-      const m = sym.mappings[l.mappingId]!;
-      mappings.set(
-        l.mappingId,
-        new Mapping({
-          id: l.mappingId,
-          memoryStart: m.memoryStart,
-          memoryLimit: m.memoryLimit,
-          fileOffset: m.fileOffset,
-          filename: st.dedup(sym.strings[m.filename]!),
-          buildId: st.dedup(sym.strings[m.buildId]!),
-          hasFunctions: (m.flags & 1) !== 0,
-          hasFilenames: (m.flags & 2) !== 0,
-          hasLineNumbers: (m.flags & 4) !== 0,
-          hasInlineFrames: (m.flags & 8) !== 0,
-        }),
-      );
+    return e;
+  };
+  const addLocation = (id: number): number => {
+    const known = locationOut.get(id);
+    if (known) return known.id as number;
+    const l = sym.locations.get(id);
+    const localId = locationOut.size + 1;
+    if (!l) {
+      locationOut.set(id, new Location({ id: localId, address: 0 }));
+      return localId;
+    }
+    let mappingId = 0;
+    if (l.mappingId !== 0) {
+      const e = mappingFor(l.mappingId);
+      mappingId = e.m.id as number;
+      if (l.lines.length === 0) e.named = false;
+      if (l.address > e.maxAddress) e.maxAddress = l.address;
     }
     const lines: Line[] = [];
     for (let i = 0; i < l.lines.length; i += 2) {
       const fid = l.lines[i]!;
-      if (!functions.has(fid)) {
-        const f = sym.functions[fid]!;
-        functions.set(
-          fid,
-          new PFunction({
-            id: fid,
-            name: st.dedup(sym.strings[f.name]!),
-            systemName: st.dedup(sym.strings[f.systemName]!),
-            filename: st.dedup(sym.strings[f.filename]!),
-            startLine: f.startLine,
-          }),
-        );
+      let f = functionOut.get(fid);
+      if (!f) {
+        const r = sym.functions.get(fid);
+        f = new PFunction({
+          id: functionOut.size + 1,
+          name: st.dedup(r?.name ?? '?'),
+          systemName: st.dedup(r?.systemName ?? ''),
+          filename: st.dedup(r?.filename ?? ''),
+          startLine: r?.startLine ?? 0,
+        });
+        functionOut.set(fid, f);
       }
-      lines.push(new Line({ functionId: fid, line: l.lines[i + 1]! }));
+      lines.push(new Line({ functionId: f.id, line: l.lines[i + 1]! }));
     }
-    locations.set(id, new Location({ id, mappingId: l.mappingId, address: l.address, line: lines, isFolded: l.isFolded }));
+    locationOut.set(id, new Location({ id: localId, mappingId, address: l.address, line: lines, isFolded: l.isFolded }));
+    return localId;
   };
 
   const nTypes = out.sampleTypes.length;
   const samples: Sample[] = [];
-  const parent = sym.stackParent.data;
-  const location = sym.stackLocation.data;
-  for (let i = 0; i < out.stackIds.length; i++) {
-    const vals: (number | bigint)[] = [];
-    let any = false;
-    for (let t = 0; t < nTypes; t++) {
-      const v = out.values[i * nTypes + t]!;
-      if (v !== 0) any = true;
-      vals.push(i64(v));
+  for (const g of out.groups) {
+    const labels = Object.entries(g.labels).map(([k, v]) => new Label({ key: st.dedup(k), str: st.dedup(v) }));
+    for (let i = 0; i < g.stackIds.length; i++) {
+      const vals: (number | bigint)[] = [];
+      let any = false;
+      for (let t = 0; t < nTypes; t++) {
+        const v = g.values[i * nTypes + t]!;
+        if (v !== 0) any = true;
+        vals.push(i64(v));
+      }
+      if (!any) continue;
+      const locs: number[] = [];
+      for (let s = sym.stacks.get(g.stackIds[i]!); s; s = sym.stacks.get(s.parentId)) locs.push(addLocation(s.locationId));
+      samples.push(new Sample({ locationId: locs, value: vals, label: labels }));
     }
-    if (!any) continue;
-    const locs: number[] = [];
-    for (let s = out.stackIds[i]!; s > 0; s = parent[s]!) {
-      addLocation(location[s]!);
-      locs.push(location[s]!);
-    }
-    samples.push(new Sample({ locationId: locs, value: vals }));
+  }
+  for (const e of mappingOut.values()) {
+    e.m.hasFunctions = e.named;
+    // A location past the first seen segment (another executable segment of the binary) still falls in the range.
+    if (e.native && e.maxAddress >= BigInt(e.m.memoryLimit)) e.m.memoryLimit = e.maxAddress + 1n;
   }
   const defaultType = out.defaultSampleType ?? '';
   const profile = new Profile({
     sampleType: out.sampleTypes.map(vt),
     sample: samples,
-    mapping: [...mappings.values()],
-    location: [...locations.values()],
-    function: [...functions.values()],
+    mapping: [...mappingOut.values()].map((e) => e.m),
+    location: [...locationOut.values()],
+    function: [...functionOut.values()],
     stringTable: st,
     timeNanos: BigInt(Math.round(out.timeNanos / 1e6)) * 1_000_000n,
     durationNanos: i64(out.durationNanos),

@@ -1,13 +1,14 @@
 // POST /api/v1/ingest?<label>=<value>...  body: pprof, gzipped or not.
 import type { FastifyInstance } from 'fastify';
-import type { SqliteStore } from '../store/sqlite-store.js';
+import type { ProfileStore } from '../store/store.js';
 import type { ServerMetrics } from '../metrics.js';
-import { ingestProfile, maybeGunzip, parseSeriesLabels } from '../ingest.js';
+import { ingestProfile, maybeGunzip, parseSeriesLabels, type IngestOptions } from '../ingest.js';
 import { bearerAuth } from '../auth.js';
 import { errEmptyBody } from '../errors.js';
 
 export interface IngestRouteOptions {
-  store: SqliteStore;
+  store: ProfileStore;
+  ingest: IngestOptions;
   metrics: ServerMetrics;
   ingestToken: string | undefined;
   maxBodyBytes: number;
@@ -26,9 +27,10 @@ export async function ingestRoutes(app: FastifyInstance, o: IngestRouteOptions):
     o.metrics.ingestBytes.add(body.length);
     const labels = parseSeriesLabels(req.query as Record<string, unknown>);
     const raw = await maybeGunzip(body, o.maxDecompressedBytes);
-    const res = await ingestProfile(o.store, raw, labels, Date.now());
-    o.metrics.ingestProfiles.add(1);
+    const res = await ingestProfile(o.store, raw, labels, Date.now(), o.ingest);
+    o.metrics.ingestProfiles.add(res.ids.length);
+    if (res.droppedLabels > 0) o.metrics.droppedSampleLabels.add(res.droppedLabels);
     reply.code(200);
-    return { id: res.id, timeMs: res.timeMs, samples: res.samples, stacks: res.stacks };
+    return { id: res.id, ids: res.ids, timeMs: res.timeMs, samples: res.samples, stacks: res.stacks, droppedLabels: res.droppedLabels };
   });
 }

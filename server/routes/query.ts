@@ -10,7 +10,8 @@ import type {
   TimelineResponse,
   TopResponse,
 } from '../../src/profile/api-types.js';
-import type { SampleTypeDesc, Series, SqliteStore } from '../store/sqlite-store.js';
+import type { ProfileStore, SampleTypeDesc, Series } from '../store/store.js';
+import { SymbolCache, stackTable } from '../store/symbols.js';
 import type { ServerMetrics } from '../metrics.js';
 import { bearerAuth } from '../auth.js';
 import { parseSelector } from '../selector.js';
@@ -19,11 +20,12 @@ import { chooseSampleType, mergeStacks, selectSeries, type SeriesSelection } fro
 import { buildFlameTree, topTable } from '../query/flamegraph.js';
 import { encodePprof } from '../query/pprof-out.js';
 import { decodeSamples } from '../store/sample-codec.js';
+import type { StackAccumulator } from '../store/accumulator.js';
 import { errBadParam, errNotFound } from '../errors.js';
 import { intParam, param, type Query } from '../params.js';
 
 export interface QueryRouteOptions {
-  store: SqliteStore;
+  store: ProfileStore;
   metrics: ServerMetrics;
   queryToken: string | undefined;
 }
@@ -31,7 +33,7 @@ export interface QueryRouteOptions {
 const NO_TYPE: SampleTypeJson = { type: '', unit: '' };
 const MAX_TIMELINE_STEPS = 10_000;
 
-function selection(store: SqliteStore, q: Query, prefix = '', allTimeByDefault = false) {
+function selection(store: ProfileStore, q: Query, prefix = '', allTimeByDefault = false) {
   const name = (n: string) => (prefix ? prefix + n[0]!.toUpperCase() + n.slice(1) : n);
   const sel = parseSelector(param(q, name('query')));
   const from = param(q, name('from'));
@@ -52,6 +54,7 @@ function sendPprof(reply: FastifyReply, body: Buffer, filename: string) {
 
 export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): Promise<void> {
   const { store } = o;
+  const symbols = new SymbolCache(store);
   app.addHook('onRequest', bearerAuth(o.queryToken, 'query'));
   app.addHook('onResponse', async (req, reply) => {
     o.metrics.queryDuration.record(reply.elapsedTime / 1000, { route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
@@ -77,17 +80,23 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
 
   /** Merge of one sample type over a selection. */
   async function mergeOne(sel: SeriesSelection, range: TimeRange, sampleType: SampleTypeDesc | undefined) {
-    if (!sampleType) return { values: new Float64Array(0), touched: new Uint8Array(0), profiles: 0 };
-    const m = await mergeStacks(store, sel, range, [sampleType]);
-    return { values: m.values[0]!, touched: m.touched, profiles: m.profiles };
+    const m = await mergeStacks(store, sel, range, [sampleType ?? NO_TYPE]);
+    return m.acc;
+  }
+
+  /** Flame tree of merged accumulators (the first is the main column); symbols are fetched for exactly their stacks. */
+  async function flame(...accs: StackAccumulator[]) {
+    const ids: number[] = [];
+    for (const a of accs) for (let i = 0; i < a.length; i++) ids.push(a.ids[i]!);
+    const sym = await symbols.resolve(ids);
+    return buildFlameTree(sym, stackTable(sym, accs));
   }
 
   app.get('/api/v1/flamegraph', async (req): Promise<FlameGraphResponse> => {
     const q = req.query as Query;
     const { sel, range } = selection(store, q);
     const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
-    const m = await mergeOne(sel, range, st);
-    const built = buildFlameTree(store.symbols, [m.values], [m.touched]);
+    const built = await flame(await mergeOne(sel, range, st));
     return { version: 1, sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, functions: built.functions, tree: built.tree };
   });
 
@@ -96,8 +105,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     const limit = intParam(q, 'limit', 100, 1, 1_000_000);
     const { sel, range } = selection(store, q);
     const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
-    const m = await mergeOne(sel, range, st);
-    const built = buildFlameTree(store.symbols, [m.values], [m.touched]);
+    const built = await flame(await mergeOne(sel, range, st));
     return { sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, rows: topTable(built.functions, built.tree, limit) };
   });
 
@@ -107,7 +115,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     const right = selection(store, q, 'right');
     const st = chooseSampleType(store, [...left.sel.series, ...right.sel.series], param(q, 'sampleType'));
     const [l, r] = await Promise.all([mergeOne(left.sel, left.range, st), mergeOne(right.sel, right.range, st)]);
-    const built = buildFlameTree(store.symbols, [r.values, l.values], [r.touched, l.touched]);
+    const built = await flame(r, l);
     return {
       version: 1,
       sampleType: st ?? NO_TYPE,
@@ -134,7 +142,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
       await store.eachProfile(sel.ids, range.fromMs, range.toMs, ['time_ms', 'profile_type_id', 'totals'], (row) => {
         let ti = idxOf.get(row.profile_type_id);
         if (ti === undefined) {
-          ti = store.profileTypes.get(row.profile_type_id)?.sampleTypes.findIndex((t) => t.type === st.type && t.unit === st.unit) ?? -1;
+          ti = store.profileType(row.profile_type_id)?.sampleTypes.findIndex((t) => t.type === st.type && t.unit === st.unit) ?? -1;
           idxOf.set(row.profile_type_id, ti);
         }
         if (ti < 0) return;
@@ -155,21 +163,20 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     else {
       for (const s of sel.series)
         for (const tid of s.typeIds)
-          for (const t of store.profileTypes.get(tid)?.sampleTypes ?? []) if (!types.some((x) => x.type === t.type && x.unit === t.unit)) types.push(t);
+          for (const t of store.profileType(tid)?.sampleTypes ?? []) if (!types.some((x) => x.type === t.type && x.unit === t.unit)) types.push(t);
     }
-    const m = await mergeStacks(store, sel, range, types);
-    const stackIds: number[] = [];
-    const values: number[] = [];
-    for (let i = 0; i < m.touched.length; i++) {
-      if (!m.touched[i]) continue;
-      stackIds.push(i);
-      for (const col of m.values) values.push(col[i]!);
-    }
-    const pt = sel.series.flatMap((s) => [...s.typeIds]).map((id) => store.profileTypes.get(id)).find((p) => p?.periodType);
-    const body = await encodePprof(store.symbols, {
+    // Per series, so every sample carries its series' labels (pprof -tagfocus / -tagroot).
+    const m = await mergeStacks(store, sel, range, types, { bySeries: true });
+    const groups = [...m.bySeries!].map(([seriesId, acc]) => ({
+      labels: store.seriesById(seriesId)?.labels ?? {},
+      stackIds: acc.ids.subarray(0, acc.length),
+      values: acc.values.subarray(0, acc.length * acc.cols),
+    }));
+    const sym = await symbols.resolve(groups.flatMap((g) => Array.from(g.stackIds)));
+    const pt = sel.series.flatMap((s) => [...s.typeIds]).map((id) => store.profileType(id)).find((p) => p?.periodType);
+    const body = await encodePprof(sym, {
       sampleTypes: types,
-      stackIds,
-      values,
+      groups,
       timeNanos: range.fromMs * 1e6,
       durationNanos: (range.toMs - range.fromMs) * 1e6,
       periodType: pt?.periodType,
@@ -192,10 +199,10 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
       (r) => {
         profiles.push({
           id: r.id,
-          labels: store.series.get(r.series_id)?.labels ?? {},
+          labels: store.seriesById(r.series_id)?.labels ?? {},
           timeMs: r.time_ms,
           durationNs: r.duration_ns,
-          sampleTypes: store.profileTypes.get(r.profile_type_id)?.sampleTypes ?? [],
+          sampleTypes: store.profileType(r.profile_type_id)?.sampleTypes ?? [],
           stacks: r.n_stacks,
         });
       },
@@ -209,12 +216,12 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     if (!Number.isSafeInteger(id) || id <= 0) throw errBadParam(`profile id ${JSON.stringify(req.params.id)} is not a positive integer`);
     const row = await store.getProfile(id);
     if (!row) throw errNotFound(`no stored profile with id ${id}`);
-    const pt = store.profileTypes.get(row.profile_type_id)!;
+    const pt = store.profileType(row.profile_type_id)!;
     const { stackIds, values } = decodeSamples(row.samples, pt.sampleTypes.length, row.scales.split(',').map(Number));
-    const body = await encodePprof(store.symbols, {
+    const sym = await symbols.resolve(stackIds);
+    const body = await encodePprof(sym, {
       sampleTypes: pt.sampleTypes,
-      stackIds,
-      values,
+      groups: [{ labels: store.seriesById(row.series_id)?.labels ?? {}, stackIds, values }],
       timeNanos: row.time_ms * 1e6,
       durationNanos: row.duration_ns,
       periodType: pt.periodType,

@@ -3,10 +3,11 @@
 //   varint(stackId - previousStackId), then per sample type zigzag-varint(value / scale)
 // `scale` is the GCD of that sample type's values within the profile, kept in
 // the row: CPU values in nanoseconds are multiples of the sampling period, so
-// dividing by it turns 4-byte varints into 1-byte ones. Stack ids are global
-// (deduplicated across all profiles), so deltas between the 2k stacks of a
-// profile are small. This keeps a stack-value pair at ~3-4 bytes on disk and
-// lets a merge be one linear scan per profile.
+// dividing by it turns 4-byte varints into 1-byte ones. Stack ids are 53-bit
+// content hashes (hash.ts), so the deltas between the sorted ids of a profile
+// with n stacks are about 2^53 / n: 6-7 bytes each. A merge is one linear
+// scan per profile.
+import type { StackAccumulator } from './accumulator.js';
 
 export interface EncodedSamples {
   blob: Buffer;
@@ -62,11 +63,11 @@ export function encodeSamples(stackIds: ArrayLike<number>, values: ArrayLike<num
 }
 
 /**
- * Adds sample type `typeIndex` of one packed profile into out[stackId]
- * (multiplied by `scale`). This is the hot loop of every merged query, so
- * it is written for the common 1-byte varint case.
+ * Adds sample type `typeIndex` of one packed profile (multiplied by `scale`)
+ * into column `col` of `acc`. This is the hot loop of every merged query, so
+ * it is written for the common 1-byte value varint.
  */
-export function addSamples(blob: Uint8Array, nTypes: number, typeIndex: number, scale: number, out: Float64Array, touched: Uint8Array): number {
+export function addSamples(blob: Uint8Array, nTypes: number, typeIndex: number, scale: number, acc: StackAccumulator, col: number): number {
   const len = blob.length;
   let pos = 0;
   let stack = 0;
@@ -96,8 +97,7 @@ export function addSamples(blob: Uint8Array, nTypes: number, typeIndex: number, 
       }
       if (t === typeIndex) {
         const value = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-        out[stack]! += value * scale;
-        touched[stack] = 1;
+        acc.add(stack, col, value * scale);
       }
     }
     n++;

@@ -55,6 +55,51 @@ export const MIGRATIONS: readonly string[] = [
     samples BLOB NOT NULL,
     PRIMARY KEY (series_id, window_ms, profile_type_id)) WITHOUT ROWID;
   `,
+  // 3: fleet-wide identity (see store.ts, hash.ts). Ids are content hashes;
+  // mappings are binaries (build ID, else path), locations carry file-relative
+  // addresses, strings live in their rows. `mark` drives garbage collection.
+  // The old tables hold per-process ids that cannot be converted: migrate()
+  // refuses a data directory that still has profiles in them.
+  `
+  DROP TABLE strings; DROP TABLE mappings; DROP TABLE functions; DROP TABLE locations; DROP TABLE stacks;
+  DROP TABLE series; DROP TABLE profile_types; DROP TABLE profiles; DROP TABLE series_types; DROP TABLE rollups;
+  -- file_offset, size, address: hex TEXT (unsigned 64-bit).
+  CREATE TABLE mappings (id INTEGER PRIMARY KEY, build_id TEXT NOT NULL, filename TEXT NOT NULL,
+    file_offset TEXT NOT NULL, size TEXT NOT NULL, mark INTEGER NOT NULL);
+  CREATE TABLE functions (id INTEGER PRIMARY KEY, name TEXT NOT NULL, system_name TEXT NOT NULL,
+    filename TEXT NOT NULL, start_line INTEGER NOT NULL, mark INTEGER NOT NULL);
+  -- lines: "functionId,line,functionId,line..." innermost first, as in pprof.
+  CREATE TABLE locations (id INTEGER PRIMARY KEY, mapping_id INTEGER NOT NULL, address TEXT NOT NULL,
+    is_folded INTEGER NOT NULL, lines TEXT NOT NULL, mark INTEGER NOT NULL);
+  CREATE TABLE stacks (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, location_id INTEGER NOT NULL, mark INTEGER NOT NULL);
+  CREATE TABLE series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL);
+  CREATE TABLE profile_types (id INTEGER PRIMARY KEY, descriptor TEXT NOT NULL);
+  CREATE TABLE profiles (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    period INTEGER NOT NULL,
+    profile_type_id INTEGER NOT NULL,
+    scales TEXT NOT NULL,
+    totals TEXT NOT NULL,
+    n_stacks INTEGER NOT NULL,
+    samples BLOB NOT NULL);
+  CREATE TABLE series_types (series_id INTEGER NOT NULL, profile_type_id INTEGER NOT NULL,
+    PRIMARY KEY (series_id, profile_type_id)) WITHOUT ROWID;
+  CREATE INDEX profiles_series_time ON profiles (series_id, time_ms);
+  CREATE INDEX profiles_time ON profiles (time_ms);
+  CREATE TABLE rollups (
+    series_id INTEGER NOT NULL,
+    window_ms INTEGER NOT NULL,
+    profile_type_id INTEGER NOT NULL,
+    n_profiles INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    periods TEXT NOT NULL,
+    scales TEXT NOT NULL,
+    samples BLOB NOT NULL,
+    PRIMARY KEY (series_id, window_ms, profile_type_id)) WITHOUT ROWID;
+  `,
 ];
 
 export async function migrate(db: Db): Promise<number> {
@@ -64,6 +109,15 @@ export async function migrate(db: Db): Promise<number> {
   if (row === undefined) await db.run('INSERT INTO schema_version (version) VALUES (0)');
   if (version > MIGRATIONS.length) {
     throw new Error(`data directory has schema version ${version}, newer than this server (${MIGRATIONS.length})`);
+  }
+  if (version >= 1 && version < 3) {
+    const old = await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM profiles');
+    if ((old?.n ?? 0) > 0) {
+      throw new Error(
+        `data directory holds ${old!.n} profiles in schema version ${version}, whose per-process symbol ids this server cannot convert; ` +
+          'start this server on an empty data directory (or keep the previous version for the old data)',
+      );
+    }
   }
   for (; version < MIGRATIONS.length; version++) {
     const sql = MIGRATIONS[version]!;

@@ -1,15 +1,41 @@
-// The store: SQLite files in the data directory plus the in-memory symbol
-// database and series index. Writes go through one queue that group-commits
-// everything pending (new symbols, series, profiles) in a single transaction;
-// an ingest request is acknowledged only after its transaction committed, so
-// a 2xx means durable across a process crash (WAL, synchronous=NORMAL).
-// Reads use a second connection, so a long merge never waits on a commit.
+// The SQLite backend of ProfileStore (store.ts): one file in the data
+// directory, owned by this process. Writes go through one queue that
+// group-commits everything pending (symbol rows, series, profiles) in a single
+// transaction; an ingest request is acknowledged only after its transaction
+// committed, so a 2xx means durable across a process crash (WAL,
+// synchronous=NORMAL). Reads use a second connection, so a long merge never
+// waits on a commit. Symbols are not held in memory: queries fetch the rows
+// they need (symbols.ts caches them, bounded).
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Db, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
-import { SymbolDb } from './symbols.js';
 import { addSamples, encodeSamples } from './sample-codec.js';
+import { StackAccumulator } from './accumulator.js';
+import { IdMap } from './id-map.js';
+import { errIdCollision } from '../errors.js';
+import {
+  markEpoch,
+  ROLLUP_GRACE_MS,
+  ROLLUP_WINDOW_MS,
+  rollupKey,
+  SYMBOL_KINDS,
+  type FunctionRow,
+  type IngestBatch,
+  type LocationRow,
+  type MappingRow,
+  type NewProfile,
+  type ProfileRow,
+  type ProfileStore,
+  type ProfileType,
+  type RetentionResult,
+  type RollupRow,
+  type Series,
+  type StackRow,
+  type SymbolKind,
+  canonicalLabels,
+  typeDescriptor,
+} from './store.js';
 
 /**
  * Rollups. A query over an hour of a 100-node fleet would otherwise unpack
@@ -21,97 +47,37 @@ import { addSamples, encodeSamples } from './sample-codec.js';
  * rolled-up window deletes the rollup in its own commit, so readers then fall
  * back to raw rows, and the window is rolled up again later.
  */
-export const ROLLUP_WINDOW_MS = 10 * 60 * 1000;
-export const ROLLUP_GRACE_MS = 60 * 1000;
 
-export interface RollupRow {
-  series_id: number;
-  window_ms: number;
-  profile_type_id: number;
-  n_profiles: number;
-  duration_ns: number;
-  periods: string;
-  scales: string;
-  samples: Buffer;
-}
-
-/** Key of a (series, window index) pair, as computed in SQL too. */
-export const rollupKey = (seriesId: number, windowIndex: number) => seriesId * 4294967296 + windowIndex;
-
-export interface SampleTypeDesc {
-  type: string;
-  unit: string;
-}
-
-export interface ProfileType {
-  id: number;
-  sampleTypes: SampleTypeDesc[];
-  periodType: SampleTypeDesc | undefined;
-  defaultSampleType: string;
-}
-
-export interface Series {
-  id: number;
-  labels: Record<string, string>;
-  /** Time bounds of the stored profiles (Unix ms); firstMs > lastMs when it has none. */
-  firstMs: number;
-  lastMs: number;
-  typeIds: Set<number>;
-}
-
-export interface NewProfile {
-  seriesId: number;
-  timeMs: number;
-  durationNs: number;
-  period: number;
-  profileTypeId: number;
-  scales: number[];
-  totals: number[];
-  nStacks: number;
-  samples: Buffer;
-}
-
-export interface ProfileRow {
-  id: number;
-  series_id: number;
-  time_ms: number;
-  duration_ns: number;
-  period: number;
-  profile_type_id: number;
-  scales: string;
-  totals: string;
-  n_stacks: number;
-  samples: Buffer;
-}
-
-interface QueuedProfile {
-  row: SqlValue[];
-  resolve: (id: number) => void;
+interface QueuedBatch {
+  batch: IngestBatch;
+  resolve: (ids: number[]) => void;
   reject: (e: unknown) => void;
 }
 
 export const DB_FILE = 'fleetprof.db';
+/** Rows kept in the ingest marks cache before it starts over (about 16 bytes each, doubled by the hash table). */
+export const MARKS_CACHE_MAX_ROWS = 2_000_000;
 
-export class SqliteStore {
-  readonly symbols = new SymbolDb();
-  readonly series = new Map<number, Series>();
-  private readonly seriesByKey = new Map<string, number>();
-  readonly profileTypes = new Map<number, ProfileType>();
-  private readonly profileTypeByKey = new Map<string, number>();
-  private pendingSeries: SqlValue[][] = [];
-  private pendingTypes: SqlValue[][] = [];
-  private pendingSeriesTypes: SqlValue[][] = [];
-  private queue: QueuedProfile[] = [];
+const TABLE: Record<SymbolKind, string> = { mapping: 'mappings', function: 'functions', location: 'locations', stack: 'stacks' };
+const hex = (v: bigint) => v.toString(16);
+const idList = (ids: readonly number[]) => JSON.stringify(ids);
+
+export class SqliteStore implements ProfileStore {
+  readonly backend = 'sqlite' as const;
+  readonly marks = new IdMap(1 << 16);
+  private readonly series = new Map<number, Series>();
+  private readonly profileTypes = new Map<number, ProfileType>();
+  private queue: QueuedBatch[] = [];
   private jobs: (() => Promise<void>)[] = [];
   private flushing: Promise<void> | undefined;
   private nextProfileId = 1;
   // Rollup bookkeeping: window indices per series (time_ms / ROLLUP_WINDOW_MS).
   private readonly rolledUp = new Map<number, Set<number>>();
   private readonly dirty = new Map<number, Set<number>>();
-  private readonly rollupScheduled = new Set<number>();
-  private compacting = -1;
+  private readonly rollupScheduled = new Set<string>();
+  private compacting = '';
   private pendingInvalidations: [number, number][] = [];
-  private maxSeriesId = 0;
+  private lastGcCutoff = -Infinity;
   private closed = false;
 
   private constructor(
@@ -139,45 +105,14 @@ export class SqliteStore {
     return store;
   }
 
+  /** Series and profile kinds only: symbols stay on disk until a query needs them. */
   private async load(): Promise<void> {
-    const s = this.symbols;
     const db = this.reader;
-    await db.each<{ id: number; value: string }>('SELECT id, value FROM strings ORDER BY id', [], (r) => s.loadString(r.id, r.value));
-    await db.each<{ id: number; memory_start: string; memory_limit: string; file_offset: string; filename_id: number; build_id_id: number; flags: number }>(
-      'SELECT * FROM mappings ORDER BY id',
-      [],
-      (r) =>
-        s.loadMapping(r.id, {
-          memoryStart: BigInt('0x' + r.memory_start),
-          memoryLimit: BigInt('0x' + r.memory_limit),
-          fileOffset: BigInt('0x' + r.file_offset),
-          filename: r.filename_id,
-          buildId: r.build_id_id,
-          flags: r.flags,
-        }),
-    );
-    await db.each<{ id: number; name_id: number; system_name_id: number; filename_id: number; start_line: number }>('SELECT * FROM functions ORDER BY id', [], (r) =>
-      s.loadFunction(r.id, { name: r.name_id, systemName: r.system_name_id, filename: r.filename_id, startLine: r.start_line }),
-    );
-    await db.each<{ id: number; mapping_id: number; address: string; is_folded: number; lines: string }>('SELECT * FROM locations ORDER BY id', [], (r) =>
-      s.loadLocation(r.id, {
-        mappingId: r.mapping_id,
-        address: BigInt('0x' + r.address),
-        isFolded: r.is_folded !== 0,
-        lines: r.lines === '' ? [] : r.lines.split(',').map(Number),
-      }),
-    );
-    await db.each<{ id: number; parent_id: number; location_id: number }>('SELECT id, parent_id, location_id FROM stacks ORDER BY id', [], (r) =>
-      s.loadStack(r.id, r.parent_id, r.location_id),
-    );
     await db.each<{ id: number; descriptor: string }>('SELECT id, descriptor FROM profile_types', [], (r) => {
       this.profileTypes.set(r.id, { id: r.id, ...(JSON.parse(r.descriptor) as Omit<ProfileType, 'id'>) });
-      this.profileTypeByKey.set(r.descriptor, r.id);
     });
     await db.each<{ id: number; labels: string }>('SELECT id, labels FROM series', [], (r) => {
       this.series.set(r.id, { id: r.id, labels: JSON.parse(r.labels) as Record<string, string>, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      this.seriesByKey.set(r.labels, r.id);
-      this.maxSeriesId = Math.max(this.maxSeriesId, r.id);
     });
     await db.each<{ series_id: number; profile_type_id: number }>('SELECT series_id, profile_type_id FROM series_types', [], (r) =>
       this.series.get(r.series_id)?.typeIds.add(r.profile_type_id),
@@ -205,57 +140,26 @@ export class SqliteStore {
     s.lastMs = r?.hi ?? -Infinity;
   }
 
-  /** Id of the series with exactly these labels, created if new. */
-  seriesId(labels: Record<string, string>): number {
-    const sorted: Record<string, string> = {};
-    for (const k of Object.keys(labels).sort()) sorted[k] = labels[k]!;
-    const key = JSON.stringify(sorted);
-    let id = this.seriesByKey.get(key);
-    if (id === undefined) {
-      id = ++this.maxSeriesId;
-      this.series.set(id, { id, labels: sorted, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      this.seriesByKey.set(key, id);
-      this.pendingSeries.push([id, key]);
-    }
-    return id;
+  allSeries(): Iterable<Series> {
+    return this.series.values();
   }
 
-  profileTypeId(t: Omit<ProfileType, 'id'>): number {
-    const key = JSON.stringify({ sampleTypes: t.sampleTypes, periodType: t.periodType, defaultSampleType: t.defaultSampleType });
-    let id = this.profileTypeByKey.get(key);
-    if (id === undefined) {
-      id = this.profileTypes.size + 1;
-      this.profileTypes.set(id, { id, ...t });
-      this.profileTypeByKey.set(key, id);
-      this.pendingTypes.push([id, key]);
-    }
-    return id;
+  seriesById(id: number): Series | undefined {
+    return this.series.get(id);
   }
 
-  /** Queues a profile; resolves with its id once committed. */
-  append(p: NewProfile): Promise<number> {
+  profileType(id: number): ProfileType | undefined {
+    return this.profileTypes.get(id);
+  }
+
+  async refresh(): Promise<void> {
+    // This process is the file's only writer: memory is already current.
+  }
+
+  write(batch: IngestBatch): Promise<number[]> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
-    const id = this.nextProfileId++;
-    const s = this.series.get(p.seriesId)!;
-    if (!s.typeIds.has(p.profileTypeId)) {
-      s.typeIds.add(p.profileTypeId);
-      this.pendingSeriesTypes.push([p.seriesId, p.profileTypeId]);
-    }
-    s.firstMs = Math.min(s.firstMs, p.timeMs);
-    s.lastMs = Math.max(s.lastMs, p.timeMs);
-    if (p.timeMs >= 0) {
-      const w = Math.floor(p.timeMs / ROLLUP_WINDOW_MS);
-      const rolled = this.rolledUp.get(p.seriesId);
-      if (rolled?.has(w) || this.compacting === rollupKey(p.seriesId, w)) {
-        // Late arrival: the rollup goes in the same commit as this profile.
-        rolled?.delete(w);
-        this.pendingInvalidations.push([p.seriesId, w * ROLLUP_WINDOW_MS]);
-      }
-      setOf(this.dirty, p.seriesId).add(w);
-    }
-    const row: SqlValue[] = [id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, p.scales.join(','), p.totals.join(','), p.nStacks, p.samples];
     return new Promise((resolve, reject) => {
-      this.queue.push({ row, resolve, reject });
+      this.queue.push({ batch, resolve, reject });
       this.kick();
     });
   }
@@ -278,49 +182,139 @@ export class SqliteStore {
     if (this.queue.length > 0 || this.jobs.length > 0) this.kick();
   }
 
+  /** Upserts rows of one kind; returns the ids whose stored content differs (collisions). */
+  private async upsert(kind: SymbolKind, rows: Map<number, SqlValue[]>): Promise<number[]> {
+    if (rows.size === 0) return [];
+    const [columns, same] = UPSERT[kind];
+    const perRow = `(${columns.map(() => '?').join(',')})`;
+    const chunkRows = Math.floor(30000 / columns.length);
+    const all = [...rows.values()];
+    const accepted = new Set<number>();
+    for (let i = 0; i < all.length; i += chunkRows) {
+      const chunk = all.slice(i, i + chunkRows);
+      const params: SqlValue[] = [];
+      for (const r of chunk) params.push(...r);
+      const out = await this.writer.all<{ id: number }>(
+        `INSERT INTO ${TABLE[kind]} (${columns.join(',')}) VALUES ${chunk.map(() => perRow).join(',')} ` +
+          `ON CONFLICT(id) DO UPDATE SET mark = max(mark, excluded.mark) WHERE ${same} RETURNING id`,
+        params,
+      );
+      for (const r of out) accepted.add(r.id);
+    }
+    return [...rows.keys()].filter((id) => !accepted.has(id));
+  }
+
   private async flushOnce(): Promise<void> {
-    const batch = this.queue;
+    const queued = this.queue;
     this.queue = [];
-    const sym = this.symbols.takePending();
-    const series = this.pendingSeries;
-    const types = this.pendingTypes;
-    const seriesTypes = this.pendingSeriesTypes;
+    // Rows of all queued batches, deduplicated by id (the highest mark wins).
+    const rows: Record<SymbolKind, Map<number, SqlValue[]>> = { mapping: new Map(), function: new Map(), location: new Map(), stack: new Map() };
+    const put = (kind: SymbolKind, id: number, row: SqlValue[], mark: number) => {
+      const cur = rows[kind].get(id);
+      if (!cur || (cur[cur.length - 1] as number) < mark) rows[kind].set(id, row);
+    };
+    const series = new Map<number, SqlValue[]>();
+    const types = new Map<number, SqlValue[]>();
+    const seriesTypes = new Set<string>();
+    const profiles: SqlValue[][] = [];
+    const ids: number[][] = [];
+    for (const { batch } of queued) {
+      const m = batch.mark;
+      for (const r of batch.rows.mappings) put('mapping', r.id, [r.id, r.buildId, r.filename, hex(r.fileOffset), hex(r.size), m], m);
+      for (const r of batch.rows.functions) put('function', r.id, [r.id, r.name, r.systemName, r.filename, r.startLine, m], m);
+      for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded ? 1 : 0, r.lines.join(','), m], m);
+      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, r.parentId, r.locationId, m], m);
+      for (const s of batch.series) series.set(s.id, [s.id, canonicalLabels(s.labels)]);
+      for (const t of batch.profileTypes) types.set(t.id, [t.id, typeDescriptor(t)]);
+      const mine: number[] = [];
+      for (const p of batch.profiles) {
+        const id = this.nextProfileId++;
+        mine.push(id);
+        seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
+        profiles.push([id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, p.scales.join(','), p.totals.join(','), p.nStacks, p.samples]);
+        this.noteWindow(p);
+      }
+      ids.push(mine);
+    }
     const invalidations = this.pendingInvalidations;
     this.pendingInvalidations = [];
-    this.pendingSeries = [];
-    this.pendingTypes = [];
-    this.pendingSeriesTypes = [];
     const w = this.writer;
+    let collided: Set<number> | undefined;
     try {
       await w.transaction(async () => {
-        await insertMany(w, 'strings', ['id', 'value'], sym.strings);
-        await insertMany(w, 'mappings', ['id', 'memory_start', 'memory_limit', 'file_offset', 'filename_id', 'build_id_id', 'flags'], sym.mappings);
-        await insertMany(w, 'functions', ['id', 'name_id', 'system_name_id', 'filename_id', 'start_line'], sym.functions);
-        await insertMany(w, 'locations', ['id', 'mapping_id', 'address', 'is_folded', 'lines'], sym.locations);
-        await insertMany(w, 'stacks', ['id', 'parent_id', 'location_id'], sym.stacks);
-        await insertMany(w, 'series', ['id', 'labels'], series);
-        await insertMany(w, 'profile_types', ['id', 'descriptor'], types);
-        await insertMany(w, 'series_types', ['series_id', 'profile_type_id'], seriesTypes);
-        await insertMany(
-          w,
-          'profiles',
-          ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'],
-          batch.map((b) => b.row),
-        );
+        const bad: number[] = [];
+        for (const kind of SYMBOL_KINDS) bad.push(...(await this.upsert(kind, rows[kind])));
+        bad.push(...(await this.upsertPlain('series', ['id', 'labels'], 'labels = excluded.labels', series)));
+        bad.push(...(await this.upsertPlain('profile_types', ['id', 'descriptor'], 'descriptor = excluded.descriptor', types)));
+        if (bad.length > 0) {
+          collided = new Set(bad);
+          throw errIdCollision(`content ids ${bad.slice(0, 5).join(', ')} are taken by different content`);
+        }
+        await w.run(`INSERT OR IGNORE INTO series_types (series_id, profile_type_id) VALUES ${[...seriesTypes].map((k) => `(${k})`).join(',') || '(0,0)'}`);
+        await insertMany(w, 'profiles', ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'], profiles);
         for (const [seriesId, windowMs] of invalidations) await w.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, windowMs]);
       });
     } catch (e) {
-      // Symbols stay assigned in memory; write them with the next batch.
-      this.symbols.restorePending(sym);
-      this.pendingSeries = [...series, ...this.pendingSeries];
-      this.pendingTypes = [...types, ...this.pendingTypes];
-      this.pendingSeriesTypes = [...seriesTypes, ...this.pendingSeriesTypes];
       this.pendingInvalidations = [...invalidations, ...this.pendingInvalidations];
-      for (const b of batch) b.reject(e);
+      if (collided) {
+        // Refuse only the batches that brought a colliding row; the others go again.
+        const bad = collided;
+        for (const q of queued) {
+          const b = q.batch;
+          const hit = [b.rows.mappings, b.rows.functions, b.rows.locations, b.rows.stacks].some((rs) => rs.some((r) => bad.has(r.id))) ||
+            b.series.some((s) => bad.has(s.id)) || b.profileTypes.some((t) => bad.has(t.id));
+          if (hit) q.reject(e);
+          else this.queue.push(q);
+        }
+      } else {
+        for (const q of queued) q.reject(e);
+      }
       return;
     }
-    for (const b of batch) b.resolve(b.row[0] as number);
+    // Committed: remember what is stored (marks cache), the series and kinds.
+    if (this.marks.size > MARKS_CACHE_MAX_ROWS) this.marks.clear();
+    queued.forEach((q, i) => {
+      const b = q.batch;
+      for (const [id, check] of b.checks) if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
+      for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
+      for (const s of b.series) {
+        if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
+      }
+      for (const p of b.profiles) {
+        const s = this.series.get(p.seriesId)!;
+        s.typeIds.add(p.profileTypeId);
+        s.firstMs = Math.min(s.firstMs, p.timeMs);
+        s.lastMs = Math.max(s.lastMs, p.timeMs);
+      }
+      q.resolve(ids[i]!);
+    });
     this.scheduleRollups();
+  }
+
+  private async upsertPlain(table: string, columns: string[], same: string, rows: Map<number, SqlValue[]>): Promise<number[]> {
+    if (rows.size === 0) return [];
+    const params: SqlValue[] = [];
+    for (const r of rows.values()) params.push(...r);
+    const out = await this.writer.all<{ id: number }>(
+      `INSERT INTO ${table} (${columns.join(',')}) VALUES ${[...rows.values()].map(() => `(${columns.map(() => '?').join(',')})`).join(',')} ` +
+        `ON CONFLICT(id) DO UPDATE SET id = id WHERE ${same} RETURNING id`,
+      params,
+    );
+    const ok = new Set(out.map((r) => r.id));
+    return [...rows.keys()].filter((id) => !ok.has(id));
+  }
+
+  /** Rollup bookkeeping of a profile about to be committed. */
+  private noteWindow(p: NewProfile): void {
+    if (p.timeMs < 0) return;
+    const w = Math.floor(p.timeMs / ROLLUP_WINDOW_MS);
+    const rolled = this.rolledUp.get(p.seriesId);
+    if (rolled?.has(w) || this.compacting === rollupKey(p.seriesId, w)) {
+      // Late arrival: the rollup goes in the same commit as this profile.
+      rolled?.delete(w);
+      this.pendingInvalidations.push([p.seriesId, w * ROLLUP_WINDOW_MS]);
+    }
+    setOf(this.dirty, p.seriesId).add(w);
   }
 
   /** Queues a rollup job for every dirty window its series has moved past. */
@@ -338,13 +332,11 @@ export class SqliteStore {
     if (this.jobs.length > 0) this.kick();
   }
 
-  /** Schedules rollups of windows closed by data already committed, then waits for them. */
   async ingestBarrier(): Promise<void> {
     this.scheduleRollups();
     await this.idle();
   }
 
-  /** Resolves once every queued write and rollup job has run (tests, benchmarks). */
   async idle(): Promise<void> {
     while (this.flushing || this.queue.length > 0 || this.jobs.length > 0) {
       this.kick();
@@ -367,38 +359,24 @@ export class SqliteStore {
         'SELECT profile_type_id, scales, duration_ns, period, samples FROM profiles WHERE series_id = ? AND time_ms >= ? AND time_ms < ?',
         [seriesId, from, from + ROLLUP_WINDOW_MS],
       );
-      // Dense per-type sums indexed by stack id (allocation-light; one scan of
-      // `touched` at the end yields the stacks in ascending id order).
-      const n = this.symbols.stackCount;
-      const byType = new Map<number, { n: number; duration: number; periods: Set<number>; sums: Float64Array[]; touched: Uint8Array }>();
+      const byType = new Map<number, { n: number; duration: number; periods: Set<number>; acc: StackAccumulator }>();
       for (const r of rows) {
         const nTypes = this.profileTypes.get(r.profile_type_id)?.sampleTypes.length ?? 0;
         let agg = byType.get(r.profile_type_id);
         if (!agg) {
-          agg = { n: 0, duration: 0, periods: new Set(), sums: Array.from({ length: nTypes }, () => new Float64Array(n)), touched: new Uint8Array(n) };
+          agg = { n: 0, duration: 0, periods: new Set(), acc: new StackAccumulator(nTypes) };
           byType.set(r.profile_type_id, agg);
         }
         agg.n++;
         agg.duration += r.duration_ns;
         agg.periods.add(r.period);
         const scales = r.scales.split(',').map(Number);
-        for (let t = 0; t < nTypes; t++) addSamples(r.samples, nTypes, t, scales[t]!, agg.sums[t]!, agg.touched);
+        for (let t = 0; t < nTypes; t++) addSamples(r.samples, nTypes, t, scales[t]!, agg.acc, t);
       }
       const out: SqlValue[][] = [];
       for (const [typeId, agg] of byType) {
-        const nTypes = agg.sums.length;
-        let count = 0;
-        for (let i = 0; i < n; i++) count += agg.touched[i]!;
-        const ids = new Float64Array(count);
-        const vals = new Float64Array(count * nTypes);
-        let k = 0;
-        for (let i = 0; i < n; i++) {
-          if (!agg.touched[i]) continue;
-          ids[k] = i;
-          for (let t = 0; t < nTypes; t++) vals[k * nTypes + t] = agg.sums[t]![i]!;
-          k++;
-        }
-        const { blob, scales } = encodeSamples(ids, vals, nTypes);
+        const { ids, vals } = agg.acc.sortedColumns();
+        const { blob, scales } = encodeSamples(ids, vals, agg.acc.cols);
         out.push([seriesId, from, typeId, agg.n, agg.duration, [...agg.periods].join(','), scales.join(','), blob]);
       }
       await this.writer.transaction(async () => {
@@ -407,7 +385,7 @@ export class SqliteStore {
       });
       ok = true;
     } finally {
-      this.compacting = -1;
+      this.compacting = '';
       // A profile that arrived meanwhile left the window dirty and queued the
       // deletion of this rollup; otherwise the window is now rolled up.
       if (ok && !dirty.has(w)) setOf(this.rolledUp, seriesId).add(w);
@@ -415,47 +393,19 @@ export class SqliteStore {
     }
   }
 
-  /** Streams rollup rows of whole windows within [fromMs, toMs) of the given series (all when null). */
   eachRollup(seriesIds: number[] | null, fromMs: number, toMs: number, onRow: (r: RollupRow) => void): Promise<number> {
     const cols = 'series_id, window_ms, profile_type_id, n_profiles, duration_ns, periods, scales, samples';
-    const where = seriesIds === null ? '' : `series_id IN (${seriesIds.join(',')}) AND `;
     if (seriesIds !== null && seriesIds.length === 0) return Promise.resolve(0);
-    return this.reader.each(`SELECT ${cols} FROM rollups WHERE ${where}window_ms >= ? AND window_ms + ${ROLLUP_WINDOW_MS} <= ?`, [fromMs, toMs], onRow);
+    const where = seriesIds === null ? '' : `series_id IN (SELECT value FROM json_each(?)) AND `;
+    const params: SqlValue[] = seriesIds === null ? [] : [idList(seriesIds)];
+    return this.reader.each(`SELECT ${cols} FROM rollups WHERE ${where}window_ms >= ? AND window_ms + ${ROLLUP_WINDOW_MS} <= ?`, [...params, fromMs, toMs], onRow);
   }
 
-  /** Deletes profiles older than cutoffMs; runs on the write queue. Returns the number deleted. */
-  deleteBefore(cutoffMs: number): Promise<number> {
+  retain(cutoffMs: number, nowMs: number): Promise<RetentionResult> {
     return new Promise((resolve, reject) => {
       this.jobs.push(async () => {
         try {
-          let deleted = 0;
-          // Chunks keep each write transaction short so ingest keeps flowing.
-          for (;;) {
-            const r = await this.writer.run('DELETE FROM profiles WHERE id IN (SELECT id FROM profiles WHERE time_ms < ? LIMIT 5000)', [cutoffMs]);
-            deleted += r.changes;
-            if (r.changes < 5000) break;
-            if (this.queue.length > 0) await this.flushOnce();
-          }
-          // Rollups of windows that lost profiles go too (raw rows serve what is
-          // left of the window straddling the cutoff until it is rolled up again).
-          if (deleted > 0) {
-            const cutWindow = Math.floor(cutoffMs / ROLLUP_WINDOW_MS);
-            await this.writer.run('DELETE FROM rollups WHERE window_ms < ?', [(cutWindow + 1) * ROLLUP_WINDOW_MS]);
-            for (const [sid, set] of this.rolledUp) {
-              for (const w of set) {
-                if (w <= cutWindow) {
-                  set.delete(w);
-                  if (w === cutWindow) setOf(this.dirty, sid).add(w);
-                }
-              }
-            }
-            for (const set of this.dirty.values()) for (const w of set) if (w < cutWindow) set.delete(w);
-          }
-          if (deleted > 0) {
-            await this.writer.exec('PRAGMA incremental_vacuum');
-            for (const s of this.series.values()) if (s.firstMs < cutoffMs) await this.refreshBounds(s.id);
-          }
-          resolve(deleted);
+          resolve(await this.retainNow(cutoffMs, nowMs));
         } catch (e) {
           reject(e);
         }
@@ -464,11 +414,45 @@ export class SqliteStore {
     });
   }
 
-  /**
-   * Streams stored profile rows of the given series (all when null) with
-   * from <= time < to, skipping rows whose rollupKey(series, window) is in
-   * `exclude` (windows the caller already read from rollups).
-   */
+  private async retainNow(cutoffMs: number, nowMs: number): Promise<RetentionResult> {
+    const result: RetentionResult = { profiles: 0, symbols: { mapping: 0, function: 0, location: 0, stack: 0 } };
+    // Chunks keep each write transaction short so ingest keeps flowing.
+    for (;;) {
+      const r = await this.writer.run('DELETE FROM profiles WHERE id IN (SELECT id FROM profiles WHERE time_ms < ? LIMIT 5000)', [cutoffMs]);
+      result.profiles += r.changes;
+      if (r.changes < 5000) break;
+      if (this.queue.length > 0) await this.flushOnce();
+    }
+    if (result.profiles > 0) {
+      // Rollups of windows that lost profiles go too (raw rows serve what is
+      // left of the window straddling the cutoff until it is rolled up again).
+      const cutWindow = Math.floor(cutoffMs / ROLLUP_WINDOW_MS);
+      await this.writer.run('DELETE FROM rollups WHERE window_ms < ?', [(cutWindow + 1) * ROLLUP_WINDOW_MS]);
+      for (const [sid, set] of this.rolledUp) {
+        for (const w of set) {
+          if (w <= cutWindow) {
+            set.delete(w);
+            if (w === cutWindow) setOf(this.dirty, sid).add(w);
+          }
+        }
+      }
+      for (const set of this.dirty.values()) for (const w of set) if (w < cutWindow) set.delete(w);
+      for (const s of this.series.values()) if (s.firstMs < cutoffMs) await this.refreshBounds(s.id);
+    }
+    // Symbol sweep (store.ts explains the bound). It scans the symbol tables,
+    // so it runs only when the bound moved: at most once per mark epoch.
+    const oldest = await this.writer.get<{ t: number | null }>('SELECT MIN(time_ms) AS t FROM profiles');
+    const bound = Math.min(oldest?.t == null ? Infinity : markEpoch(oldest.t), markEpoch(nowMs) - 1);
+    if (bound > this.lastGcCutoff) {
+      await this.writer.transaction(async () => {
+        for (const kind of SYMBOL_KINDS) result.symbols[kind] = (await this.writer.run(`DELETE FROM ${TABLE[kind]} WHERE mark < ?`, [bound])).changes;
+      });
+      this.lastGcCutoff = bound;
+    }
+    if (result.profiles > 0 || Object.values(result.symbols).some((n) => n > 0)) await this.writer.exec('PRAGMA incremental_vacuum');
+    return result;
+  }
+
   eachProfile(
     seriesIds: number[] | null,
     fromMs: number,
@@ -476,31 +460,76 @@ export class SqliteStore {
     columns: readonly (keyof ProfileRow)[],
     onRow: (r: ProfileRow) => void,
     limit = -1,
-    exclude?: readonly number[],
+    exclude?: ReadonlySet<string>,
   ): Promise<number> {
     const cols = columns.join(', ');
     if (seriesIds !== null && seriesIds.length === 0) return Promise.resolve(0);
     const params: SqlValue[] = [fromMs, toMs];
     let skip = '';
-    if (exclude && exclude.length > 0) {
-      skip = ` AND (series_id * 4294967296 + time_ms / ${ROLLUP_WINDOW_MS}) NOT IN (SELECT value FROM json_each(?))`;
-      params.push(JSON.stringify(exclude));
+    if (exclude && exclude.size > 0) {
+      skip = ` AND (series_id || ':' || (time_ms / ${ROLLUP_WINDOW_MS})) NOT IN (SELECT value FROM json_each(?))`;
+      params.push(JSON.stringify([...exclude]));
     }
     params.push(limit);
     if (seriesIds === null) {
       return this.reader.each(`SELECT ${cols} FROM profiles WHERE time_ms >= ? AND time_ms < ?${skip} ORDER BY time_ms LIMIT ?`, params, onRow);
     }
     // The IN list rides on the (series_id, time_ms) index.
-    const ids = seriesIds.join(',');
-    return this.reader.each(`SELECT ${cols} FROM profiles WHERE series_id IN (${ids}) AND time_ms >= ? AND time_ms < ?${skip} ORDER BY time_ms LIMIT ?`, params, onRow);
+    return this.reader.each(
+      `SELECT ${cols} FROM profiles WHERE series_id IN (SELECT value FROM json_each(?)) AND time_ms >= ? AND time_ms < ?${skip} ORDER BY time_ms LIMIT ?`,
+      [idList(seriesIds), ...params],
+      onRow,
+    );
   }
 
   getProfile(id: number): Promise<ProfileRow | undefined> {
     return this.reader.get<ProfileRow>('SELECT * FROM profiles WHERE id = ?', [id]);
   }
 
+  async fetchStacks(ids: readonly number[]): Promise<StackRow[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.reader.all<{ id: number; parent_id: number; location_id: number }>(
+      `WITH RECURSIVE s(id) AS (SELECT value FROM json_each(?) UNION SELECT st.parent_id FROM stacks st JOIN s ON st.id = s.id WHERE st.parent_id <> 0)
+       SELECT st.id, st.parent_id, st.location_id FROM stacks st JOIN s ON st.id = s.id`,
+      [idList(ids)],
+    );
+    return rows.map((r) => ({ id: r.id, parentId: r.parent_id, locationId: r.location_id }));
+  }
+
+  async fetchLocations(ids: readonly number[]): Promise<LocationRow[]> {
+    const rows = await this.byIds<{ id: number; mapping_id: number; address: string; is_folded: number; lines: string }>('locations', 'id, mapping_id, address, is_folded, lines', ids);
+    return rows.map((r) => ({
+      id: r.id,
+      mappingId: r.mapping_id,
+      address: BigInt('0x' + r.address),
+      isFolded: r.is_folded !== 0,
+      lines: r.lines === '' ? [] : r.lines.split(',').map(Number),
+    }));
+  }
+
+  async fetchFunctions(ids: readonly number[]): Promise<FunctionRow[]> {
+    const rows = await this.byIds<{ id: number; name: string; system_name: string; filename: string; start_line: number }>('functions', 'id, name, system_name, filename, start_line', ids);
+    return rows.map((r) => ({ id: r.id, name: r.name, systemName: r.system_name, filename: r.filename, startLine: r.start_line }));
+  }
+
+  async fetchMappings(ids: readonly number[]): Promise<MappingRow[]> {
+    const rows = await this.byIds<{ id: number; build_id: string; filename: string; file_offset: string; size: string }>('mappings', 'id, build_id, filename, file_offset, size', ids);
+    return rows.map((r) => ({ id: r.id, buildId: r.build_id, filename: r.filename, fileOffset: BigInt('0x' + r.file_offset), size: BigInt('0x' + r.size) }));
+  }
+
+  private byIds<T>(table: string, cols: string, ids: readonly number[]): Promise<T[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.reader.all<T>(`SELECT ${cols} FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`, [idList(ids)]);
+  }
+
+  async symbolRowCounts(): Promise<Record<SymbolKind, number>> {
+    const out = { mapping: 0, function: 0, location: 0, stack: 0 };
+    for (const kind of SYMBOL_KINDS) out[kind] = (await this.reader.get<{ n: number }>(`SELECT COUNT(*) AS n FROM ${TABLE[kind]}`))!.n;
+    return out;
+  }
+
   /** Bytes of the database, its WAL and shared-memory files. */
-  sizeBytes(): number {
+  async sizeBytes(): Promise<number> {
     let total = 0;
     for (const suffix of ['', '-wal', '-shm']) {
       try {
@@ -521,6 +550,20 @@ export class SqliteStore {
     await this.writer.close();
   }
 }
+
+/** Column lists and the "same content" condition of each symbol upsert (mark last). */
+const UPSERT: Record<SymbolKind, [string[], string]> = {
+  mapping: [['id', 'build_id', 'filename', 'file_offset', 'size', 'mark'], "build_id = excluded.build_id AND (excluded.build_id <> '' OR filename = excluded.filename)"],
+  function: [
+    ['id', 'name', 'system_name', 'filename', 'start_line', 'mark'],
+    'name = excluded.name AND system_name = excluded.system_name AND filename = excluded.filename AND start_line = excluded.start_line',
+  ],
+  location: [
+    ['id', 'mapping_id', 'address', 'is_folded', 'lines', 'mark'],
+    'mapping_id = excluded.mapping_id AND address = excluded.address AND is_folded = excluded.is_folded AND lines = excluded.lines',
+  ],
+  stack: [['id', 'parent_id', 'location_id', 'mark'], 'parent_id = excluded.parent_id AND location_id = excluded.location_id'],
+};
 
 function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
   let s = m.get(k);

@@ -1,0 +1,63 @@
+// Sums of stack values keyed by stack id, in columns (sample types, or the
+// two sides of a diff). Memory and time follow the stacks actually added,
+// not the size of the stack table: a query touches what it reads.
+import { IdMap } from './id-map.js';
+
+export class StackAccumulator {
+  private readonly slots = new IdMap(1024);
+  /** Stack id of each slot, in first-seen order. */
+  ids = new Float64Array(1024);
+  /** values[slot * cols + col] */
+  values: Float64Array;
+  length = 0;
+
+  constructor(readonly cols: number) {
+    this.values = new Float64Array(1024 * Math.max(1, cols));
+  }
+
+  slotOf(stackId: number): number {
+    let s = this.slots.get(stackId);
+    if (s < 0) {
+      s = this.length++;
+      if (s === this.ids.length) {
+        const ids = new Float64Array(s * 2);
+        ids.set(this.ids);
+        this.ids = ids;
+        const vals = new Float64Array(s * 2 * Math.max(1, this.cols));
+        vals.set(this.values);
+        this.values = vals;
+      }
+      this.ids[s] = stackId;
+      this.slots.set(stackId, s);
+    }
+    return s;
+  }
+
+  add(stackId: number, col: number, v: number): void {
+    this.values[this.slotOf(stackId) * this.cols + col]! += v;
+  }
+
+  /** Slots sorted by ascending stack id (for delta encoding). */
+  sortedSlots(): Int32Array {
+    const order = new Int32Array(this.length);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    const ids = this.ids;
+    order.sort((a, b) => ids[a]! - ids[b]!);
+    return order;
+  }
+
+  /** The stacks in ascending id order as (ids, values) columns, for encodeSamples. */
+  sortedColumns(): { ids: Float64Array; vals: Float64Array } {
+    const order = this.sortedSlots();
+    const n = order.length;
+    const cols = this.cols;
+    const ids = new Float64Array(n);
+    const vals = new Float64Array(n * cols);
+    for (let k = 0; k < n; k++) {
+      const s = order[k]!;
+      ids[k] = this.ids[s]!;
+      for (let t = 0; t < cols; t++) vals[k * cols + t] = this.values[s * cols + t]!;
+    }
+    return { ids, vals };
+  }
+}

@@ -1,0 +1,9 @@
+// Opens the backend a store URL names (store.ts parseStoreUrl).
+import { parseStoreUrl, type ProfileStore } from './store.js';
+import { SqliteStore } from './sqlite-store.js';
+
+export async function openStore(url: string): Promise<ProfileStore> {
+  const parsed = parseStoreUrl(url);
+  if (parsed.backend === 'sqlite') return SqliteStore.open(parsed.dir);
+  throw new Error(`store ${url}: the PostgreSQL backend is not available in this build`);
+}
