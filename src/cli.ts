@@ -152,6 +152,8 @@ interface ServerCliOptions {
   host: string;
   port: number;
   dataDir: string;
+  store?: string;
+  dropSampleLabels: string;
   retention: string;
   ingestToken?: string;
   queryToken?: string;
@@ -163,6 +165,8 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
   return {
     dataDir: options.dataDir,
+    store: options.store,
+    dropSampleLabels: options.dropSampleLabels.split(',').map((l) => l.trim()).filter((l) => l !== ''),
     host: options.host,
     port: options.port,
     retentionMs: parseDurationMs(options.retention),
@@ -177,7 +181,9 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
   return command
     .option('--host <address>', 'listen address', '127.0.0.1')
     .option('--port <port>', 'listen port', (v) => Number(v), DEFAULT_SERVER_PORT)
-    .option('--data-dir <dir>', 'where the SQLite database lives', defaults.dataDir)
+    .option('--data-dir <dir>', 'where the SQLite database lives (same as --store sqlite:<dir>)', defaults.dataDir)
+    .option('--store <url>', 'sqlite:<dir> (default: --data-dir) or postgres://user@host:port/db')
+    .option('--drop-sample-labels <names>', 'sample labels not turned into series labels (comma separated; high cardinality)', 'pid,tid')
     .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d)', '7d')
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
