@@ -21,6 +21,7 @@ SYSTEM_PACKAGES=(
   "binutils:/usr/bin/readelf"
   "golang-go:/usr/bin/go"
   "chromium:/usr/bin/chromium"
+  "postgresql:/usr/lib/postgresql/15/bin/initdb"
 )
 
 missing=()

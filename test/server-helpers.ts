@@ -5,19 +5,46 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
+import { afterAll } from 'vitest';
 import { startServer, type RunningServer, type ServerOptions } from '../server/index.js';
+import { startPostgres, type TestPostgres } from './helpers/postgres.js';
+
+/** Store backends the server suites run against (describe.each): embedded SQLite, and PostgreSQL 15 started for the test file. */
+export const BACKENDS = ['sqlite', 'postgres'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+let cluster: Promise<TestPostgres> | undefined;
+/** The test file's PostgreSQL cluster, started on first use and stopped after the file. */
+export function testPostgres(): Promise<TestPostgres> {
+  cluster ??= startPostgres();
+  return cluster;
+}
+afterAll(async () => {
+  if (cluster) (await cluster).stop();
+  cluster = undefined;
+});
+
+/** A fresh, empty store URL of the backend, and how to clean up after it. */
+export async function testStoreUrl(backend: Backend): Promise<{ url: string; cleanup(): void }> {
+  if (backend === 'postgres') return { url: (await testPostgres()).newDatabase(), cleanup: () => undefined };
+  const t = tempDir();
+  return { url: `sqlite:${t.dir}`, cleanup: t.cleanup };
+}
 
 export function tempDir(prefix = 'fleetprof-server-'): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function startTestServer(opts: Partial<ServerOptions> = {}): Promise<RunningServer & { dataDir: string; stop(): Promise<void> }> {
-  const t = tempDir();
-  const server = await startServer({ dataDir: t.dir, port: 0, ...opts });
+export async function startTestServer(
+  opts: Partial<ServerOptions> & { backend?: Backend } = {},
+): Promise<RunningServer & { storeUrl: string; stop(): Promise<void> }> {
+  const { backend = 'sqlite', ...rest } = opts;
+  const t = await testStoreUrl(backend);
+  const server = await startServer({ store: t.url, port: 0, ...rest });
   return {
     ...server,
-    dataDir: t.dir,
+    storeUrl: t.url,
     async stop() {
       await server.close();
       t.cleanup();

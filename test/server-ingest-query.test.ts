@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import type { DiffFlameGraphResponse, FlameGraphResponse, LabelNamesResponse, LabelValuesResponse, TimelineResponse, TopResponse } from '../src/profile/api-types.js';
-import { buildProfile, flameSelfByPath, getJson, ingest, startTestServer, tempDir, type StackSpec } from './server-helpers.js';
+import { BACKENDS, buildProfile, flameSelfByPath, getJson, ingest, startTestServer, tempDir, type StackSpec } from './server-helpers.js';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
@@ -31,12 +31,12 @@ function goPprofTop(file: string, sampleIndex: string): Map<string, { flat: numb
   return rows;
 }
 
-describe('server ingest + query', () => {
+describe.each(BACKENDS)('server ingest + query (%s)', (backend) => {
   let s: Server;
   const work = tempDir('fleetprof-server-files-');
 
   beforeAll(async () => {
-    s = await startTestServer();
+    s = await startTestServer({ backend });
     const a = buildProfile({
       timeMs: T0,
       samples: [

@@ -56,6 +56,8 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
   const { store } = o;
   const symbols = new SymbolCache(store);
   app.addHook('onRequest', bearerAuth(o.queryToken, 'query'));
+  // Servers sharing a database: see the series other servers created before answering.
+  app.addHook('preHandler', async () => store.refresh());
   app.addHook('onResponse', async (req, reply) => {
     o.metrics.queryDuration.record(reply.elapsedTime / 1000, { route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
   });

@@ -5,5 +5,7 @@ import { SqliteStore } from './sqlite-store.js';
 export async function openStore(url: string): Promise<ProfileStore> {
   const parsed = parseStoreUrl(url);
   if (parsed.backend === 'sqlite') return SqliteStore.open(parsed.dir);
-  throw new Error(`store ${url}: the PostgreSQL backend is not available in this build`);
+  // Loaded only when asked for: a SQLite server never loads pg.
+  const { PgStore } = await import('./pg-store.js');
+  return PgStore.open(parsed.url);
 }
