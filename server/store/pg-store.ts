@@ -31,7 +31,6 @@ import {
   type ProfileStore,
   type ProfileType,
   type RetentionResult,
-  type RollupRow,
   type Series,
   type StackRow,
   type SymbolKind,
