@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { Function as PFunction, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format';
-import { buildProfile, getJson, ingest, startTestServer } from './server-helpers.js';
+import { BACKENDS, buildProfile, getJson, ingest, startTestServer } from './server-helpers.js';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
@@ -25,10 +25,10 @@ function profileWith(mut: { sampleLoc?: number; lineFn?: number; locMapping?: nu
   return p.encode();
 }
 
-describe('server bad input', () => {
+describe.each(BACKENDS)('server bad input (%s)', (backend) => {
   let s: Server;
   beforeAll(async () => {
-    s = await startTestServer({ maxBodyBytes: 256 * 1024, maxDecompressedBytes: 1024 * 1024 });
+    s = await startTestServer({ backend, maxBodyBytes: 256 * 1024, maxDecompressedBytes: 1024 * 1024 });
   });
   afterAll(async () => {
     await s.stop();

@@ -19,7 +19,7 @@ import { record } from '../src/agent/record.js';
 import { frameKindOfMapping } from '../src/profile/frame-kind.js';
 import { FIXTURES_DIR } from './helpers/fixtures.js';
 import { flattenProfile, sumCounts } from './helpers/pprof.js';
-import { getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
+import { BACKENDS, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 const ALL_TIME = { from: '0', to: String(Date.now() + 86_400_000) };
@@ -93,7 +93,7 @@ function goPprof(args: string[], env: NodeJS.ProcessEnv): string {
   return execFileSync('go', ['tool', 'pprof', ...args], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
 }
 
-describe('a server that holds a fleet (real BPF, real binaries, go tool pprof)', () => {
+describe.each(BACKENDS)('a server that holds a fleet (real BPF, real binaries, go tool pprof; %s)', (backend) => {
   const work = tempDir('fleetprof-fleet-');
   const bin = join(work.dir, 'bin');
   const run = join(work.dir, 'run');
@@ -107,7 +107,7 @@ describe('a server that holds a fleet (real BPF, real binaries, go tool pprof)',
     // build ID at all (it would ignore the binary as a mismatch); the build-id
     // note itself stays.
     execFileSync('objcopy', ['--remove-section=.note.gnu.property', join(bin, 'fleet-burn')]);
-    s = await startTestServer();
+    s = await startTestServer({ backend });
   });
   afterAll(async () => {
     await s.stop();

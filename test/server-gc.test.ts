@@ -1,15 +1,15 @@
 // Garbage collection of symbols (server/store/store.ts): retention removes
 // profiles, then every symbol row no retained profile references; what is
 // still referenced keeps answering queries the same.
-import { afterAll, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../server/store/sqlite-store.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../server/store/open.js';
 import { MARK_EPOCH_MS, type ProfileStore } from '../server/store/store.js';
 import { ingestProfile } from '../server/ingest.js';
 import { mergeStacks, selectSeries } from '../server/query/merge.js';
 import { buildFlameTree } from '../server/query/flamegraph.js';
 import { SymbolCache, stackTable } from '../server/store/symbols.js';
 import { parseSelector } from '../server/selector.js';
-import { buildProfile, flameSelfByPath, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
+import { BACKENDS, buildProfile, flameSelfByPath, getJson, ingest, startTestServer, testStoreUrl } from './server-helpers.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const T1 = T0 + 3 * 86_400_000;
@@ -26,18 +26,21 @@ async function flame(store: ProfileStore) {
 const old = buildProfile({ timeMs: T0, samples: [{ stack: ['main', 'old_only', 'leaf_a'], values: v(3) }, { stack: ['main', 'shared'], values: v(2) }] });
 const recent = buildProfile({ timeMs: T1, samples: [{ stack: ['main', 'shared'], values: v(5) }, { stack: ['main', 'new_only'], values: v(1) }] });
 
-describe('symbol garbage collection', () => {
-  const dirs = [tempDir('fleetprof-gc-'), tempDir('fleetprof-gc-ref-')];
-  afterAll(() => dirs.forEach((d) => d.cleanup()));
+describe.each(BACKENDS)('symbol garbage collection (%s)', (backend) => {
+  const urls: { url: string; cleanup(): void }[] = [];
+  beforeAll(async () => {
+    urls.push(await testStoreUrl(backend), await testStoreUrl(backend));
+  });
+  afterAll(() => urls.forEach((u) => u.cleanup()));
 
   it('after retention drops some profiles, rows only they used are gone and the rest answers the same', async () => {
-    const store = await SqliteStore.open(dirs[0]!.dir);
+    const store = await openStore(urls[0]!.url);
     // Ingested as they happen: the profile time is the time of arrival.
     await ingestProfile(store, old, { node: 'a' }, T0);
     await ingestProfile(store, recent, { node: 'a' }, T1);
     const before = await store.symbolRowCounts();
     // Reference: a store that only ever saw the recent profile.
-    const ref = await SqliteStore.open(dirs[1]!.dir);
+    const ref = await openStore(urls[1]!.url);
     await ingestProfile(ref, recent, { node: 'a' }, T1);
     const refCounts = await ref.symbolRowCounts();
     const refFlame = await flame(ref);
@@ -59,7 +62,7 @@ describe('symbol garbage collection', () => {
   });
 
   it('after retention has dropped every profile, every symbol table is empty', async () => {
-    const store = await SqliteStore.open(dirs[0]!.dir);
+    const store = await openStore(urls[0]!.url);
     expect((await store.symbolRowCounts()).stack).toBeGreaterThan(0);
     const res = await store.retain(Number.MAX_SAFE_INTEGER, T1 + 4 * MARK_EPOCH_MS);
     expect(res.profiles).toBe(2);
@@ -71,7 +74,7 @@ describe('symbol garbage collection', () => {
   });
 
   it('exposes the symbol row counts as gauges on /metrics', async () => {
-    const s = await startTestServer();
+    const s = await startTestServer({ backend });
     try {
       expect((await ingest(s.url, recent, { node: 'a' })).status).toBe(200);
       const text = await (await fetch(`${s.url}/metrics`)).text();
