@@ -1,5 +1,5 @@
 // Minimal standalone entry (until the lead's CLI wires `fleetprof server`):
-//   node dist/server/main.js --data-dir DIR [--port N] [--host H] [--retention-ms MS]
+//   node dist/server/main.js --data-dir DIR | --store URL [--port N] [--host H] [--retention-ms MS]
 // Prints "listening <url>" once ready; SIGINT/SIGTERM close cleanly.
 import { parseArgs } from 'node:util';
 import { startServer } from './index.js';
@@ -7,6 +7,7 @@ import { startServer } from './index.js';
 const { values } = parseArgs({
   options: {
     'data-dir': { type: 'string' },
+    store: { type: 'string' },
     port: { type: 'string', default: '4100' },
     host: { type: 'string', default: '127.0.0.1' },
     'retention-ms': { type: 'string' },
@@ -15,12 +16,13 @@ const { values } = parseArgs({
     'web-dir': { type: 'string' },
   },
 });
-if (!values['data-dir']) {
-  console.error('usage: main.js --data-dir DIR [--port N] [--host H] [--retention-ms MS]');
+if (!values['data-dir'] && !values.store) {
+  console.error('usage: main.js --data-dir DIR | --store sqlite:DIR|postgres://... [--port N] [--host H] [--retention-ms MS]');
   process.exit(2);
 }
 const server = await startServer({
   dataDir: values['data-dir'],
+  store: values.store,
   port: Number(values.port),
   host: values.host,
   retentionMs: values['retention-ms'] ? Number(values['retention-ms']) : undefined,

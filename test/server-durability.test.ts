@@ -5,13 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { buildProfile, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
+import { BACKENDS, buildProfile, getJson, ingest, startTestServer, testStoreUrl } from './server-helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const OUT = join(ROOT, 'dist', '.server-durability-test');
 
-function startProcess(dataDir: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [join(OUT, 'server', 'main.js'), '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startProcess(storeUrl: string): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, [join(OUT, 'server', 'main.js'), '--store', storeUrl, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -25,9 +25,14 @@ function startProcess(dataDir: string): Promise<{ url: string; proc: ChildProces
   });
 }
 
-describe('server durability across kill -9', () => {
-  const data = tempDir('fleetprof-durable-');
-  beforeAll(() => {
+const killed = (proc: ChildProcess) =>
+  // A signalled process keeps exitCode null; signalCode tells it has exited.
+  new Promise<void>((r) => (proc.exitCode !== null || proc.signalCode !== null ? r() : proc.once('exit', () => r())));
+
+describe.each(BACKENDS)('server durability across kill -9 (%s)', (backend) => {
+  let data: { url: string; cleanup(): void };
+  beforeAll(async () => {
+    data = await testStoreUrl(backend);
     // Compile only what server/main.ts imports.
     execFileSync(
       process.execPath,
@@ -43,7 +48,7 @@ describe('server durability across kill -9', () => {
   afterAll(() => data.cleanup());
 
   it('keeps every acknowledged profile', async () => {
-    const first = await startProcess(data.dir);
+    const first = await startProcess(data.url);
     const acked = new Map<number, number>(); // timeMs -> id
     const t0 = Date.now() - 600_000;
     let n = 0;
@@ -65,11 +70,10 @@ describe('server durability across kill -9', () => {
     first.proc.kill('SIGKILL');
     stop = true;
     await Promise.all(pushers);
-    // A signalled process keeps exitCode null; signalCode tells it has exited.
-    await new Promise<void>((r) => (first.proc.exitCode !== null || first.proc.signalCode !== null ? r() : first.proc.once('exit', () => r())));
+    await killed(first.proc);
     expect(acked.size).toBeGreaterThan(20);
 
-    const second = await startProcess(data.dir);
+    const second = await startProcess(data.url);
     try {
       const list = await getJson<{ profiles: { id: number; timeMs: number }[] }>(second.url, '/api/v1/profiles', { from: String(t0 - 1), to: 'now', limit: '100000' });
       const stored = new Map(list.body.profiles.map((p) => [p.timeMs, p.id]));
@@ -91,10 +95,69 @@ describe('server durability across kill -9', () => {
   });
 });
 
-describe('server retention', () => {
+describe('three servers on one PostgreSQL, one killed with -9 mid-ingest', () => {
+  it('serves every acknowledged profile from the other two, and their merged queries agree', async () => {
+    const db = await testStoreUrl('postgres');
+    const servers = await Promise.all([0, 1, 2].map(() => startProcess(db.url)));
+    const acked = new Map<number, number>(); // timeMs -> id
+    const t0 = Date.now() - 600_000;
+    let n = 0;
+    let stop = false;
+    // Six agents, each pushing to the three servers in turn.
+    const agent = async (a: number) => {
+      for (let k = 0; !stop; k++) {
+        const i = n++;
+        const body = buildProfile({
+          timeMs: t0 + i,
+          samples: [
+            { stack: ['main', `agent${a}`, `f${i % 40}`], values: [i + 1, (i + 1) * 10] },
+            { stack: ['main', 'shared', `g${i % 7}`], values: [1, 10] },
+          ],
+        });
+        try {
+          const r = await ingest(servers[(a + k) % 3]!.url, body, { node: `n${a}`, service: 'fleet' });
+          if (r.status === 200) acked.set(t0 + i, r.json.id as number);
+        } catch {
+          // the killed server's connection died: not acknowledged
+        }
+      }
+    };
+    const agents = [0, 1, 2, 3, 4, 5].map(agent);
+    await new Promise((r) => setTimeout(r, 1500));
+    servers[0]!.proc.kill('SIGKILL');
+    await killed(servers[0]!.proc);
+    await new Promise((r) => setTimeout(r, 700)); // the other two keep ingesting
+    stop = true;
+    await Promise.all(agents);
+    try {
+      expect(acked.size).toBeGreaterThan(30);
+      const range = { from: String(t0 - 1), to: 'now' };
+      for (const srv of servers.slice(1)) {
+        const list = await getJson<{ profiles: { id: number; timeMs: number }[] }>(srv.url, '/api/v1/profiles', { ...range, limit: '100000' });
+        const stored = new Map(list.body.profiles.map((p) => [p.timeMs, p.id]));
+        expect([...acked].filter(([time, id]) => stored.get(time) !== id)).toEqual([]);
+      }
+      const merged = await Promise.all(
+        servers.slice(1).map(async (srv) => (await getJson<{ total: number; functions: unknown; tree: unknown }>(srv.url, '/api/v1/flamegraph', { ...range, sampleType: 'samples' })).body),
+      );
+      expect(merged[0]).toEqual(merged[1]);
+      // Profiles written by the killed server before it died are part of the merge too.
+      const ackedTotal = [...acked.keys()].reduce((a, time) => a + (time - t0 + 2), 0);
+      expect(merged[0]!.total).toBeGreaterThanOrEqual(ackedTotal);
+      const tops = await Promise.all(servers.slice(1).map(async (srv) => (await getJson(srv.url, '/api/v1/top', { ...range, query: '{node="n3"}' })).body));
+      expect(tops[0]).toEqual(tops[1]);
+    } finally {
+      for (const srv of servers.slice(1)) srv.proc.kill('SIGKILL');
+      await Promise.all(servers.slice(1).map((srv) => killed(srv.proc)));
+      db.cleanup();
+    }
+  });
+});
+
+describe.each(BACKENDS)('server retention (%s)', (backend) => {
   let s: Awaited<ReturnType<typeof startTestServer>>;
   beforeAll(async () => {
-    s = await startTestServer({ retentionMs: 3_600_000, retentionIntervalMs: 100 });
+    s = await startTestServer({ backend, retentionMs: 3_600_000, retentionIntervalMs: 100 });
   });
   afterAll(async () => {
     await s.stop();

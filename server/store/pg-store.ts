@@ -188,8 +188,9 @@ export class PgStore implements ProfileStore {
     for (const r of changed.rows) {
       let s = this.series.get(r.id);
       if (!s) this.series.set(r.id, (s = { id: r.id, labels: JSON.parse(r.labels) as Record<string, string>, firstMs: r.first_ms, lastMs: r.last_ms, typeIds: new Set() }));
-      s.firstMs = Math.min(s.firstMs, r.first_ms);
-      s.lastMs = Math.max(s.lastMs, r.last_ms);
+      // The row is widened by every server's commits and narrowed by retention: it is the truth.
+      s.firstMs = r.first_ms;
+      s.lastMs = r.last_ms;
       this.seriesVersion = Math.max(this.seriesVersion, r.version);
     }
     const st = await this.pool.query<{ series_id: number; profile_type_id: number }>('SELECT series_id, profile_type_id FROM series_types WHERE series_id = ANY($1::bigint[])', [
@@ -508,7 +509,8 @@ export class PgStore implements ProfileStore {
         // The day the cutoff falls in: row by row.
         result.profiles += (await c.query('DELETE FROM profiles WHERE time_ms < $1', [cutoffMs])).rowCount ?? 0;
         await c.query(
-          `UPDATE series s SET first_ms = COALESCE((SELECT MIN(time_ms) FROM profiles p WHERE p.series_id = s.id), s.first_ms), version = nextval('series_version') WHERE s.first_ms < $1`,
+          // A series with nothing left gets first > last (no data), as in memory.
+          `UPDATE series s SET first_ms = COALESCE((SELECT MIN(time_ms) FROM profiles p WHERE p.series_id = s.id), ${Number.MAX_SAFE_INTEGER}), version = nextval('series_version') WHERE s.first_ms < $1`,
           [cutoffMs],
         );
         const oldest = await c.query<{ t: number | null }>('SELECT MIN(time_ms) AS t FROM profiles');
