@@ -399,34 +399,22 @@ export async function ingestProfile(
     return g.acc;
   };
 
-  // Samples -> stack ids (prefix tree, root to leaf), summed per series.
+  // Samples -> stack ids (hash of the location ids), summed per series.
   const sampleStart = p.sampleStart;
   const sampleValueStart = p.sampleValueStart;
   const sampleValues = p.sampleValues;
-  const chain: number[] = [];
-  const chainChk: number[] = [];
   for (let i = 0; i < p.nSamples; i++) {
     const from = sampleStart[i]!;
     const to = sampleStart[i + 1]!;
     let stack = 0;
-    let chk = 0;
-    for (let j = to - 1; j >= from; j--) {
-      h.reset(SEED.stack).num(stack).num(locGid[locRow[j]!]!);
+    if (to > from) {
+      h.reset(SEED.stack).int(to - from);
+      for (let j = from; j < to; j++) h.num(locGid[locRow[j]!]!);
       stack = h.id();
-      chk = h.check();
-    }
-    if (stack !== 0 && needs(stack, chk)) {
-      // Not known with this mark: walk the chain and write every node not known either.
-      checks.delete(stack);
-      chain.length = 0;
-      chainChk.length = 0;
-      let s = 0;
-      for (let j = to - 1; j >= from; j--) {
-        const loc = locGid[locRow[j]!]!;
-        h.reset(SEED.stack).num(s).num(loc);
-        const id = h.id();
-        if (needs(id, h.check())) rows.stacks.push({ id, parentId: s, locationId: loc });
-        s = id;
+      if (needs(stack, h.check())) {
+        const locations: number[] = [];
+        for (let j = from; j < to; j++) locations.push(locGid[locRow[j]!]!);
+        rows.stacks.push({ id: stack, locations });
       }
     }
     const acc = accFor(i);

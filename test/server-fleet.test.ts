@@ -61,16 +61,16 @@ function distinctCode(profiles: Profile[]) {
       locKey.set(Number(l.id), `${m ? str(m.buildId) || file : ''}|${address}|${lines}`);
     }
     for (const s of p.sample) {
-      let prefix = '';
-      for (const id of [...s.locationId].reverse()) {
+      let stack = '';
+      for (const id of s.locationId) {
         const l = p.location.find((x) => Number(x.id) === Number(id))!;
         const m = maps.get(Number(l.mappingId));
         if (m) mappings.add(str(m.buildId) || str(m.filename));
         for (const ln of l.line) functions.add(fns.get(Number(ln.functionId))!);
         locations.add(locKey.get(Number(id))!);
-        prefix += locKey.get(Number(id))! + ';';
-        stacks.add(prefix);
+        stack += locKey.get(Number(id))! + ';';
       }
+      if (s.locationId.length > 0) stacks.add(stack);
     }
   }
   return { mapping: mappings.size, function: functions.size, location: locations.size, stack: stacks.size };

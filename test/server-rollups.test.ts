@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../server/store/sqlite-store.js';
 import { ROLLUP_WINDOW_MS } from '../server/store/store.js';
-import { SymbolCache, stackTable } from '../server/store/symbols.js';
+import { SymbolCache, stackColumns } from '../server/store/symbols.js';
 import { ingestProfile } from '../server/ingest.js';
 import { mergeStacks, selectSeries } from '../server/query/merge.js';
 import { buildFlameTree } from '../server/query/flamegraph.js';
@@ -41,7 +41,7 @@ async function flame(store: SqliteStore, query: string, fromMs: number, toMs: nu
   const sel = selectSeries(store, parseSelector(query), range);
   const m = await mergeStacks(store, sel, range, [{ type: 'cpu', unit: 'nanoseconds' }]);
   const sym = await new SymbolCache(store).resolve(Array.from(m.acc.ids.subarray(0, m.acc.length)));
-  const built = buildFlameTree(sym, stackTable(sym, [m.acc]));
+  const built = buildFlameTree(sym, stackColumns([m.acc]));
   return { self: Object.fromEntries(flameSelfByPath({ functions: built.functions, tree: built.tree })), profiles: m.profiles, pairs: m.pairs };
 }
 

@@ -1,12 +1,12 @@
 // Merged stack values -> flame tree (api-types.ts FlameTree), top table.
-// Stack ids form a prefix tree with parent < child, so totals are one
-// backwards pass, and flame nodes are created in one forward pass: each
-// stack node maps to a chain of flame nodes (one per inlined frame of its
-// location, outermost first), keyed by (parent flame node, function).
+// Each merged stack is walked root to leaf once: every location becomes a
+// chain of flame nodes (one per inlined frame, outermost first), keyed by
+// (parent flame node, function), adding the stack's value to each node's
+// total on the way. Cost: O(frames of the merged stacks).
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from '../store/int-pair-map.js';
-import type { StackTable, Symbols } from '../store/symbols.js';
+import type { StackColumns, Symbols } from '../store/symbols.js';
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -64,49 +64,40 @@ class FunctionInterner {
 }
 
 /**
- * st.self[k] are self values per stack (k = 0 is the main column, k >= 1
- * extra columns such as a diff baseline); st holds only the merged stacks and
- * their ancestors, parents first. The input arrays are not modified.
+ * sc.self[k] are self values per stack (k = 0 is the main column, k >= 1
+ * extra columns such as a diff baseline). The input arrays are not modified.
  */
-export function buildFlameTree(sym: Symbols, st: StackTable): BuiltTree {
-  const parent = st.parent;
-  const location = st.locationId;
-  const values = st.self;
-  const n = st.n;
+export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
+  const values = sc.self;
   const K = values.length;
-  const totals = values.map((v) => v.slice());
-  for (let i = n - 1; i > 0; i--) {
-    const p = parent[i]!;
-    for (let k = 0; k < K; k++) totals[k]![p]! += totals[k]![i]!;
-  }
-
   const fi = new FunctionInterner(sym);
   const fParent: number[] = [-1];
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
-  const fTotal: number[][] = values.map((_, k) => [totals[k]![0]!]);
-  for (let k = 0; k < K; k++) fSelf[k]![0] = values[k]![0] ?? 0;
+  const fTotal: number[][] = values.map(() => [0]);
   const child = new IntPairMap(1 << 12);
-  const flameOf = new Int32Array(n);
-  for (let i = 1; i < n; i++) {
-    let node = flameOf[parent[i]!]!;
-    for (const fn of fi.frames(location[i]!)) {
-      let c = child.get(node, fn);
-      if (c === -1) {
-        c = fParent.length;
-        fParent.push(node);
-        fFunc.push(fn);
-        for (let k = 0; k < K; k++) {
-          fSelf[k]!.push(0);
-          fTotal[k]!.push(0);
+  for (let i = 0; i < sc.stackIds.length; i++) {
+    const locs = sym.stacks.get(sc.stackIds[i]!)?.locations ?? [];
+    let node = 0;
+    for (let k = 0; k < K; k++) fTotal[k]![0]! += values[k]![i]!;
+    for (let j = locs.length - 1; j >= 0; j--) {
+      for (const fn of fi.frames(locs[j]!)) {
+        let c = child.get(node, fn);
+        if (c === -1) {
+          c = fParent.length;
+          fParent.push(node);
+          fFunc.push(fn);
+          for (let k = 0; k < K; k++) {
+            fSelf[k]!.push(0);
+            fTotal[k]!.push(0);
+          }
+          child.insert(node, fn, c);
         }
-        child.insert(node, fn, c);
+        for (let k = 0; k < K; k++) fTotal[k]![c]! += values[k]![i]!;
+        node = c;
       }
-      for (let k = 0; k < K; k++) fTotal[k]![c]! += totals[k]![i]!;
-      node = c;
     }
-    for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i] ?? 0;
-    flameOf[i] = node;
+    for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i]!;
   }
 
   // Re-number in pre-order with siblings sorted by function name.

@@ -117,8 +117,7 @@ export async function encodePprof(sym: Symbols, out: PprofOut): Promise<Buffer> 
         vals.push(i64(v));
       }
       if (!any) continue;
-      const locs: number[] = [];
-      for (let s = sym.stacks.get(g.stackIds[i]!); s; s = sym.stacks.get(s.parentId)) locs.push(addLocation(s.locationId));
+      const locs = (sym.stacks.get(g.stackIds[i]!)?.locations ?? []).map(addLocation);
       samples.push(new Sample({ locationId: locs, value: vals, label: labels }));
     }
   }

@@ -11,7 +11,7 @@ import type {
   TopResponse,
 } from '../../src/profile/api-types.js';
 import type { ProfileStore, SampleTypeDesc, Series } from '../store/store.js';
-import { SymbolCache, stackTable } from '../store/symbols.js';
+import { SymbolCache, stackColumns } from '../store/symbols.js';
 import type { ServerMetrics } from '../metrics.js';
 import { bearerAuth } from '../auth.js';
 import { parseSelector } from '../selector.js';
@@ -91,7 +91,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     const ids: number[] = [];
     for (const a of accs) for (let i = 0; i < a.length; i++) ids.push(a.ids[i]!);
     const sym = await symbols.resolve(ids);
-    return buildFlameTree(sym, stackTable(sym, accs));
+    return buildFlameTree(sym, stackColumns(accs));
   }
 
   app.get('/api/v1/flamegraph', async (req): Promise<FlameGraphResponse> => {

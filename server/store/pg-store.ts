@@ -21,6 +21,8 @@ import { errIdCollision } from '../errors.js';
 import {
   canonicalLabels,
   markEpoch,
+  packIds,
+  unpackIds,
   SYMBOL_KINDS,
   typeDescriptor,
   type FunctionRow,
@@ -48,7 +50,7 @@ const MIGRATIONS: readonly string[] = [
     filename text NOT NULL, start_line bigint NOT NULL, mark integer NOT NULL);
   CREATE TABLE locations (id bigint PRIMARY KEY, mapping_id bigint NOT NULL, address text NOT NULL,
     is_folded boolean NOT NULL, lines text NOT NULL, mark integer NOT NULL);
-  CREATE TABLE stacks (id bigint PRIMARY KEY, parent_id bigint NOT NULL, location_id bigint NOT NULL, mark integer NOT NULL);
+  CREATE TABLE stacks (id bigint PRIMARY KEY, locations bytea NOT NULL, mark integer NOT NULL);
   CREATE SEQUENCE series_version;
   -- version: bumped on every change, so servers re-read only what changed (refresh).
   CREATE TABLE series (id bigint PRIMARY KEY, labels text NOT NULL, first_ms bigint NOT NULL, last_ms bigint NOT NULL,
@@ -107,7 +109,7 @@ const UPSERT: Record<SymbolKind, [string[], string[], string]> = {
     ['bigint', 'bigint', 'text', 'boolean', 'text', 'integer'],
     't.mapping_id = excluded.mapping_id AND t.address = excluded.address AND t.is_folded = excluded.is_folded AND t.lines = excluded.lines',
   ],
-  stack: [['id', 'parent_id', 'location_id', 'mark'], ['bigint', 'bigint', 'bigint', 'integer'], 't.parent_id = excluded.parent_id AND t.location_id = excluded.location_id'],
+  stack: [['id', 'locations', 'mark'], ['bigint', 'bytea', 'integer'], 't.locations = excluded.locations'],
 };
 
 const hex = (v: bigint) => v.toString(16);
@@ -253,7 +255,7 @@ export class PgStore implements ProfileStore {
       for (const r of batch.rows.mappings) put('mapping', r.id, [r.id, r.buildId, r.filename, hex(r.fileOffset), hex(r.size), m], m);
       for (const r of batch.rows.functions) put('function', r.id, [r.id, r.name, r.systemName, r.filename, r.startLine, m], m);
       for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded, r.lines.join(','), m], m);
-      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, r.parentId, r.locationId, m], m);
+      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, packIds(r.locations), m], m);
       for (const t of batch.profileTypes) types.set(t.id, typeDescriptor(t));
       for (const p of batch.profiles) {
         days.add(dayOf(p.timeMs));
@@ -444,12 +446,8 @@ export class PgStore implements ProfileStore {
 
   async fetchStacks(ids: readonly number[]): Promise<StackRow[]> {
     if (ids.length === 0) return [];
-    const r = await this.pool.query<{ id: number; parent_id: number; location_id: number }>(
-      `WITH RECURSIVE s(id) AS (SELECT unnest($1::bigint[]) UNION SELECT st.parent_id FROM stacks st JOIN s ON st.id = s.id WHERE st.parent_id <> 0)
-       SELECT st.id, st.parent_id, st.location_id FROM stacks st JOIN s ON st.id = s.id`,
-      [ids],
-    );
-    return r.rows.map((x) => ({ id: x.id, parentId: x.parent_id, locationId: x.location_id }));
+    const r = await this.pool.query<{ id: number; locations: Buffer }>('SELECT id, locations FROM stacks WHERE id = ANY($1::bigint[])', [ids]);
+    return r.rows.map((x) => ({ id: x.id, locations: unpackIds(x.locations) }));
   }
 
   async fetchLocations(ids: readonly number[]): Promise<LocationRow[]> {

@@ -71,7 +71,8 @@ export const MIGRATIONS: readonly string[] = [
   -- lines: "functionId,line,functionId,line..." innermost first, as in pprof.
   CREATE TABLE locations (id INTEGER PRIMARY KEY, mapping_id INTEGER NOT NULL, address TEXT NOT NULL,
     is_folded INTEGER NOT NULL, lines TEXT NOT NULL, mark INTEGER NOT NULL);
-  CREATE TABLE stacks (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, location_id INTEGER NOT NULL, mark INTEGER NOT NULL);
+  -- locations: the stack's location ids, leaf first, float64 little-endian each.
+  CREATE TABLE stacks (id INTEGER PRIMARY KEY, locations BLOB NOT NULL, mark INTEGER NOT NULL);
   CREATE TABLE series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL);
   CREATE TABLE profile_types (id INTEGER PRIMARY KEY, descriptor TEXT NOT NULL);
   CREATE TABLE profiles (

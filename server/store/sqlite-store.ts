@@ -34,7 +34,9 @@ import {
   type StackRow,
   type SymbolKind,
   canonicalLabels,
+  packIds,
   typeDescriptor,
+  unpackIds,
 } from './store.js';
 
 /**
@@ -223,7 +225,7 @@ export class SqliteStore implements ProfileStore {
       for (const r of batch.rows.mappings) put('mapping', r.id, [r.id, r.buildId, r.filename, hex(r.fileOffset), hex(r.size), m], m);
       for (const r of batch.rows.functions) put('function', r.id, [r.id, r.name, r.systemName, r.filename, r.startLine, m], m);
       for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded ? 1 : 0, r.lines.join(','), m], m);
-      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, r.parentId, r.locationId, m], m);
+      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, packIds(r.locations), m], m);
       for (const s of batch.series) series.set(s.id, [s.id, canonicalLabels(s.labels)]);
       for (const t of batch.profileTypes) types.set(t.id, [t.id, typeDescriptor(t)]);
       const mine: number[] = [];
@@ -487,13 +489,8 @@ export class SqliteStore implements ProfileStore {
   }
 
   async fetchStacks(ids: readonly number[]): Promise<StackRow[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.reader.all<{ id: number; parent_id: number; location_id: number }>(
-      `WITH RECURSIVE s(id) AS (SELECT value FROM json_each(?) UNION SELECT st.parent_id FROM stacks st JOIN s ON st.id = s.id WHERE st.parent_id <> 0)
-       SELECT st.id, st.parent_id, st.location_id FROM stacks st JOIN s ON st.id = s.id`,
-      [idList(ids)],
-    );
-    return rows.map((r) => ({ id: r.id, parentId: r.parent_id, locationId: r.location_id }));
+    const rows = await this.byIds<{ id: number; locations: Buffer }>('stacks', 'id, locations', ids);
+    return rows.map((r) => ({ id: r.id, locations: unpackIds(r.locations) }));
   }
 
   async fetchLocations(ids: readonly number[]): Promise<LocationRow[]> {
@@ -562,7 +559,7 @@ const UPSERT: Record<SymbolKind, [string[], string]> = {
     ['id', 'mapping_id', 'address', 'is_folded', 'lines', 'mark'],
     'mapping_id = excluded.mapping_id AND address = excluded.address AND is_folded = excluded.is_folded AND lines = excluded.lines',
   ],
-  stack: [['id', 'parent_id', 'location_id', 'mark'], 'parent_id = excluded.parent_id AND location_id = excluded.location_id'],
+  stack: [['id', 'locations', 'mark'], 'locations = excluded.locations'],
 };
 
 function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {

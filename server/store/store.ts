@@ -9,8 +9,8 @@
 // mark epoch (MARK_EPOCH_MS) of a profile that referenced it. A profile of
 // time t ingested at time n marks everything it references with
 // max(epoch(t), epoch(n)), and a row is only ever marked together with (or
-// after) the rows it references, so mark(parent stack) >= mark(child) and so
-// on. After retention deleted the old profiles, every row whose mark is below
+// after) the rows it references, so mark(location) >= mark(stack using it)
+// and so on. After retention deleted the old profiles, every row whose mark is below
 //   C = min(epoch(oldest retained profile), epoch(now) - 1)
 // is referenced by no retained profile and is deleted. The "- 1" covers
 // ingests in flight (their marks are >= the epoch they started in, at most
@@ -81,11 +81,14 @@ export interface LocationRow {
   lines: number[];
 }
 
-/** Prefix-tree node: the stack `parentId` (0 = root) plus a leaf location. */
+/**
+ * A whole stack: its location ids, leaf first as in pprof. One row per
+ * distinct stack (not a prefix tree), so a query resolves the stacks it read
+ * with one lookup each, and builds its flame tree from them directly.
+ */
 export interface StackRow {
   id: number;
-  parentId: number;
-  locationId: number;
+  locations: number[];
 }
 
 export interface SymbolRows {
@@ -176,7 +179,6 @@ export interface ProfileStore {
   eachRollup(seriesIds: number[] | null, fromMs: number, toMs: number, onRow: (r: RollupRow) => void): Promise<number>;
   getProfile(id: number): Promise<ProfileRow | undefined>;
 
-  /** The stacks with these ids and all their ancestors. */
   fetchStacks(ids: readonly number[]): Promise<StackRow[]>;
   fetchLocations(ids: readonly number[]): Promise<LocationRow[]>;
   fetchFunctions(ids: readonly number[]): Promise<FunctionRow[]>;
@@ -210,3 +212,17 @@ export function typeDescriptor(t: Omit<ProfileType, 'id'>): string {
   return JSON.stringify({ sampleTypes: t.sampleTypes, periodType: t.periodType, defaultSampleType: t.defaultSampleType });
 }
 
+
+/** A stack's location ids as stored: little-endian float64 each (exact below 2^53). */
+export function packIds(ids: readonly number[]): Buffer {
+  const b = Buffer.allocUnsafe(ids.length * 8);
+  for (let i = 0; i < ids.length; i++) b.writeDoubleLE(ids[i]!, i * 8);
+  return b;
+}
+
+export function unpackIds(b: Uint8Array): number[] {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out = new Array<number>(b.byteLength >> 3);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(i * 8, true);
+  return out;
+}

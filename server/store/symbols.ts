@@ -1,8 +1,8 @@
 // The query side of the symbol database. Symbols live in the store, not in
 // memory: a query asks for the stacks its merge touched, and this cache
-// fetches what it does not hold yet (the stacks with all their ancestors in
-// one recursive query, then their locations, functions and mappings) and
-// hands back a snapshot of exactly those rows. The cache is bounded
+// fetches what it does not hold yet (the stacks, then their locations,
+// functions and mappings, one batched lookup each) and hands back a snapshot
+// of exactly those rows. The cache is bounded
 // (maxRows); past the bound it starts over, so memory follows the working
 // set of recent queries, not the history of the fleet.
 import type { FunctionRow, LocationRow, MappingRow, ProfileStore, StackRow } from './store.js';
@@ -49,22 +49,24 @@ export class SymbolCache {
       want.push(id);
       if (!this.stacks.has(id)) missing.push(id);
     }
-    // A cached stack's ancestors are cached too: chains are added whole and the cache is dropped whole.
     for (const r of await this.store.fetchStacks(missing)) this.stacks.set(r.id, r);
     const needLoc: number[] = [];
     for (const id of want) {
-      for (let s = this.stacks.get(id); s && !out.stacks.has(s.id); s = this.stacks.get(s.parentId)) {
-        out.stacks.set(s.id, s);
-        if (!this.locations.has(s.locationId)) needLoc.push(s.locationId);
-      }
+      const s = this.stacks.get(id);
+      if (!s || out.stacks.has(id)) continue;
+      out.stacks.set(id, s);
+      for (const l of s.locations) if (!this.locations.has(l)) needLoc.push(l);
     }
     for (const r of await this.store.fetchLocations(dedupe(needLoc))) this.locations.set(r.id, r);
+    for (const s of out.stacks.values()) {
+      for (const id of s.locations) {
+        const l = this.locations.get(id);
+        if (l) out.locations.set(id, l);
+      }
+    }
     const needFn: number[] = [];
     const needMap: number[] = [];
-    for (const s of out.stacks.values()) {
-      const l = this.locations.get(s.locationId);
-      if (!l || out.locations.has(l.id)) continue;
-      out.locations.set(l.id, l);
+    for (const l of out.locations.values()) {
       if (l.mappingId !== 0 && !this.mappings.has(l.mappingId)) needMap.push(l.mappingId);
       for (let i = 0; i < l.lines.length; i += 2) if (!this.functions.has(l.lines[i]!)) needFn.push(l.lines[i]!);
     }
@@ -86,56 +88,34 @@ export class SymbolCache {
 const dedupe = (ids: number[]): number[] => [...new Set(ids)];
 
 /**
- * The merged stacks and all their ancestors as a prefix tree in local
- * indices, parents before children (index 0 = root): what the flame tree is
- * built from. Sized by the selection, not by the stack table.
+ * The merged stacks of one or more accumulators as columns over their union
+ * (e.g. a diff's two sides): self[col][i] is the value of column col at
+ * stackIds[i]. Sized by the selection, not by the stack table.
  */
-export interface StackTable {
-  n: number;
-  parent: Int32Array;
-  locationId: Float64Array;
-  /** self[col][i]: value of column col at stack i (0 for pure ancestors). */
+export interface StackColumns {
+  stackIds: number[];
   self: Float64Array[];
 }
 
-/**
- * Builds the table from accumulators (one per column set, e.g. a diff's two
- * sides, each with `cols` columns appended in order).
- */
-export function stackTable(sym: Symbols, accs: readonly StackAccumulator[]): StackTable {
-  const local = new Map<number, number>([[0, 0]]);
-  const depth = new Map<number, number>([[0, 0]]);
-  const depthOf = (id: number): number => {
-    const chain: number[] = [];
-    let s = id;
-    while (!depth.has(s)) {
-      chain.push(s);
-      s = sym.stacks.get(s)?.parentId ?? 0;
+export function stackColumns(accs: readonly StackAccumulator[]): StackColumns {
+  const index = new Map<number, number>();
+  const stackIds: number[] = [];
+  for (const acc of accs) {
+    for (let i = 0; i < acc.length; i++) {
+      const id = acc.ids[i]!;
+      if (!index.has(id)) {
+        index.set(id, stackIds.length);
+        stackIds.push(id);
+      }
     }
-    let d = depth.get(s)!;
-    for (let i = chain.length - 1; i >= 0; i--) depth.set(chain[i]!, ++d);
-    return depth.get(id)!;
-  };
-  for (const acc of accs) for (let i = 0; i < acc.length; i++) depthOf(acc.ids[i]!);
-  // Ancestors were added by depthOf; order all by depth so parents come first.
-  const ids = [...depth.keys()].filter((id) => id !== 0).sort((a, b) => depth.get(a)! - depth.get(b)!);
-  const n = ids.length + 1;
-  ids.forEach((id, i) => local.set(id, i + 1));
-  const parent = new Int32Array(n);
-  const locationId = new Float64Array(n);
-  parent[0] = -1;
-  ids.forEach((id, i) => {
-    const r = sym.stacks.get(id);
-    parent[i + 1] = local.get(r?.parentId ?? 0) ?? 0;
-    locationId[i + 1] = r?.locationId ?? 0;
-  });
+  }
   const self: Float64Array[] = [];
   for (const acc of accs) {
     for (let c = 0; c < acc.cols; c++) {
-      const col = new Float64Array(n);
-      for (let i = 0; i < acc.length; i++) col[local.get(acc.ids[i]!)!]! += acc.values[i * acc.cols + c]!;
+      const col = new Float64Array(stackIds.length);
+      for (let i = 0; i < acc.length; i++) col[index.get(acc.ids[i]!)!]! += acc.values[i * acc.cols + c]!;
       self.push(col);
     }
   }
-  return { n, parent, locationId, self };
+  return { stackIds, self };
 }
