@@ -6,7 +6,7 @@
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from '../store/int-pair-map.js';
-import type { StackColumns, Symbols } from '../store/symbols.js';
+import type { ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -20,9 +20,7 @@ export interface BuiltTree {
 class FunctionInterner {
   readonly table: FunctionTable = { name: [], binary: [], kind: [] };
   private readonly ids = new Map<string, number>();
-  private readonly locFrames = new Map<number, number[]>();
-
-  constructor(private readonly sym: Symbols) {}
+  private readonly locFrames = new Map<ResolvedLocation, number[]>();
 
   private intern(name: string, binary: string): number {
     const key = `${name}\0${binary}`;
@@ -38,27 +36,23 @@ class FunctionInterner {
   }
 
   /** Function indices of a location's frames, outermost (caller) first. */
-  frames(locationId: number): number[] {
-    let out = this.locFrames.get(locationId);
+  frames(loc: ResolvedLocation): number[] {
+    let out = this.locFrames.get(loc);
     if (out) return out;
-    const s = this.sym;
-    const loc = s.locations.get(locationId);
-    const mapping = loc && loc.mappingId !== 0 ? s.mappings.get(loc.mappingId) : undefined;
-    const binary = mapping ? mapping.filename : '';
+    const binary = loc.mapping?.filename ?? '';
     out = [];
-    if (!loc || loc.lines.length === 0) {
+    if (loc.lines.length === 0) {
       // Unsymbolized: the binary and the file-relative address are all we
       // know; the same code in every process shows as one frame.
       const base = binary.slice(binary.lastIndexOf('/') + 1);
-      out.push(this.intern(loc ? `${base}+0x${loc.address.toString(16)}` : '?', binary));
+      out.push(this.intern(`${base}+0x${loc.address.toString(16)}`, binary));
     } else {
-      for (let i = loc.lines.length - 2; i >= 0; i -= 2) {
-        const f = s.functions.get(loc.lines[i]!);
-        const name = f ? f.name || f.systemName || '?' : '?';
-        out.push(this.intern(name, binary));
+      for (let i = loc.lines.length - 1; i >= 0; i--) {
+        const f = loc.lines[i]!.fn;
+        out.push(this.intern(f ? f.name || f.systemName || '?' : '?', binary));
       }
     }
-    this.locFrames.set(locationId, out);
+    this.locFrames.set(loc, out);
     return out;
   }
 }
@@ -70,35 +64,55 @@ class FunctionInterner {
 export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const values = sc.self;
   const K = values.length;
-  const fi = new FunctionInterner(sym);
+  const fi = new FunctionInterner();
   const fParent: number[] = [-1];
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
-  const fTotal: number[][] = values.map(() => [0]);
   const child = new IntPairMap(1 << 12);
-  for (let i = 0; i < sc.stackIds.length; i++) {
-    const locs = sym.stacks.get(sc.stackIds[i]!)?.locations ?? [];
-    let node = 0;
-    for (let k = 0; k < K; k++) fTotal[k]![0]! += values[k]![i]!;
-    for (let j = locs.length - 1; j >= 0; j--) {
-      for (const fn of fi.frames(locs[j]!)) {
+  // Stacks in root-first lexicographic order of their locations: each one
+  // shares its longest prefix with the one before, so only the frames past
+  // that prefix are looked up (about one per stored prefix-tree node, not one
+  // per frame of every stack).
+  const n = sc.stackIds.length;
+  const locsOf = sc.stackIds.map((id) => sym.get(id)?.locations ?? []);
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => {
+    const A = locsOf[a]!;
+    const B = locsOf[b]!;
+    let i = A.length - 1;
+    let j = B.length - 1;
+    for (; i >= 0 && j >= 0; i--, j--) if (A[i] !== B[j]) return A[i]!.id - B[j]!.id;
+    return i - j;
+  });
+  const pathNode: number[] = []; // flame node after the first d + 1 locations (root first) of the previous stack
+  let prev: readonly ResolvedLocation[] = [];
+  for (const i of order) {
+    const locs = locsOf[i]!;
+    let common = 0;
+    for (let a = locs.length - 1, b = prev.length - 1; a >= 0 && b >= 0 && locs[a] === prev[b]; a--, b--) common++;
+    let node = common > 0 ? pathNode[common - 1]! : 0;
+    for (let d = common; d < locs.length; d++) {
+      const frames = fi.frames(locs[locs.length - 1 - d]!);
+      for (let q = 0; q < frames.length; q++) {
+        const fn = frames[q]!;
         let c = child.get(node, fn);
         if (c === -1) {
           c = fParent.length;
           fParent.push(node);
           fFunc.push(fn);
-          for (let k = 0; k < K; k++) {
-            fSelf[k]!.push(0);
-            fTotal[k]!.push(0);
-          }
+          for (let k = 0; k < K; k++) fSelf[k]!.push(0);
           child.insert(node, fn, c);
         }
-        for (let k = 0; k < K; k++) fTotal[k]![c]! += values[k]![i]!;
         node = c;
       }
+      pathNode[d] = node;
     }
+    prev = locs;
     for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i]!;
   }
+  // Totals: children are created after their parents, so one backward pass.
+  const fTotal = fSelf.map((col) => col.slice());
+  for (let c = fParent.length - 1; c > 0; c--) for (let k = 0; k < K; k++) fTotal[k]![fParent[c]!]! += fTotal[k]![c]!;
 
   // Re-number in pre-order with siblings sorted by function name.
   const m = fParent.length;

@@ -15,8 +15,8 @@
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { Function as PFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
-import type { SampleTypeDesc } from '../store/store.js';
-import type { Symbols } from '../store/symbols.js';
+import type { FunctionRow, MappingRow, SampleTypeDesc } from '../store/store.js';
+import type { ResolvedLocation, Symbols } from '../store/symbols.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 
 const gzipAsync = promisify(gzip);
@@ -46,61 +46,51 @@ const i64 = (v: number): number | bigint => (Number.isSafeInteger(v) ? v : BigIn
 export async function encodePprof(sym: Symbols, out: PprofOut): Promise<Buffer> {
   const st = new StringTable();
   const vt = (t: SampleTypeDesc) => new ValueType({ type: st.dedup(t.type), unit: st.dedup(t.unit) });
-  const mappingOut = new Map<number, { m: Mapping; named: boolean; native: boolean; maxAddress: bigint }>();
-  const functionOut = new Map<number, PFunction>();
-  const locationOut = new Map<number, Location>();
-  const mappingFor = (id: number) => {
-    let e = mappingOut.get(id);
+  const mappingOut = new Map<MappingRow, { m: Mapping; named: boolean; native: boolean; maxAddress: bigint }>();
+  const functionOut = new Map<FunctionRow, PFunction>();
+  const locationOut = new Map<ResolvedLocation, Location>();
+  const mappingFor = (r: MappingRow) => {
+    let e = mappingOut.get(r);
     if (!e) {
-      const r = sym.mappings.get(id);
-      const native = r !== undefined && frameKindOfMapping(r.filename) === 'native';
+      const native = frameKindOfMapping(r.filename) === 'native';
       const m = new Mapping({
         id: mappingOut.size + 1,
         memoryStart: native ? r.fileOffset : 0,
         memoryLimit: native ? r.fileOffset + r.size : 0,
         fileOffset: native ? r.fileOffset : 0,
-        filename: st.dedup(r?.filename ?? ''),
-        buildId: st.dedup(r?.buildId ?? ''),
+        filename: st.dedup(r.filename),
+        buildId: st.dedup(r.buildId),
       });
       e = { m, named: true, native, maxAddress: 0n };
-      mappingOut.set(id, e);
+      mappingOut.set(r, e);
     }
     return e;
   };
-  const addLocation = (id: number): number => {
-    const known = locationOut.get(id);
+  const addLocation = (l: ResolvedLocation): number => {
+    const known = locationOut.get(l);
     if (known) return known.id as number;
-    const l = sym.locations.get(id);
     const localId = locationOut.size + 1;
-    if (!l) {
-      locationOut.set(id, new Location({ id: localId, address: 0 }));
-      return localId;
-    }
     let mappingId = 0;
-    if (l.mappingId !== 0) {
-      const e = mappingFor(l.mappingId);
+    if (l.mapping) {
+      const e = mappingFor(l.mapping);
       mappingId = e.m.id as number;
       if (l.lines.length === 0) e.named = false;
       if (l.address > e.maxAddress) e.maxAddress = l.address;
     }
     const lines: Line[] = [];
-    for (let i = 0; i < l.lines.length; i += 2) {
-      const fid = l.lines[i]!;
-      let f = functionOut.get(fid);
-      if (!f) {
-        const r = sym.functions.get(fid);
-        f = new PFunction({
-          id: functionOut.size + 1,
-          name: st.dedup(r?.name ?? '?'),
-          systemName: st.dedup(r?.systemName ?? ''),
-          filename: st.dedup(r?.filename ?? ''),
-          startLine: r?.startLine ?? 0,
-        });
-        functionOut.set(fid, f);
+    for (const { fn: r, line } of l.lines) {
+      let fid = 0;
+      if (r) {
+        let f = functionOut.get(r);
+        if (!f) {
+          f = new PFunction({ id: functionOut.size + 1, name: st.dedup(r.name), systemName: st.dedup(r.systemName), filename: st.dedup(r.filename), startLine: r.startLine });
+          functionOut.set(r, f);
+        }
+        fid = f.id as number;
       }
-      lines.push(new Line({ functionId: f.id, line: l.lines[i + 1]! }));
+      lines.push(new Line({ functionId: fid, line }));
     }
-    locationOut.set(id, new Location({ id: localId, mappingId, address: l.address, line: lines, isFolded: l.isFolded }));
+    locationOut.set(l, new Location({ id: localId, mappingId, address: l.address, line: lines, isFolded: l.isFolded }));
     return localId;
   };
 
@@ -117,7 +107,7 @@ export async function encodePprof(sym: Symbols, out: PprofOut): Promise<Buffer> 
         vals.push(i64(v));
       }
       if (!any) continue;
-      const locs = (sym.stacks.get(g.stackIds[i]!)?.locations ?? []).map(addLocation);
+      const locs = (sym.get(g.stackIds[i]!)?.locations ?? []).map(addLocation);
       samples.push(new Sample({ locationId: locs, value: vals, label: labels }));
     }
   }

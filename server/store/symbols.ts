@@ -1,91 +1,97 @@
 // The query side of the symbol database. Symbols live in the store, not in
 // memory: a query asks for the stacks its merge touched, and this cache
 // fetches what it does not hold yet (the stacks, then their locations,
-// functions and mappings, one batched lookup each) and hands back a snapshot
-// of exactly those rows. The cache is bounded
+// functions and mappings, one batched lookup each) and hands back the stacks
+// linked to their rows, so building a flame tree or a pprof follows object
+// references instead of looking ids up frame by frame. The cache is bounded
 // (maxRows); past the bound it starts over, so memory follows the working
 // set of recent queries, not the history of the fleet.
-import type { FunctionRow, LocationRow, MappingRow, ProfileStore, StackRow } from './store.js';
+import type { FunctionRow, MappingRow, ProfileStore } from './store.js';
 import type { StackAccumulator } from './accumulator.js';
 
-export interface Symbols {
-  stacks: Map<number, StackRow>;
-  locations: Map<number, LocationRow>;
-  functions: Map<number, FunctionRow>;
-  mappings: Map<number, MappingRow>;
+export interface ResolvedLine {
+  fn: FunctionRow | undefined;
+  line: number;
 }
+
+export interface ResolvedLocation {
+  id: number;
+  mapping: MappingRow | undefined;
+  address: bigint;
+  isFolded: boolean;
+  /** Innermost frame first, as in pprof. */
+  lines: ResolvedLine[];
+}
+
+export interface ResolvedStack {
+  id: number;
+  /** Leaf first, as in pprof; a location the store no longer has is left out. */
+  locations: ResolvedLocation[];
+}
+
+/** The resolved stacks of one query, by stack id. */
+export type Symbols = Map<number, ResolvedStack>;
 
 export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 
 export class SymbolCache {
-  private stacks = new Map<number, StackRow>();
-  private locations = new Map<number, LocationRow>();
-  private functions = new Map<number, FunctionRow>();
-  private mappings = new Map<number, MappingRow>();
+  private stacks = new Map<number, ResolvedStack>();
+  private locations = new Map<number, ResolvedLocation>();
 
   constructor(
     private readonly store: ProfileStore,
     private readonly maxRows = SYMBOL_CACHE_MAX_ROWS,
   ) {}
 
-  private size(): number {
-    return this.stacks.size + this.locations.size + this.functions.size + this.mappings.size;
-  }
-
-  /** Rows of the given stacks, their ancestors, locations, functions and mappings. */
   async resolve(stackIds: Iterable<number>): Promise<Symbols> {
-    if (this.size() > this.maxRows) {
+    if (this.stacks.size + this.locations.size > this.maxRows) {
       // Start over rather than track recency per row: a query refills what it needs.
       this.stacks = new Map();
       this.locations = new Map();
-      this.functions = new Map();
-      this.mappings = new Map();
     }
-    const out: Symbols = { stacks: new Map(), locations: new Map(), functions: new Map(), mappings: new Map() };
+    const out: Symbols = new Map();
     const missing: number[] = [];
-    const want: number[] = [];
     for (const id of stackIds) {
       if (id === 0) continue;
-      want.push(id);
-      if (!this.stacks.has(id)) missing.push(id);
-    }
-    for (const r of await this.store.fetchStacks(missing)) this.stacks.set(r.id, r);
-    const needLoc: number[] = [];
-    for (const id of want) {
       const s = this.stacks.get(id);
-      if (!s || out.stacks.has(id)) continue;
-      out.stacks.set(id, s);
-      for (const l of s.locations) if (!this.locations.has(l)) needLoc.push(l);
+      if (s) out.set(id, s);
+      else missing.push(id);
     }
-    for (const r of await this.store.fetchLocations(dedupe(needLoc))) this.locations.set(r.id, r);
-    for (const s of out.stacks.values()) {
-      for (const id of s.locations) {
-        const l = this.locations.get(id);
-        if (l) out.locations.set(id, l);
+    if (missing.length === 0) return out;
+    const rows = await this.store.fetchStacks(missing);
+    const needLoc = new Set<number>();
+    for (const r of rows) for (const l of r.locations) if (!this.locations.has(l)) needLoc.add(l);
+    if (needLoc.size > 0) await this.loadLocations([...needLoc]);
+    for (const r of rows) {
+      const s: ResolvedStack = { id: r.id, locations: [] };
+      for (const l of r.locations) {
+        const loc = this.locations.get(l);
+        if (loc) s.locations.push(loc);
       }
-    }
-    const needFn: number[] = [];
-    const needMap: number[] = [];
-    for (const l of out.locations.values()) {
-      if (l.mappingId !== 0 && !this.mappings.has(l.mappingId)) needMap.push(l.mappingId);
-      for (let i = 0; i < l.lines.length; i += 2) if (!this.functions.has(l.lines[i]!)) needFn.push(l.lines[i]!);
-    }
-    const [fns, maps] = await Promise.all([this.store.fetchFunctions(dedupe(needFn)), this.store.fetchMappings(dedupe(needMap))]);
-    for (const r of fns) this.functions.set(r.id, r);
-    for (const r of maps) this.mappings.set(r.id, r);
-    for (const l of out.locations.values()) {
-      const m = this.mappings.get(l.mappingId);
-      if (m) out.mappings.set(m.id, m);
-      for (let i = 0; i < l.lines.length; i += 2) {
-        const f = this.functions.get(l.lines[i]!);
-        if (f) out.functions.set(f.id, f);
-      }
+      this.stacks.set(r.id, s);
+      out.set(r.id, s);
     }
     return out;
   }
-}
 
-const dedupe = (ids: number[]): number[] => [...new Set(ids)];
+  private async loadLocations(ids: number[]): Promise<void> {
+    const locs = await this.store.fetchLocations(ids);
+    const fnIds = new Set<number>();
+    const mapIds = new Set<number>();
+    for (const l of locs) {
+      if (l.mappingId !== 0) mapIds.add(l.mappingId);
+      for (let i = 0; i < l.lines.length; i += 2) fnIds.add(l.lines[i]!);
+    }
+    const [fns, maps] = await Promise.all([this.store.fetchFunctions([...fnIds]), this.store.fetchMappings([...mapIds])]);
+    const fnById = new Map(fns.map((f) => [f.id, f]));
+    const mapById = new Map(maps.map((m) => [m.id, m]));
+    for (const l of locs) {
+      const lines: ResolvedLine[] = [];
+      for (let i = 0; i < l.lines.length; i += 2) lines.push({ fn: fnById.get(l.lines[i]!), line: l.lines[i + 1]! });
+      this.locations.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines });
+    }
+  }
+}
 
 /**
  * The merged stacks of one or more accumulators as columns over their union
@@ -98,6 +104,17 @@ export interface StackColumns {
 }
 
 export function stackColumns(accs: readonly StackAccumulator[]): StackColumns {
+  if (accs.length === 1) {
+    const acc = accs[0]!;
+    const stackIds = Array.from(acc.ids.subarray(0, acc.length));
+    const self: Float64Array[] = [];
+    for (let c = 0; c < acc.cols; c++) {
+      const col = new Float64Array(acc.length);
+      for (let i = 0; i < acc.length; i++) col[i] = acc.values[i * acc.cols + c]!;
+      self.push(col);
+    }
+    return { stackIds, self };
+  }
   const index = new Map<number, number>();
   const stackIds: number[] = [];
   for (const acc of accs) {
