@@ -30,6 +30,7 @@ import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { encodeSamples } from './store/sample-codec.js';
 import { StackAccumulator } from './store/accumulator.js';
 import { Hasher, SEED, textId } from './store/hash.js';
+import { IdMap } from './store/id-map.js';
 import {
   canonicalLabels,
   markEpoch,
@@ -234,11 +235,10 @@ export async function ingestProfile(
   const marks = store.marks;
   const h = new Hasher();
   const rows: SymbolRows = { mappings: [], functions: [], locations: [], stacks: [] };
-  const checks = new Map<number, number>();
-  /** Whether row `id` must be written: not known stored with this mark (and this content) yet. */
+  const checks = new IdMap(256);
+  /** Whether row `id` must be written: not known stored with this mark (and this content), nor written by this request already. */
   const needs = (id: number, check: number): boolean => {
-    if (checks.has(id)) return false;
-    if (marks.get(id, -1) >= mark && marks.get2(id) === check) return false;
+    if (marks.holds(id, mark, check) || checks.has(id)) return false;
     checks.set(id, check);
     return true;
   };
@@ -256,7 +256,6 @@ export async function ingestProfile(
       strDone[i] = 1;
     }
   };
-  const strIdOf = (i: number) => (feedStr(i), strId[i]!);
 
   // Mappings: identity + how to turn runtime addresses into file offsets.
   const nMap = p.mappings.length;
@@ -292,8 +291,13 @@ export async function ingestProfile(
   const fnChk = new Int32Array(p.nFunctions);
   for (let k = 0; k < p.nFunctions; k++) {
     const sl = p.fnStartLine[k]!;
-    h.reset(SEED.function);
-    for (const si of [p.fnName[k]!, p.fnSystemName[k]!, p.fnFilename[k]!]) h.num(strIdOf(si)).int(strChk[si]!);
+    const name = p.fnName[k]!;
+    const sys = p.fnSystemName[k]!;
+    const file = p.fnFilename[k]!;
+    feedStr(name);
+    feedStr(sys);
+    feedStr(file);
+    h.reset(SEED.function).num(strId[name]!).int(strChk[name]!).num(strId[sys]!).int(strChk[sys]!).num(strId[file]!).int(strChk[file]!);
     h.int(sl).int((sl / TWO32) | 0);
     fnGid[k] = h.id();
     fnChk[k] = h.check();

@@ -39,6 +39,12 @@ export class IdMap {
     return this.keys[i] === key ? this.v1[i]! : missing;
   }
 
+  /** Whether key is present with first value >= minA and second value === b (one probe). */
+  holds(key: number, minA: number, b: number): boolean {
+    const i = this.slot(key);
+    return this.keys[i] === key && this.v1[i]! >= minA && this.v2[i] === b;
+  }
+
   /** Second value for key (call only when has(key)). */
   get2(key: number): number {
     return this.v2[this.slot(key)]!;

@@ -356,7 +356,9 @@ export class PgStore implements ProfileStore {
     let next = 0;
     for (const q of queued) {
       const b = q.batch;
-      for (const [id, check] of b.checks) if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
+      b.checks.forEach((id, check) => {
+        if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
+      });
       for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
       for (const s of b.series) {
         if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });

@@ -138,8 +138,8 @@ export interface RollupRow {
 export interface IngestBatch {
   mark: number;
   rows: SymbolRows;
-  /** Per row id, the collision check lane (hash.ts), stored in the marks cache after commit. */
-  checks: Map<number, number>;
+  /** Row id -> the collision check lane (hash.ts) of every row in `rows`, stored in the marks cache after commit. */
+  checks: IdMap;
   series: { id: number; labels: Record<string, string> }[];
   profileTypes: ProfileType[];
   profiles: NewProfile[];
