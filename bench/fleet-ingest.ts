@@ -1,19 +1,36 @@
 // Fleet ingest benchmark: N agents each push, every intervalS seconds, a
 // profile of `stacks` unique stacks drawn (Zipf) from a shared pool, for
-// `minutes` of simulated time, over real HTTP to a real server process
-// (node dist/server/main.js). Reports ingest speed vs real time, bytes on
-// disk per stack-value pair, and merged flame-graph latency over the range.
+// `minutes` of simulated time, over real HTTP to real server processes
+// (node dist/server/main.js) on SQLite or PostgreSQL (1 or more servers
+// sharing the database, agents spread over them).
 //
-//   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100]
-//     [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16] [--data-dir DIR] [--keep]
+// The fleet churns: every process restarts every --restart-min simulated
+// minutes and gets a new ASLR base (one of --aslr-slots per binary), and the
+// run is split into --days simulated days; each day a --churn share of the
+// binaries is rebuilt (new build ID, its code moves), so that much of the
+// code is new. The bench counts the distinct code the fleet ran (binaries,
+// locations, functions, stacks; by the server's identity rules) and compares
+// the server's symbol row gauges with it after the first day and at the end.
+//
+// Reports server CPU per profile (server processes, plus PostgreSQL's own
+// processes), symbol rows against distinct code, bytes on disk per
+// stack-value pair, merged flame-graph latency over the last hour (all nodes,
+// one node, one service) and server peak RSS. --compare runs SQLite,
+// PostgreSQL with 1 server and PostgreSQL with 3 servers in one invocation,
+// so the ratios are between peers measured on the same machine at the same time.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100] [--compare]
+//     [--backend sqlite|postgres] [--servers N] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
+//     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
 const { values: args } = parseArgs({
   options: {
     minutes: { type: 'string', default: '60' },
@@ -23,8 +40,15 @@ const { values: args } = parseArgs({
     pool: { type: 'string', default: '50000' },
     functions: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '16' },
-    'data-dir': { type: 'string' },
-    keep: { type: 'boolean', default: false },
+    backend: { type: 'string', default: 'sqlite' },
+    servers: { type: 'string', default: '1' },
+    compare: { type: 'boolean', default: false },
+    days: { type: 'string', default: '3' },
+    churn: { type: 'string', default: '0.1' },
+    'restart-min': { type: 'string', default: '2' },
+    'aslr-slots': { type: 'string', default: '4' },
+    services: { type: 'string', default: '10' },
+    'bodies-per-slot': { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
   },
 });
@@ -35,6 +59,12 @@ const STACKS = Number(args.stacks);
 const POOL = Number(args.pool);
 const FUNCTIONS = Number(args.functions);
 const CONCURRENCY = Number(args.concurrency);
+const DAYS = Math.max(1, Number(args.days));
+const CHURN = Number(args.churn);
+const RESTART_MS = Number(args['restart-min']) * 60_000;
+const ASLR_SLOTS = Math.max(1, Number(args['aslr-slots']));
+const SERVICES = Math.max(1, Number(args.services));
+const BODIES_PER_SLOT = Number(args['bodies-per-slot']);
 const PERIOD_NS = 10_101_010; // 99 Hz
 const BINARIES = 24;
 
@@ -148,8 +178,52 @@ class Writer {
 const fnName = (f: number) => `github.com/acme/svc${f % 97}/pkg${f % 13}.(*Type${f % 31}).Method${f}`;
 const binaryOf = (f: number) => f % BINARIES;
 const binName = (b: number) => (b === 0 ? '[kernel.kallsyms]' : `/usr/lib/acme/libsvc${b}.so`);
+/** How many times binary b was rebuilt by day d (the kernel never is): a CHURN share of the binaries each day. */
+function version(b: number, day: number): number {
+  if (b === 0 || CHURN <= 0) return 0;
+  const every = Math.max(1, Math.round(1 / CHURN));
+  let v = 0;
+  for (let d = 1; d <= day; d++) if ((b * 7 + d) % every === 0) v++;
+  return v;
+}
+const buildId = (b: number, v: number) => `${(b * 2654435761 + v * 40503 + 1).toString(16).padStart(8, '0')}${'ab'.repeat(16)}`;
+/** Runtime base of binary b in ASLR slot `slot` (the kernel is at its fixed address). */
+const baseOf = (b: number, slot: number) => (b === 0 ? 0xffffffff81000000 : 0x7f0000000000 + b * 0x10000000 + slot * 0x1000000);
+/** File offset of function f's code in binary version v: a rebuild moves the code. */
+const offsetOf = (f: number, v: number) => 0x1000 + ((f * 64 + v * 4096) % 0xf00000);
 
-function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[]): Buffer {
+/** The code a profile ran, as the server identifies it (binary version, file offset, function, stack). */
+interface CodeKeys {
+  mappings: string[];
+  functions: number[];
+  locations: string[];
+  stacks: string[];
+}
+
+function codeKeys(pool: Int32Array[], stackIdx: number[], day: number): CodeKeys {
+  const fns = new Set<number>();
+  const stacks: string[] = [];
+  for (const i of stackIdx) {
+    const frames = pool[i]!;
+    for (let j = 0; j < frames.length; j++) fns.add(frames[j]!);
+    // A stack is new when any binary it runs through was rebuilt.
+    const versions = new Set<string>();
+    for (let j = 0; j < frames.length; j++) versions.add(`${binaryOf(frames[j]!)}.${version(binaryOf(frames[j]!), day)}`);
+    stacks.push(`${i}|${[...versions].sort().join(',')}`);
+  }
+  const bins = new Set<string>();
+  const locations: string[] = [];
+  for (const f of fns) {
+    const b = binaryOf(f);
+    const v = version(b, day);
+    bins.add(`${b}.${v}`);
+    // Resolved kernel frames keep no address: one location per function.
+    locations.push(b === 0 ? `k${f}` : `${b}.${v}|${f}`);
+  }
+  return { mappings: [...bins], functions: [...fns], locations, stacks };
+}
+
+function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[], day: number, slot: number): Buffer {
   const w = new Writer();
   const strings = new Map<string, number>([['', 0]]);
   const str = (s: string) => {
@@ -196,11 +270,13 @@ function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[])
       w.key(1, 0);
       w.varint(b + 1);
       w.key(2, 0);
-      w.varint(0x7f0000000000 + b * 0x10000000);
+      w.varint(baseOf(b, slot));
       w.key(3, 0);
-      w.varint(0x7f0000000000 + (b + 1) * 0x10000000);
+      w.varint(baseOf(b, slot) + 0x1000000);
       w.key(5, 0);
       w.varint(str(binName(b)));
+      w.key(6, 0);
+      w.varint(str(b === 0 ? buildId(0, 0) : buildId(b, version(b, day))));
       w.key(7, 0);
       w.varint(1);
     });
@@ -212,7 +288,7 @@ function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[])
       w.key(2, 0);
       w.varint(binaryOf(f) + 1);
       w.key(3, 0);
-      w.varint(0x7f0000000000 + binaryOf(f) * 0x10000000 + f * 64);
+      w.varint(baseOf(binaryOf(f), slot) + offsetOf(f, version(binaryOf(f), day)));
       w.message(4, () => {
         w.key(1, 0);
         w.varint(f + 1);
@@ -249,11 +325,17 @@ function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[])
   return w.buf.subarray(0, w.pos);
 }
 
-// ---- server process ----
-async function startServerProcess(dataDir: string): Promise<{ url: string; proc: ChildProcess; stop(): Promise<void> }> {
+// ---- servers, their store, and what they cost ----
+interface ServerProc {
+  url: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function startServerProcess(store: string): Promise<ServerProc> {
   const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'server', 'main.js');
   const nodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
-  const proc = spawn(process.execPath, [...nodeArgs, main, '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...nodeArgs, main, '--store', store, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {
@@ -274,14 +356,30 @@ async function startServerProcess(dataDir: string): Promise<{ url: string; proc:
   };
 }
 
-/** CPU seconds (user + system) used so far by a process, from /proc. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system, plus reaped children) used so far by a process, from /proc. */
+function cpuSeconds(pid: number, withChildren = false): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100 Hz)
+    // utime, stime, cutime, cstime in clock ticks (100 Hz)
+    return (Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0)) / 100;
   } catch {
-    return NaN;
+    return 0;
   }
+}
+
+/** CPU seconds of a PostgreSQL cluster: the postmaster, its live backends and those already reaped. */
+function postgresCpuSeconds(postmaster: number): number {
+  let total = cpuSeconds(postmaster, true);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(f[1]) === postmaster) total += cpuSeconds(Number(d), true);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }
 
 /** Peak resident set (VmHWM) of a process in MiB, from /proc. */
@@ -294,10 +392,13 @@ function peakRssMiB(pid: number): number {
   }
 }
 
-function dirBytes(dir: string): number {
-  let total = 0;
-  for (const f of readdirSync(dir)) total += statSync(join(dir, f)).size;
-  return total;
+async function gauges(url: string): Promise<{ rows: Record<string, number>; sizeBytes: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const rows: Record<string, number> = {};
+  for (const kind of ['mapping', 'function', 'location', 'stack']) {
+    rows[kind] = Number(new RegExp(`fleetprof_store_symbol_rows\\{kind="${kind}"[^}]*\\} (\\d+)`).exec(text)?.[1]);
+  }
+  return { rows, sizeBytes: Number(/fleetprof_store_size_bytes(?:\{[^}]*\})? (\d+)/.exec(text)?.[1]) };
 }
 
 async function timeQuery(url: string, params: Record<string, string>): Promise<{ ms: number; nodes: number; total: number }> {
@@ -308,37 +409,44 @@ async function timeQuery(url: string, params: Record<string, string>): Promise<{
   return { ms: performance.now() - t, nodes: body.tree.func.length, total: body.total };
 }
 
-async function main() {
-  const dataDir = args['data-dir'] ?? mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
-  console.log(`fleet-ingest: ${AGENTS} agents x every ${INTERVAL_S}s x ${MINUTES} min, ${STACKS} stacks/profile from a pool of ${POOL}, data ${dataDir}`);
-  let t = performance.now();
-  const pool = buildPool();
-  const cdf = zipfCdf(POOL, 1.0);
-  const avgDepth = pool.reduce((a, s) => a + s.length, 0) / pool.length;
-  console.log(`pool built in ${((performance.now() - t) / 1000).toFixed(1)} s, avg depth ${avgDepth.toFixed(1)}`);
+interface Result {
+  label: string;
+  sent: number;
+  pairs: number;
+  ingestS: number;
+  cpuMsPerProfile: number;
+  serverCpuMsPerProfile: number;
+  bytesPerPair: number;
+  sizeMiB: number;
+  firstDay: { rows: Record<string, number>; distinct: Record<string, number> };
+  end: { rows: Record<string, number>; distinct: Record<string, number> };
+  queries: { name: string; ms: number; nodes: number }[];
+  rssMiB: number;
+}
 
-  const server = await startServerProcess(dataDir);
-  const rounds = Math.round((MINUTES * 60) / INTERVAL_S);
-  const startMs = Date.now() - MINUTES * 60_000 - 60_000;
-  let sent = 0;
-  let pairs = 0;
-  let bodyBytes = 0;
-  // Pre-generate DISTINCT distinct profiles (encoding + gzip cost more CPU
-  // than the server spends on them, and client and server share 2 cores).
-  // Each push appends a second gzip member holding only time_nanos: gunzip
-  // concatenates members, and in protobuf a later scalar field wins, so every
-  // push carries its own timestamp without re-encoding.
-  const DISTINCT = Math.min(rounds * AGENTS, 300);
-  t = performance.now();
-  const bodies: Buffer[] = [];
-  for (let i = 0; i < DISTINCT; i++) {
-    const chosen = new Set<number>();
-    while (chosen.size < STACKS) chosen.add(sample(cdf));
-    const idx = [...chosen];
-    const counts = idx.map((k) => 1 + Math.floor(rnd() * Math.max(1, 40 / Math.sqrt(k + 1))));
-    bodies.push(gzipSync(encodeProfile(pool, idx, counts), { level: 6 }));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const KINDS = ['mapping', 'function', 'location', 'stack'] as const;
+
+async function runConfig(
+  label: string,
+  backend: 'sqlite' | 'postgres',
+  nServers: number,
+  pg: TestPostgres | undefined,
+  data: { pool: Int32Array[]; bodies: Buffer[][]; keys: CodeKeys[][] },
+): Promise<Result> {
+  let sqliteDir: string | undefined;
+  let store: string;
+  if (backend === 'postgres') store = pg!.newDatabase();
+  else {
+    sqliteDir = mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
+    store = `sqlite:${sqliteDir}`;
   }
-  console.log(`${DISTINCT} distinct profiles generated in ${((performance.now() - t) / 1000).toFixed(1)} s, ${(bodies.reduce((a, b) => a + b.length, 0) / DISTINCT / 1024).toFixed(1)} KiB gzipped each`);
+  const servers: ServerProc[] = [];
+  for (let i = 0; i < nServers; i++) servers.push(await startServerProcess(store));
+  console.log(`${label}: ${servers.length} server(s) on ${backend}`);
+  const rounds = Math.round((MINUTES * 60) / INTERVAL_S);
+  const roundsPerDay = Math.max(1, Math.ceil(rounds / DAYS));
+  const startMs = Date.now() - MINUTES * 60_000 - 60_000;
   const timeMember = (timeMs: number) => {
     const w = new Writer();
     w.key(9, 0);
@@ -346,20 +454,13 @@ async function main() {
     return gzipSync(w.buf.subarray(0, w.pos), { level: 1 });
   };
   // node:http with keep-alive: cheaper per request than fetch (the client
-  // shares the 2 cores with the server), body written as two chunks.
-  const base = new URL(server.url);
-  const agentPool = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const post = (path: string, head: Buffer, tail: Buffer) =>
+  // shares the cores with the servers), body written as two chunks.
+  const agentPools = servers.map(() => new Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
+  const post = (si: number, path: string, head: Buffer, tail: Buffer) =>
     new Promise<void>((resolve, reject) => {
+      const base = new URL(servers[si]!.url);
       const req = request(
-        {
-          host: base.hostname,
-          port: base.port,
-          path,
-          method: 'POST',
-          agent: agentPool,
-          headers: { 'content-type': 'application/octet-stream', 'content-length': head.length + tail.length },
-        },
+        { host: base.hostname, port: base.port, path, method: 'POST', agent: agentPools[si], headers: { 'content-type': 'application/octet-stream', 'content-length': head.length + tail.length } },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -371,88 +472,150 @@ async function main() {
       req.write(head);
       req.end(tail);
     });
-  const jobs: (() => Promise<void>)[] = [];
-  const make = (round: number, agent: number) => async () => {
-    const timeMs = startMs + round * INTERVAL_S * 1000 + agent * Math.floor((INTERVAL_S * 1000) / AGENTS);
-    const head = bodies[(round * AGENTS + agent * 7) % DISTINCT]!;
-    const tail = timeMember(timeMs);
-    await post(`/api/v1/ingest?node=agent-${String(agent).padStart(3, '0')}&service=bench`, head, tail);
-    sent++;
-    pairs += STACKS;
-    bodyBytes += head.length + tail.length;
-  };
-  for (let r = 0; r < rounds; r++) for (let a = 0; a < AGENTS; a++) jobs.push(make(r, a));
-
-  t = performance.now();
-  const cpu0 = cpuSeconds(server.proc.pid!);
-  const clientCpu0 = process.cpuUsage();
-  let next = 0;
-  let lastReport = t;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < jobs.length) {
-        const job = jobs[next++]!;
-        await job();
-        const now = performance.now();
-        if (now - lastReport > 10_000) {
-          lastReport = now;
-          const sim = (sent * INTERVAL_S) / AGENTS;
-          console.log(`  ${sent}/${jobs.length} profiles, ${(sim / ((now - t) / 1000)).toFixed(1)}x real time`);
-        }
+  const distinct = { mapping: new Set<string>(), function: new Set<number>(), location: new Set<string>(), stack: new Set<string>() };
+  const count = () => ({ mapping: distinct.mapping.size, function: distinct.function.size, location: distinct.location.size, stack: distinct.stack.size });
+  let sent = 0;
+  let pairs = 0;
+  const cpuNow = () => servers.reduce((a, s) => a + cpuSeconds(s.proc.pid!), 0) + (pg && backend === 'postgres' ? postgresCpuSeconds(pg.postmasterPid()) : 0);
+  const serverCpuNow = () => servers.reduce((a, s) => a + cpuSeconds(s.proc.pid!), 0);
+  const cpu0 = cpuNow();
+  const serverCpu0 = serverCpuNow();
+  const t0 = performance.now();
+  let firstDay: Result['firstDay'] | undefined;
+  for (let day = 0; day < DAYS; day++) {
+    const jobs: (() => Promise<void>)[] = [];
+    for (let r = day * roundsPerDay; r < Math.min(rounds, (day + 1) * roundsPerDay); r++) {
+      for (let a = 0; a < AGENTS; a++) {
+        const timeMs = startMs + r * INTERVAL_S * 1000 + a * Math.floor((INTERVAL_S * 1000) / AGENTS);
+        // Every process restarts every RESTART_MS (agents out of phase) and lands on another ASLR base.
+        const generation = Math.floor((timeMs - startMs + a * 7919) / RESTART_MS);
+        const slot = (a * 3 + generation) % ASLR_SLOTS;
+        const k = (r * AGENTS + a * 7) % BODIES_PER_SLOT;
+        jobs.push(async () => {
+          const head = data.bodies[day]![slot * BODIES_PER_SLOT + k]!;
+          const keys = data.keys[day]![k]!;
+          await post(a % servers.length, `/api/v1/ingest?node=agent-${String(a).padStart(3, '0')}&service=svc${a % SERVICES}`, head, timeMember(timeMs));
+          for (const x of keys.mappings) distinct.mapping.add(x);
+          for (const x of keys.functions) distinct.function.add(x);
+          for (const x of keys.locations) distinct.location.add(x);
+          for (const x of keys.stacks) distinct.stack.add(x);
+          sent++;
+          pairs += STACKS;
+        });
       }
-    }),
+    }
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < jobs.length) await jobs[next++]!();
+      }),
+    );
+    if (day === 0) firstDay = { rows: (await gauges(servers[0]!.url)).rows, distinct: count() };
+    console.log(`  day ${day + 1}/${DAYS}: ${sent} profiles, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  const ingestS = (performance.now() - t0) / 1000;
+  const cpuS = cpuNow() - cpu0;
+  const serverCpuS = serverCpuNow() - serverCpu0;
+  agentPools.forEach((p) => p.destroy());
+  const end = await gauges(servers[0]!.url);
+  const last = { from: String(startMs + MINUTES * 60_000 - 3_600_000), to: String(startMs + MINUTES * 60_000 + 60_000) };
+  const queries: Result['queries'] = [];
+  const q = servers[servers.length - 1]!.url; // with several servers, ask one that did not take every push
+  for (const [name, query] of [
+    ['all nodes', '{}'],
+    ['one node', '{node="agent-007"}'],
+    ['one service', '{service="svc3"}'],
+  ] as const) {
+    const ms: number[] = [];
+    let nodes = 0;
+    for (let i = 0; i < 5; i++) {
+      const r = await timeQuery(q, { query, ...last });
+      ms.push(r.ms);
+      nodes = r.nodes;
+    }
+    queries.push({ name, ms: median(ms), nodes });
+  }
+  const rssMiB = Math.max(...servers.map((s) => peakRssMiB(s.proc.pid!)));
+  for (const s of servers) await s.stop();
+  if (sqliteDir) rmSync(sqliteDir, { recursive: true, force: true });
+  return {
+    label,
+    sent,
+    pairs,
+    ingestS,
+    cpuMsPerProfile: (cpuS / sent) * 1000,
+    serverCpuMsPerProfile: (serverCpuS / sent) * 1000,
+    bytesPerPair: end.sizeBytes / pairs,
+    sizeMiB: end.sizeBytes / 1048576,
+    firstDay: firstDay!,
+    end: { rows: end.rows, distinct: count() },
+    queries,
+    rssMiB,
+  };
+}
+
+async function main() {
+  const configs: [string, 'sqlite' | 'postgres', number][] = args.compare
+    ? [
+        ['SQLite', 'sqlite', 1],
+        ['PostgreSQL, 1 server', 'postgres', 1],
+        ['PostgreSQL, 3 servers', 'postgres', 3],
+      ]
+    : [[`${args.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${args.servers} server(s)`, args.backend === 'postgres' ? 'postgres' : 'sqlite', Number(args.servers)]];
+  console.log(
+    `fleet-ingest: ${AGENTS} agents (${SERVICES} services) x every ${INTERVAL_S}s x ${MINUTES} min in ${DAYS} simulated days, ${STACKS} stacks/profile from a pool of ${POOL}; ` +
+      `restarts every ${RESTART_MS / 60_000} min onto ${ASLR_SLOTS} ASLR bases, ${(CHURN * 100).toFixed(0)}% of binaries rebuilt per day`,
   );
-  const ingestS = (performance.now() - t) / 1000;
-  const serverCpuS = cpuSeconds(server.proc.pid!) - cpu0;
-  const clientCpu = process.cpuUsage(clientCpu0);
-  const clientCpuS = (clientCpu.user + clientCpu.system) / 1e6;
-  const ingestRssMiB = peakRssMiB(server.proc.pid!);
-  agentPool.destroy();
-  const simulatedS = MINUTES * 60;
-  console.log(`ingest: ${sent} profiles, ${pairs.toLocaleString()} stack-value pairs, ${(bodyBytes / sent / 1024).toFixed(1)} KiB gzipped per profile`);
-  console.log(`ingest: ${ingestS.toFixed(1)} s wall for ${simulatedS} s of fleet time = ${(simulatedS / ingestS).toFixed(1)}x real time, ${(sent / ingestS).toFixed(1)} profiles/s, ${Math.round(pairs / ingestS).toLocaleString()} pairs/s; server CPU ${serverCpuS.toFixed(1)} s = ${((serverCpuS / sent) * 1000).toFixed(1)} ms per profile; bench client CPU ${clientCpuS.toFixed(1)} s; server peak RSS ${ingestRssMiB.toFixed(0)} MiB`);
-
-  await server.stop();
-  const bytes = dirBytes(dataDir);
-  console.log(`disk: ${(bytes / 1048576).toFixed(1)} MiB = ${(bytes / pairs).toFixed(2)} bytes per stack-value pair (2 values each: samples/count + cpu/nanoseconds; incl. symbols, stacks, indexes)`);
-
-  // Fresh process: measures startup (symbol load) and cold-ish queries.
+  let t = performance.now();
+  const pool = buildPool();
+  const cdf = zipfCdf(POOL, 1.0);
+  console.log(`pool built in ${((performance.now() - t) / 1000).toFixed(1)} s, avg depth ${(pool.reduce((a, s) => a + s.length, 0) / pool.length).toFixed(1)}`);
+  // Pre-encoded bodies per (day, ASLR slot): the client shares the cores with
+  // the servers. Each push appends a second gzip member holding only
+  // time_nanos (gunzip concatenates members, a later scalar field wins).
   t = performance.now();
-  const s2 = await startServerProcess(dataDir);
-  const restartS = (performance.now() - t) / 1000;
-  console.log(`restart: ready in ${restartS.toFixed(2)} s`);
-  const range = { from: String(startMs - 1000), to: String(startMs + MINUTES * 60_000 + 60_000) };
-  const allMs: number[] = [];
-  const oneMs: number[] = [];
-  let allNodes = 0;
-  let oneNodes = 0;
-  for (let i = 0; i < 5; i++) {
-    const all = await timeQuery(s2.url, { query: '{}', ...range });
-    allMs.push(all.ms);
-    allNodes = all.nodes;
-    console.log(`query all nodes (${MINUTES} min): ${all.ms.toFixed(0)} ms, ${all.nodes} flame nodes, total ${all.total}`);
+  const bodies: Buffer[][] = [];
+  const keys: CodeKeys[][] = [];
+  const choices: { idx: number[]; counts: number[] }[] = [];
+  for (let i = 0; i < BODIES_PER_SLOT; i++) {
+    const chosen = new Set<number>();
+    while (chosen.size < STACKS) chosen.add(sample(cdf));
+    const idx = [...chosen];
+    choices.push({ idx, counts: idx.map((k) => 1 + Math.floor(rnd() * Math.max(1, 40 / Math.sqrt(k + 1)))) });
   }
-  for (let i = 0; i < 5; i++) {
-    const one = await timeQuery(s2.url, { query: '{node="agent-007"}', ...range });
-    oneMs.push(one.ms);
-    oneNodes = one.nodes;
-    console.log(`query one node (${MINUTES} min): ${one.ms.toFixed(0)} ms, ${one.nodes} flame nodes`);
+  for (let day = 0; day < DAYS; day++) {
+    const perDay: Buffer[] = [];
+    for (let slot = 0; slot < ASLR_SLOTS; slot++) for (const c of choices) perDay.push(gzipSync(encodeProfile(pool, c.idx, c.counts, day, slot), { level: 6 }));
+    bodies.push(perDay);
+    keys.push(choices.map((c) => codeKeys(pool, c.idx, day)));
   }
-  const queryRssMiB = peakRssMiB(s2.proc.pid!);
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const sim = simulatedS / ingestS;
+  console.log(`${DAYS * ASLR_SLOTS * BODIES_PER_SLOT} bodies generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const pg = configs.some((c) => c[1] === 'postgres') ? await startPostgres() : undefined;
+  const results: Result[] = [];
+  try {
+    for (const [label, backend, n] of configs) results.push(await runConfig(label, backend, n, pg, { pool, bodies, keys }));
+  } finally {
+    pg?.stop();
+  }
+  const sent = results[0]!.sent;
   console.log('');
-  console.log(`| fleet-ingest (${AGENTS} agents x ${STACKS} stacks every ${INTERVAL_S} s, ${MINUTES} min, ${sent} profiles, ${(pairs / 1e6).toFixed(1)} M pairs) | value |`);
-  console.log('|---|---|');
-  console.log(`| ingest speed | ${sim.toFixed(1)}x real time (${(sent / ingestS).toFixed(1)} profiles/s, ${ingestS.toFixed(0)} s wall) |`);
-  console.log(`| server CPU per profile | ${((serverCpuS / sent) * 1000).toFixed(1)} ms |`);
-  console.log(`| disk per stack-value pair | ${(bytes / pairs).toFixed(2)} bytes (${(bytes / 1048576).toFixed(0)} MiB) |`);
-  console.log(`| flame graph, all nodes, ${MINUTES} min (median of ${allMs.length}) | ${median(allMs).toFixed(0)} ms (${allNodes} flame nodes) |`);
-  console.log(`| flame graph, one node, ${MINUTES} min (median of ${oneMs.length}) | ${median(oneMs).toFixed(0)} ms (${oneNodes} flame nodes) |`);
-  console.log(`| server peak RSS (ingest / query process) | ${ingestRssMiB.toFixed(0)} MiB / ${queryRssMiB.toFixed(0)} MiB |`);
-  console.log(`| server restart (symbol load) | ${restartS.toFixed(2)} s |`);
-  await s2.stop();
-  if (!args.keep && !args['data-dir']) rmSync(dataDir, { recursive: true, force: true });
+  console.log(`| fleet-ingest: ${AGENTS} agents x ${STACKS} stacks every ${INTERVAL_S} s, ${MINUTES} min = ${DAYS} simulated days, ${sent} profiles, ${(results[0]!.pairs / 1e6).toFixed(1)} M pairs | ${results.map((r) => r.label).join(' | ')} |`);
+  console.log(`|---|${results.map(() => '---').join('|')}|`);
+  const row = (name: string, f: (r: Result) => string) => console.log(`| ${name} | ${results.map(f).join(' | ')} |`);
+  row('ingest wall time (speed vs real time)', (r) => `${r.ingestS.toFixed(0)} s (${((MINUTES * 60) / r.ingestS).toFixed(1)}x)`);
+  row('CPU per profile: server processes', (r) => `${r.serverCpuMsPerProfile.toFixed(1)} ms`);
+  row('CPU per profile: servers + PostgreSQL', (r) => `${r.cpuMsPerProfile.toFixed(1)} ms${results[0] && r !== results[0] ? ` (${(r.cpuMsPerProfile / results[0].cpuMsPerProfile).toFixed(2)}x SQLite)` : ''}`);
+  const rows = (x: Result['firstDay']) => KINDS.map((k) => `${k} ${x.rows[k]}/${x.distinct[k]}`).join(', ');
+  row('symbol rows / distinct code after day 1', (r) => rows(r.firstDay));
+  row(`symbol rows / distinct code after ${DAYS} days`, (r) => rows(r.end));
+  row('bytes on disk per stack-value pair', (r) => `${r.bytesPerPair.toFixed(2)} (${r.sizeMiB.toFixed(0)} MiB)`);
+  for (const name of ['all nodes', 'one node', 'one service']) {
+    row(`flame graph, last hour, ${name} (median of 5)`, (r) => {
+      const q = r.queries.find((x) => x.name === name)!;
+      return `${q.ms.toFixed(0)} ms (${q.nodes} nodes)`;
+    });
+  }
+  row('server peak RSS (largest server)', (r) => `${r.rssMiB.toFixed(0)} MiB`);
 }
 
 await main();

@@ -2,7 +2,7 @@
 // initdb (trust auth) into a temporary directory as the `postgres` user, its
 // own port and unix socket directory, stopped and removed afterwards.
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ export const PG_BIN = '/usr/lib/postgresql/15/bin';
 export interface TestPostgres {
   /** postgres://... of a fresh database (one per call of newDatabase). */
   newDatabase(): string;
+  /** Pid of the postmaster (benchmarks add its and its backends' CPU time). */
+  postmasterPid(): number;
   stop(): void;
 }
 
@@ -56,6 +58,9 @@ export async function startPostgres(): Promise<TestPostgres> {
       const name = `fleetprof_${process.pid}_${n++}`;
       asPostgres('createdb', ['-h', root, '-p', String(port), '-U', 'postgres', name]);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
+    },
+    postmasterPid() {
+      return Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
     },
     stop() {
       try {
