@@ -89,7 +89,7 @@ export function buildFlameTree(sym: SymbolDb, values: Float64Array[], touchedIn:
   const fParent: number[] = [-1];
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
-  const fTotal: number[][] = values.map((_, k) => [totals[k]![0]!]);
+  const fTotal: number[][] = values.map((_, k) => [totals[k]![0] ?? 0]);
   for (let k = 0; k < K; k++) fSelf[k]![0] = values[k]![0] ?? 0;
   const child = new IntPairMap(1 << 12);
   const flameOf = new Int32Array(n);
@@ -173,7 +173,7 @@ export function topTable(functions: FunctionTable, tree: FlameTree, limit: numbe
   }
   const rows: TopResponse['rows'] = [];
   for (let f = 0; f < nf; f++) {
-    rows.push({ name: functions.name[f]!, binary: functions.binary[f]!, kind: functions.kind[f]!, self: self[f]!, total: total[f]! });
+    rows.push({ name: functions.name[f]!, binary: functions.binary[f]!, kind: functions.kind[f]!, self: self[f]!, total: total[f]!, labels: {} });
   }
   rows.sort((a, b) => b.self - a.self || b.total - a.total || (a.name < b.name ? -1 : 1));
   return rows.slice(0, limit);

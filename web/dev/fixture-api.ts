@@ -60,7 +60,7 @@ export function fixtureApi(): Plugin {
             ts.push(t);
             values.push(1000 + Math.round(500 * Math.sin(t / 600_000)));
           }
-          const body: TimelineResponse = { sampleType: { type: 'cpu', unit: 'nanoseconds' }, stepMs: step, timestampsMs: ts, values };
+          const body: TimelineResponse = { sampleType: { type: 'cpu', unit: 'nanoseconds' }, stepMs: step, timestampsMs: ts, values, groupBy: [], series: [{ labels: {}, total: values.reduce((a, b) => a + b, 0), values }] };
           return send(res, body);
         }
         if (p === '/api/v1/labels') return send(res, { names: Object.keys(LABELS) } satisfies LabelNamesResponse);

@@ -257,6 +257,7 @@ export function profileFromStacks(
     version: 1,
     sampleType,
     total: t.total[0]!,
+    groupBy: [],
     functions,
     tree: { func: t.func, parent: t.parent, self: t.self, total: t.total },
   };
