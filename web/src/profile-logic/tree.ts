@@ -24,6 +24,8 @@ export interface CallTree {
   functions: FunctionTable;
   sampleType: SampleTypeJson;
   grandTotal: number;
+  /** Group-by labels: levels 1..groupBy.length below the root are `label=value` nodes. */
+  groupBy: string[];
   /** Only for diff trees (left selection). */
   baselineSelf?: Float64Array;
   baselineTotal?: Float64Array;
@@ -64,7 +66,8 @@ export function buildCallTree(resp: FlameGraphResponse | DiffFlameGraphResponse)
     maxDepth,
     functions: resp.functions,
     sampleType: resp.sampleType,
-    grandTotal: resp.total,
+    grandTotal: resp.total ?? 0,
+    groupBy: 'groupBy' in resp && Array.isArray(resp.groupBy) ? resp.groupBy : [],
   };
   if ('baselineTotal' in resp) {
     const dt = resp.tree;
