@@ -2,7 +2,7 @@ import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { Function as PprofFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import type { FrameKind } from './api-types.js';
-import { JIT_MAPPING_FILE, unnamedJitFrameName } from './frame-kind.js';
+import { JIT_MAPPING_FILE, jitRuntimeOfBinary, unnamedJitFrameName } from './frame-kind.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -64,6 +64,8 @@ export class CpuProfileBuilder {
   private totalCount = 0;
   /** Process name per pid, for naming its unnamed JIT code. */
   private readonly processNames = new Map<number, string>();
+  /** JIT runtime per pid, from a runtime binary seen on its stacks. */
+  private readonly runtimes = new Map<number, number>();
   /** Locations of unnamed JIT code ("[node JIT, ...]"). */
   private readonly unnamedJit = new Set<LocationId>();
 
@@ -84,6 +86,15 @@ export class CpuProfileBuilder {
   /** Frames leaf first (pprof's order): kernel frames, then user frames. */
   addSample(frames: readonly ProfileFrame[], count: number, labels: SampleLabels): void {
     this.processNames.set(labels.pid, labels.processName ?? labels.comm);
+    if (!this.runtimes.has(labels.pid)) {
+      for (const f of frames) {
+        const rt = f.kind === 'native' ? jitRuntimeOfBinary(f.mappingFile) : -1;
+        if (rt >= 0) {
+          this.runtimes.set(labels.pid, rt);
+          break;
+        }
+      }
+    }
     const locationIds: LocationId[] = [];
     for (const frame of frames) {
       const id = this.locationId(frame, labels.pid);
@@ -196,7 +207,7 @@ export class CpuProfileBuilder {
     // Code in anonymous executable memory without a perf-map name is JIT
     // output: named for its runtime with how to get names, kept as a JIT frame.
     const frame: ProfileFrame = anonymous
-      ? { ...original, kind: 'jit', mappingFile: JIT_MAPPING_FILE, functionName: unnamedJitFrameName(this.processNames.get(pid) ?? '') }
+      ? { ...original, kind: 'jit', mappingFile: JIT_MAPPING_FILE, functionName: unnamedJitFrameName(this.runtimes.get(pid) ?? -1, this.processNames.get(pid) ?? '') }
       : original;
     const mappingId = this.mappingId(frame, pid);
     const key = `${mappingId}|${frame.address}|${frame.functionName ?? ''}`;

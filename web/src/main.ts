@@ -639,7 +639,7 @@ function renderCompareDesc(): void {
   try {
     const sameLen = resolveTime(c.to, now) - resolveTime(c.from, now) === resolveTime(state.to, now) - resolveTime(state.from, now);
     const preceding = resolveTime(c.to, now) === resolveTime(state.from, now);
-    if (sameLen && preceding) len = ` (the ${formatDuration(resolveTime(state.to, now) - resolveTime(state.from, now))} just before)`;
+    if (sameLen && preceding) len = `, the ${formatDuration(resolveTime(state.to, now) - resolveTime(state.from, now))} just before`;
   } catch {
     /* a bad time shows in the status line */
   }

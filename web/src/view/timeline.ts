@@ -280,6 +280,7 @@ export class Timeline {
     ctx.textBaseline = 'bottom';
     ctx.fillStyle = muted;
     let lastRight = -Infinity;
+    const drawnTicks: string[] = [];
     for (const t of timeTicks(this.from, this.to, Math.max(2, Math.floor(pw / 90)))) {
       const xx = x(t.ms);
       ctx.fillRect(Math.round(xx), PAD_TOP + ph, 1, 3);
@@ -287,6 +288,7 @@ export class Timeline {
       const lx = Math.min(Math.max(xx - tw / 2, PAD_LEFT), PAD_LEFT + pw - tw);
       if (lx < lastRight + 6) continue;
       ctx.fillText(t.label, lx, h);
+      drawnTicks.push(t.label);
       lastRight = lx + tw;
     }
     // Marks: selection (accent) and baseline (orange) when inside the range.
@@ -311,6 +313,7 @@ export class Timeline {
     }
     this.canvas.dataset.yMax = String(this.yMax);
     this.canvas.dataset.unit = unit;
+    this.canvas.dataset.ticks = JSON.stringify(drawnTicks);
   }
 }
 
