@@ -49,7 +49,12 @@ export function computeTop(tree: CallTree, by: TopBy = 'function'): TopRow[] {
     for (let f = 0; f < nf; f++) keyOfFunc[f] = f;
   }
   const K = by === 'binary' ? binaries.length : nf;
-  const rowOf = new Map<number, number>();
+  // Row per (group, key): a dense table when it is small (the usual case: a
+  // Map costs ~3x more on 100k nodes), a Map beyond.
+  let groups = 1;
+  if (G > 0) for (let i = 1; i < tree.size; i++) if (tree.depth[i] === G) groups++;
+  const dense = groups * K <= 1 << 22 ? new Int32Array(groups * K).fill(-1) : null;
+  const rowMap = new Map<number, number>();
   const rows: TopRow[] = [];
   const onStack = new Int32Array(K);
   const stack: number[] = [];
@@ -78,10 +83,11 @@ export function computeTop(tree: CallTree, by: TopBy = 'function'): TopRow[] {
     const k = keyOfFunc[f]!;
     const g = G > 0 ? groupOrdinal.get(groupOf[i]!)! : 0;
     const rk = g * K + k;
-    let r = rowOf.get(rk);
-    if (r === undefined) {
+    let r = dense ? dense[rk]! : (rowMap.get(rk) ?? -1);
+    if (r < 0) {
       r = rows.length;
-      rowOf.set(rk, r);
+      if (dense) dense[rk] = r;
+      else rowMap.set(rk, r);
       const kind = tree.functions.kind[f] ?? 'unknown';
       const binary = tree.functions.binary[f] ?? '';
       rows.push({
