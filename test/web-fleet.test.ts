@@ -294,7 +294,7 @@ describe('the viewer a fleet needs', () => {
     // Values are ranked by CPU: fpspin-b (2 s) comes before fpspin-a (1 s).
     const values = await comm.locator('button.label-value').evaluateAll((els) => els.map((e) => (e as unknown as { dataset: { value: string } }).dataset.value));
     expect(values.indexOf('fpspin-b')).toBeLessThan(values.indexOf('fpspin-a'));
-    await shot('labels', true);
+    await shot('labels');
     // Search "fpstrip": the stripped binary's frames match by binary name, and the label value is offered as a filter.
     await page.fill('#search', 'fpstrip');
     await page.waitForSelector('#search-share button.label-hit[data-value="fpstrip"]');
@@ -496,7 +496,7 @@ describe('the viewer a fleet needs', () => {
     const shown = await hook<TopRowInfo[]>('topRows()');
     const bases = shown.map((r) => r.binary.slice(r.binary.lastIndexOf('/') + 1));
     expect(bases).toEqual([...bases].sort());
-    await shot('top-virtualized', true);
+    await shot('top-virtualized');
   });
 
   it('dark mode draws the grouped flame graph and the timeline', async () => {

@@ -266,12 +266,13 @@ export class Timeline {
         for (let i = 0; i < n; i++) {
           const v = s.values[i] ?? 0;
           if (v <= 0) continue;
-          const x0 = Math.max(PAD_LEFT, x(d.timestampsMs[i]!));
-          const x1 = Math.min(PAD_LEFT + pw, x(d.timestampsMs[i]! + d.stepMs));
+          // Whole pixels: adjacent steps meet without anti-aliased seams.
+          const x0 = Math.max(PAD_LEFT, Math.round(x(d.timestampsMs[i]!)));
+          const x1 = Math.min(PAD_LEFT + pw, Math.round(x(d.timestampsMs[i]! + d.stepMs)));
           if (x1 <= x0) continue;
           const y0 = y(base[i]!);
           const y1 = y(base[i]! + v);
-          ctx.fillRect(x0, y1, x1 - x0 + 0.5, y0 - y1);
+          ctx.fillRect(x0, y1, x1 - x0, y0 - y1);
           base[i]! += v;
         }
       }
