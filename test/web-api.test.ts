@@ -3,7 +3,7 @@
 // each profile over its duration, and documented fields present on empty
 // selections.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FlameGraphResponse, LabelSummaryResponse, TimelineResponse, TopResponse } from '../src/profile/api-types.js';
+import type { DiffFlameGraphResponse, FlameGraphResponse, LabelSummaryResponse, TimelineResponse, TopResponse } from '../src/profile/api-types.js';
 import { buildProfile, flameSelfByPath, getJson, ingest, startTestServer } from './server-helpers.js';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -108,6 +108,16 @@ describe('query API for the viewer', () => {
     expect(tl.body.values.every((v) => v === 0)).toBe(true);
     const sum = await getJson<LabelSummaryResponse>(server.url, '/api/v1/labels/summary', q);
     expect(sum.body).toMatchObject({ total: 0, labels: [] });
+    const diff = await getJson<DiffFlameGraphResponse>(server.url, '/api/v1/diff', {
+      leftQuery: q.query,
+      leftFrom: q.from,
+      leftTo: q.to,
+      rightQuery: q.query,
+      rightFrom: q.from,
+      rightTo: q.to,
+    });
+    expect(diff.status).toBe(200);
+    expect(diff.body).toMatchObject({ total: 0, baselineTotal: 0, tree: { func: [-1], baselineTotal: [0], total: [0] } });
   });
 
   it('rejects a bad groupBy with a clear error', async () => {

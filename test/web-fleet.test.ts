@@ -382,6 +382,14 @@ describe('the viewer a fleet needs', () => {
     });
     expect(await page.getAttribute('#query', 'aria-invalid')).toBe('false');
     expect(await page.isVisible('#query-error')).toBe(false);
+    expect((await frames()).length).toBeGreaterThan(3);
+    // A time the viewer cannot read clears the graph too, and says why.
+    await afterLoad(async () => {
+      await page.fill('#from', 'yesterday-ish');
+      await page.press('#from', 'Enter');
+    }, 'error');
+    expect(await frames()).toEqual([]);
+    expect(await page.textContent('#empty')).toContain('The time range is not valid');
   });
 
   it('Compare opens against the preceding window of the same length and says what it compares', async () => {

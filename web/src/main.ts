@@ -571,7 +571,7 @@ darkQuery.addEventListener('change', () => {
 // ---------- loading ----------
 const queryError = $<HTMLSpanElement>('query-error');
 const emptyEl = $<HTMLDivElement>('empty');
-let lastError: { message: string; selector: boolean } | null = null;
+let lastError: { message: string; kind: 'selector' | 'time' | 'server' } | null = null;
 
 function setStatus(s: 'loading' | 'ready' | 'error', text: string): void {
   document.body.dataset.state = s;
@@ -607,7 +607,7 @@ function describeSelection(sel: { query: string; from: string; to: string }): st
 function renderEmpty(): void {
   const t = state.view === 'diff' ? diffTree : tree;
   let msg: string | null = null;
-  if (lastError) msg = lastError.selector ? `The selector is not valid: ${lastError.message}` : `Could not load: ${lastError.message}`;
+  if (lastError) msg = lastError.kind === 'selector' ? `The selector is not valid: ${lastError.message}` : lastError.kind === 'time' ? `The time range is not valid: ${lastError.message}` : `Could not load: ${lastError.message}`;
   else if (t && !(t.grandTotal > 0) && (state.view !== 'diff' || !(diffTree?.baselineGrandTotal && diffTree.baselineGrandTotal > 0))) {
     msg = `No data for ${describeSelection(state)}.`;
   }
@@ -619,10 +619,13 @@ function renderEmpty(): void {
   p.textContent = msg;
   const hint = document.createElement('p');
   hint.className = 'muted';
+  const hints = {
+    selector: 'Selectors look like {comm="node", pod=~"web-.*"}: label names, =, !=, =~ or !~, and a quoted value.',
+    time: 'Times are now-1h, a local date-time like 2026-11-30 09:15, or Unix milliseconds.',
+    server: 'Check the server and try again.',
+  };
   hint.textContent = lastError
-    ? lastError.selector
-      ? 'Selectors look like {comm="node", pod=~"web-.*"}: label names, =, !=, =~ or !~, and a quoted value.'
-      : 'Check the server and try again.'
+    ? hints[lastError.kind]
     : 'Try a wider time range (24 h, 7 d), or remove filters from the selector. The label panel on the left lists what the selection holds.';
   emptyEl.replaceChildren(p, hint);
 }
@@ -687,6 +690,11 @@ async function load(): Promise<void> {
     sel = { query: state.query, from: resolveTime(state.from, now), to: resolveTime(state.to, now) };
     if (state.compare) base = { query: state.compare.query, from: resolveTime(state.compare.from, now), to: resolveTime(state.compare.to, now) };
   } catch (e) {
+    // A bad time: nothing stale stays on screen either.
+    lastError = { message: (e as Error).message, kind: 'time' };
+    clearData();
+    renderView();
+    loadCount++;
     setStatus('error', (e as Error).message);
     return;
   }
@@ -736,7 +744,7 @@ async function load(): Promise<void> {
     if ((e as Error).name === 'AbortError' || seq !== loadSeq) return;
     const err = e as Error;
     const selectorBad = err instanceof api.ApiError && err.code === 'FP_ERR_BAD_SELECTOR';
-    lastError = { message: err.message, selector: selectorBad };
+    lastError = { message: err.message, kind: selectorBad ? 'selector' : 'server' };
     markSelectorError(selectorBad ? err.message : null);
     clearData();
     renderView();
