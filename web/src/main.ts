@@ -596,6 +596,7 @@ function clearData(): void {
   mainGraph.clear();
   diffGraph.clear();
   topTable.setData([], 0, { type: '', unit: '' }, [], state.topBy);
+  timeline.setMarks(null, null);
   timeline.setData(null, resolved?.from ?? 0, resolved?.to ?? 1, (l) => seriesColor(l, scheme));
   labelPanel.setData(null, new Map(), state.groupBy);
 }
