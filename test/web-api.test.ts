@@ -120,6 +120,24 @@ describe('query API for the viewer', () => {
     expect(diff.body).toMatchObject({ total: 0, baselineTotal: 0, tree: { func: [-1], baselineTotal: [0], total: [0] } });
   });
 
+  it('keeps the 99 largest of more than 100 groups and merges the rest into (other)', async () => {
+    const t = T0 - 3_600_000;
+    for (let i = 0; i <= 100; i++) {
+      const body = buildProfile({ samples: [{ stack: ['main', 'work'], values: [1, (i + 1) * 1e6] }], timeMs: t });
+      expect((await ingest(server.url, body, { job: `j${String(i).padStart(3, '0')}` })).status).toBe(200);
+    }
+    const { body } = await getJson<FlameGraphResponse>(server.url, '/api/v1/flamegraph', { from: String(t - 1000), to: String(t + 1000), groupBy: 'job' });
+    const kids = body.tree.parent.map((p, i) => [p, i] as const).filter(([p]) => p === 0).map(([, i]) => i);
+    const names = kids.map((i) => body.functions.name[body.tree.func[i]!]!);
+    expect(names).toHaveLength(100);
+    expect(names).toContain('job=(other)');
+    expect(names).not.toContain('job=j000');
+    expect(names).not.toContain('job=j001');
+    expect(names).toContain('job=j002');
+    expect(body.tree.total[kids[names.indexOf('job=(other)')]!]).toBe(3e6); // j000 + j001
+    expect(body.total).toBe((101 * 102 * 1e6) / 2);
+  });
+
   it('rejects a bad groupBy with a clear error', async () => {
     const r = await getJson<{ code: string; message: string }>(server.url, '/api/v1/flamegraph', { ...range, groupBy: 'comm,no-such label' });
     expect(r.status).toBe(400);
