@@ -407,7 +407,7 @@ function renderLegend(): void {
     legend.append(item);
   }
   const hint = document.createElement('span');
-  hint.textContent = 'Hue within a family: binary/package. Click: focus · right-click: sandwich · ctrl+wheel: zoom · Esc: reset · / search';
+  hint.textContent = 'Hue within a family: binary/package. Click: focus · right-click: sandwich · ctrl+wheel: zoom · Esc: reset · / search · g group by';
   legend.append(hint);
 }
 
@@ -544,6 +544,9 @@ document.addEventListener('keydown', (e) => {
     setView(views[e.key]!);
   } else if (e.key === 'i') {
     toggleOrientation();
+  } else if (e.key === 'g') {
+    e.preventDefault();
+    groupSelect.focus();
   }
 });
 
