@@ -421,7 +421,7 @@ const ctoInput = $<HTMLInputElement>('cto');
 const labels = { names: api.fetchLabelNames, values: api.fetchLabelValues };
 
 const groupSelect = $<HTMLSelectElement>('groupby');
-groupSelect.addEventListener('change', () => setGroupBy(groupSelect.value ? [groupSelect.value] : []));
+groupSelect.addEventListener('change', () => setGroupBy(groupSelect.value ? groupSelect.value.split(',') : []));
 
 /** Fills the group-by menu with the label names of the selection. */
 function syncGroupSelect(): void {

@@ -112,6 +112,8 @@ export class TopTable {
             this.sortDir = key === 'name' || key === 'binary' ? 'asc' : 'desc';
           }
           this.render();
+          // The header row is rebuilt: keep keyboard focus on this column.
+          this.headRow.querySelector<HTMLElement>(`th[data-sort="${key}"]`)?.focus();
         };
         th.addEventListener('click', act);
         th.addEventListener('keydown', (e) => {
