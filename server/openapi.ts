@@ -49,12 +49,13 @@ export const openApiDocument = {
       },
       DiffFlameGraph: {
         type: 'object',
-        required: ['version', 'sampleType', 'baselineTotal', 'total', 'functions', 'tree'],
+        required: ['version', 'sampleType', 'baselineTotal', 'total', 'groupBy', 'functions', 'tree'],
         properties: {
           version: { type: 'integer', enum: [1] },
           sampleType,
           baselineTotal: num,
           total: num,
+          groupBy: strArr,
           functions,
           tree: { allOf: [tree, { type: 'object', required: ['baselineSelf', 'baselineTotal'], properties: { baselineSelf: numArr, baselineTotal: numArr } }] },
         },
@@ -172,7 +173,7 @@ export const openApiDocument = {
     '/api/v1/diff': {
       get: {
         summary: 'Diff flame graph: left = baseline, right = self/total',
-        parameters: ['leftQuery', 'leftFrom', 'leftTo', 'rightQuery', 'rightFrom', 'rightTo'].map((n) => q(n, 'As query/from/to, per side')).concat([sampleTypeParam]),
+        parameters: ['leftQuery', 'leftFrom', 'leftTo', 'rightQuery', 'rightFrom', 'rightTo'].map((n) => q(n, 'As query/from/to, per side')).concat([sampleTypeParam, groupByParam]),
         responses: { 200: json('DiffFlameGraph'), 400: err },
       },
     },

@@ -68,6 +68,32 @@ describe('query API for the viewer', () => {
     expect(plain.body.rows.find((r) => r.name === 'deflate')).toMatchObject({ self: 400e6, labels: {} });
   });
 
+  it('groups the diff: a label level per value on either side, baseline and selection per node', async () => {
+    const { status, body } = await getJson<DiffFlameGraphResponse>(server.url, '/api/v1/diff', {
+      leftQuery: '{comm="gzip"}',
+      leftFrom: range.from,
+      leftTo: range.to,
+      rightQuery: '',
+      rightFrom: range.from,
+      rightTo: range.to,
+      groupBy: 'comm',
+    });
+    expect(status).toBe(200);
+    expect(body.groupBy).toEqual(['comm']);
+    const at = (name: string): number => body.tree.func.findIndex((f, i) => i > 0 && body.functions.name[f] === name && body.tree.parent[i] === 0);
+    const gz = at('comm=gzip');
+    const sha = at('comm=sha256sum');
+    expect([body.tree.total[gz], body.tree.baselineTotal[gz]]).toEqual([400e6, 400e6]);
+    expect([body.tree.total[sha], body.tree.baselineTotal[sha]]).toEqual([800e6, 0]);
+    expect([body.total, body.baselineTotal]).toEqual([1200e6, 400e6]);
+    // Every node's totals are its self plus its children's, on both sides.
+    for (let i = 0; i < body.tree.func.length; i++) {
+      const kids = body.tree.parent.map((p, j) => (p === i ? j : -1)).filter((j) => j >= 0);
+      expect(body.tree.total[i]).toBe(body.tree.self[i]! + kids.reduce((s, j) => s + body.tree.total[j]!, 0));
+      expect(body.tree.baselineTotal[i]).toBe(body.tree.baselineSelf[i]! + kids.reduce((s, j) => s + body.tree.baselineTotal[j]!, 0));
+    }
+  });
+
   it('label summary ranks values by CPU', async () => {
     const { body } = await getJson<LabelSummaryResponse>(server.url, '/api/v1/labels/summary', range);
     expect(body.total).toBe(1200e6);

@@ -409,6 +409,11 @@ describe('the viewer a fleet needs', () => {
     const parse = byName(await frames('diff'), 'parse_json');
     expect(Math.abs((parse as Frame & { delta: number }).delta)).toBeLessThan(1e-9);
     await shot('compare-default', true);
+    // Grouped, Compare splits by the label too.
+    await afterLoad(() => page.selectOption('#groupby', 'svc'));
+    const api = byName(await frames('diff'), 'svc=api') as Frame & { delta: number };
+    expect(api.kind).toBe('label');
+    expect(Math.abs(api.delta)).toBeLessThan(1e-9);
   });
 
   it('the timeline is in cores, stacks the groups, and its tooltip shows each series at the hovered time', async () => {

@@ -7,7 +7,7 @@ import type { FlameTree, FrameKind, FunctionTable, GroupLabels, TopResponse } fr
 import type { SampleTypeDesc, Series, SqliteStore } from '../store/sqlite-store.js';
 import type { TimeRange } from '../time-range.js';
 import { mergeStacks, type SeriesSelection } from './merge.js';
-import { buildFlameTree } from './flamegraph.js';
+import { buildFlameTree, type BuiltTree } from './flamegraph.js';
 import { errBadParam } from '../errors.js';
 
 /** Label levels one query may group by: each level multiplies the groups. */
@@ -124,10 +124,84 @@ class MergedFunctions {
 export const groupNodeName = (label: string, value: string): string => `${label}=${value}`;
 
 /**
- * One merge and one tree per group (in key order, one at a time, so only one
- * dense stack-id array is alive), spliced under label levels. Groups with no
- * value are left out. Pre-order and sibling order hold: groups are visited in
- * key order, and `label=value` names of one label sort as their values do.
+ * Appends group trees (each a BuiltTree, possibly with extra value columns
+ * such as a diff baseline) under label levels. Groups must come in key
+ * order: then pre-order and sibling order hold, since `label=value` names of
+ * one label sort as their values do.
+ */
+class GroupSplicer {
+  readonly fns = new MergedFunctions();
+  readonly tree: FlameTree = { func: [-1], parent: [-1], self: [0], total: [0] };
+  /** Extra columns (k >= 1 of buildFlameTree's values), same order as the nodes. */
+  readonly extraSelf: number[][];
+  readonly extraTotal: number[][];
+  // Label nodes of the previous group, one per level.
+  private open: { value: string; node: number }[] = [];
+
+  constructor(
+    private readonly groupBy: readonly string[],
+    extraColumns: number,
+  ) {
+    this.extraSelf = Array.from({ length: extraColumns }, () => [0]);
+    this.extraTotal = Array.from({ length: extraColumns }, () => [0]);
+  }
+
+  private push(func: number, parent: number, self: number, total: number, eSelf: number[], eTotal: number[]): number {
+    const node = this.tree.func.length;
+    this.tree.func.push(func);
+    this.tree.parent.push(parent);
+    this.tree.self.push(self);
+    this.tree.total.push(total);
+    for (let k = 0; k < this.extraSelf.length; k++) {
+      this.extraSelf[k]!.push(eSelf[k] ?? 0);
+      this.extraTotal[k]!.push(eTotal[k] ?? 0);
+    }
+    return node;
+  }
+
+  /** Adds one group's tree; a group with no value in any column is left out. */
+  add(key: readonly string[], built: BuiltTree): void {
+    const t = built.tree;
+    const K = this.extraSelf.length;
+    const totals = [t.total[0] ?? 0, ...built.extraTotal.map((c) => c[0] ?? 0)];
+    if (!totals.some((v) => v > 0)) return;
+    const { tree, groupBy } = this;
+    let same = 0;
+    while (same < this.open.length && this.open[same]!.value === key[same]) same++;
+    this.open = this.open.slice(0, same);
+    for (let level = same; level < groupBy.length; level++) {
+      const func = this.fns.intern(groupNodeName(groupBy[level]!, key[level]!), '', 'label');
+      const node = this.push(func, level === 0 ? 0 : this.open[level - 1]!.node, 0, 0, [], []);
+      this.open.push({ value: key[level]!, node });
+    }
+    const add = (node: number): void => {
+      tree.total[node]! += totals[0]!;
+      for (let k = 0; k < K; k++) this.extraTotal[k]![node]! += totals[k + 1]!;
+    };
+    add(0);
+    for (const o of this.open) add(o.node);
+    const leaf = this.open[this.open.length - 1]!.node;
+    tree.self[leaf]! += t.self[0] ?? 0;
+    for (let k = 0; k < K; k++) this.extraSelf[k]![leaf]! += built.extraSelf[k]![0] ?? 0;
+    const fn = built.functions;
+    const remap = fn.name.map((name, f) => this.fns.intern(name, fn.binary[f]!, fn.kind[f]!));
+    const base = tree.func.length - 1; // group node j (j >= 1) becomes base + j
+    const eSelf: number[] = new Array<number>(K);
+    const eTotal: number[] = new Array<number>(K);
+    for (let j = 1; j < t.func.length; j++) {
+      for (let k = 0; k < K; k++) {
+        eSelf[k] = built.extraSelf[k]![j]!;
+        eTotal[k] = built.extraTotal[k]![j]!;
+      }
+      const p = t.parent[j]!;
+      this.push(remap[t.func[j]!]!, p === 0 ? leaf : base + p, t.self[j]!, t.total[j]!, eSelf, eTotal);
+    }
+  }
+}
+
+/**
+ * One merge and one tree per group, in key order and one at a time, so only
+ * one dense stack-id array is alive; spliced under label levels.
  */
 export async function groupedFlameTree(
   store: SqliteStore,
@@ -136,44 +210,53 @@ export async function groupedFlameTree(
   st: SampleTypeDesc | undefined,
   groupBy: readonly string[],
 ): Promise<GroupedTree> {
-  const fns = new MergedFunctions();
-  const tree: FlameTree = { func: [-1], parent: [-1], self: [0], total: [0] };
-  if (!st) return { functions: fns.table, tree };
-  // Label nodes of the previous group, one per level.
-  let open: { value: string; node: number }[] = [];
+  const out = new GroupSplicer(groupBy, 0);
+  if (!st) return { functions: out.fns.table, tree: out.tree };
   for (const g of groups) {
     const m = await mergeStacks(store, groupSelection(g), range, [st]);
-    const built = buildFlameTree(store.symbols, [m.values[0]!], [m.touched]);
-    const t = built.tree;
-    const groupTotal = t.total[0] ?? 0;
-    if (!(groupTotal > 0)) continue;
-    let same = 0;
-    while (same < open.length && open[same]!.value === g.key[same]) same++;
-    open = open.slice(0, same);
-    for (let level = same; level < groupBy.length; level++) {
-      const node = tree.func.length;
-      tree.func.push(fns.intern(groupNodeName(groupBy[level]!, g.key[level]!), '', 'label'));
-      tree.parent.push(level === 0 ? 0 : open[level - 1]!.node);
-      tree.self.push(0);
-      tree.total.push(0);
-      open.push({ value: g.key[level]!, node });
-    }
-    tree.total[0]! += groupTotal;
-    for (const o of open) tree.total[o.node]! += groupTotal;
-    const leaf = open[open.length - 1]!.node;
-    tree.self[leaf]! += t.self[0] ?? 0;
-    const fn = built.functions;
-    const remap = fn.name.map((name, f) => fns.intern(name, fn.binary[f]!, fn.kind[f]!));
-    const base = tree.func.length - 1; // group node j (j >= 1) becomes base + j
-    for (let j = 1; j < t.func.length; j++) {
-      tree.func.push(remap[t.func[j]!]!);
-      const p = t.parent[j]!;
-      tree.parent.push(p === 0 ? leaf : base + p);
-      tree.self.push(t.self[j]!);
-      tree.total.push(t.total[j]!);
+    out.add(g.key, buildFlameTree(store.symbols, [m.values[0]!], [m.touched]));
+  }
+  return { functions: out.fns.table, tree: out.tree };
+}
+
+export interface GroupedDiffTree extends GroupedTree {
+  baselineSelf: number[];
+  baselineTotal: number[];
+}
+
+const NO_SERIES: SeriesSelection = { series: [], ids: [] };
+
+/**
+ * Diff split by groups: a group is a key present on either side; its tree
+ * holds the right side (selection) as self/total and the left (baseline) as
+ * the extra column, the shape of /api/v1/diff.
+ */
+export async function groupedDiffTree(
+  store: SqliteStore,
+  left: { groups: readonly SeriesGroup[]; range: TimeRange },
+  right: { groups: readonly SeriesGroup[]; range: TimeRange },
+  st: SampleTypeDesc | undefined,
+  groupBy: readonly string[],
+): Promise<GroupedDiffTree> {
+  const out = new GroupSplicer(groupBy, 1);
+  const done = (): GroupedDiffTree => ({ functions: out.fns.table, tree: out.tree, baselineSelf: out.extraSelf[0]!, baselineTotal: out.extraTotal[0]! });
+  if (!st) return done();
+  const byKey = new Map<string, { key: string[]; l?: SeriesGroup; r?: SeriesGroup }>();
+  for (const [side, groups] of [['l', left.groups], ['r', right.groups]] as const) {
+    for (const g of groups) {
+      const k = JSON.stringify(g.key);
+      const e = byKey.get(k) ?? { key: g.key };
+      e[side] = g;
+      byKey.set(k, e);
     }
   }
-  return { functions: fns.table, tree };
+  const keys = [...byKey.values()].sort((a, b) => cmpKey(a.key, b.key));
+  for (const e of keys) {
+    const l = await mergeStacks(store, e.l ? groupSelection(e.l) : NO_SERIES, left.range, [st]);
+    const r = await mergeStacks(store, e.r ? groupSelection(e.r) : NO_SERIES, right.range, [st]);
+    out.add(e.key, buildFlameTree(store.symbols, [r.values[0]!, l.values[0]!], [r.touched, l.touched]));
+  }
+  return done();
 }
 
 /**

@@ -19,7 +19,7 @@ import { parseTimeRange, type TimeRange } from '../time-range.js';
 import { chooseSampleType, mergeStacks, selectSeries, type SeriesSelection } from '../query/merge.js';
 import { buildFlameTree, topTable } from '../query/flamegraph.js';
 import { encodePprof } from '../query/pprof-out.js';
-import { groupedFlameTree, groupedTopTable, parseGroupBy, partitionSeries, seriesTotals } from '../query/group-by.js';
+import { groupedDiffTree, groupedFlameTree, groupedTopTable, parseGroupBy, partitionSeries, seriesTotals } from '../query/group-by.js';
 import { buildTimeline } from '../query/timeline.js';
 import { labelSummary } from '../query/label-summary.js';
 import { decodeSamples } from '../store/sample-codec.js';
@@ -131,9 +131,28 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
 
   app.get('/api/v1/diff', async (req): Promise<DiffFlameGraphResponse> => {
     const q = req.query as Query;
+    const groupBy = parseGroupBy(param(q, 'groupBy'));
     const left = selection(store, q, 'left');
     const right = selection(store, q, 'right');
     const st = chooseSampleType(store, [...left.sel.series, ...right.sel.series], param(q, 'sampleType'));
+    if (groupBy.length > 0) {
+      const g = await groupedDiffTree(
+        store,
+        { groups: await groupsOf(left.sel, left.range, st, groupBy), range: left.range },
+        { groups: await groupsOf(right.sel, right.range, st, groupBy), range: right.range },
+        st,
+        groupBy,
+      );
+      return {
+        version: 1,
+        sampleType: st ?? NO_TYPE,
+        baselineTotal: g.baselineTotal[0]!,
+        total: g.tree.total[0]!,
+        groupBy,
+        functions: g.functions,
+        tree: { ...g.tree, baselineSelf: g.baselineSelf, baselineTotal: g.baselineTotal },
+      };
+    }
     const [l, r] = await Promise.all([mergeOne(left.sel, left.range, st), mergeOne(right.sel, right.range, st)]);
     const built = buildFlameTree(store.symbols, [r.values, l.values], [r.touched, l.touched]);
     return {
@@ -141,6 +160,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
       sampleType: st ?? NO_TYPE,
       baselineTotal: built.extraTotal[0]![0]!,
       total: built.tree.total[0]!,
+      groupBy,
       functions: built.functions,
       tree: { ...built.tree, baselineSelf: built.extraSelf[0]!, baselineTotal: built.extraTotal[0]! },
     };

@@ -64,14 +64,16 @@ export interface FlameGraphResponse {
 }
 
 /**
- * GET /api/v1/diff?leftQuery=&leftFrom=&leftTo=&rightQuery=&rightFrom=&rightTo=
+ * GET /api/v1/diff?leftQuery=&leftFrom=&leftTo=&rightQuery=&rightFrom=&rightTo=[&groupBy=]
  * One merged tree; "baseline" columns hold the left selection, self/total the right.
+ * With groupBy, label levels as in FlameGraphResponse, one per value on either side.
  */
 export interface DiffFlameGraphResponse {
   version: 1;
   sampleType: SampleTypeJson;
   baselineTotal: number;
   total: number;
+  groupBy: string[];
   functions: FunctionTable;
   tree: FlameTree & { baselineSelf: number[]; baselineTotal: number[] };
 }

@@ -66,8 +66,8 @@ export function fetchLabelSummary(sel: ResolvedSelection, signal?: AbortSignal):
   return getJson(`${API}/labels/summary?${p}`, signal);
 }
 
-export function fetchDiff(left: ResolvedSelection, right: ResolvedSelection, signal?: AbortSignal): Promise<DiffFlameGraphResponse> {
-  const p = new URLSearchParams([...selParams(left, 'left'), ...selParams(right, 'right')]);
+export function fetchDiff(left: ResolvedSelection, right: ResolvedSelection, groupBy: readonly string[], signal?: AbortSignal): Promise<DiffFlameGraphResponse> {
+  const p = withGroupBy(new URLSearchParams([...selParams(left, 'left'), ...selParams(right, 'right')]), groupBy);
   return getJson(`${API}/diff?${p}`, signal);
 }
 

@@ -714,7 +714,7 @@ async function load(): Promise<void> {
     const tlRange = wantDiff ? { query: sel.query, from: Math.min(sel.from, base!.from), to: Math.max(sel.to, base!.to) } : sel;
     const [flame, diff, tl, summary] = await Promise.all([
       api.fetchFlameGraph(sel, state.groupBy, signal),
-      wantDiff ? api.fetchDiff(base!, sel, signal) : Promise.resolve(null),
+      wantDiff ? api.fetchDiff(base!, sel, state.groupBy, signal) : Promise.resolve(null),
       api.fetchTimeline(tlRange, timelineStep(tlRange.from, tlRange.to), state.groupBy, signal).catch(() => null),
       api.fetchLabelSummary(sel, signal).catch(() => null),
     ]);

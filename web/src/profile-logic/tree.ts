@@ -304,5 +304,5 @@ export function diffFromProfiles(left: FlameGraphResponse, right: FlameGraphResp
   addTree(left, true);
   addTree(right, false);
   const tree = b.toFlameTree((f) => functions.name[f] ?? '');
-  return { version: 1, sampleType: right.sampleType, baselineTotal: left.total, total: right.total, functions, tree };
+  return { version: 1, sampleType: right.sampleType, baselineTotal: left.total, total: right.total, groupBy: [], functions, tree };
 }

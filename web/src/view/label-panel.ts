@@ -110,6 +110,12 @@ export class LabelPanel {
         ul.append(li);
       }
       sec.append(ul);
+      if (l.distinct > l.values.length) {
+        const more = document.createElement('div');
+        more.className = 'muted more';
+        more.textContent = `+${l.distinct - l.values.length} more (type in the selector to pick one)`;
+        sec.append(more);
+      }
       this.root.append(sec);
     }
   }
