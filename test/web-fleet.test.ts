@@ -410,7 +410,9 @@ describe('the viewer a fleet needs', () => {
     expect(Math.abs((parse as Frame & { delta: number }).delta)).toBeLessThan(1e-9);
     await shot('compare-default', true);
     // Grouped, Compare splits by the label too.
-    await afterLoad(() => page.selectOption('#groupby', 'svc'));
+    await afterLoad(async () => {
+      await page.selectOption('#groupby', 'svc');
+    });
     const api = byName(await frames('diff'), 'svc=api') as Frame & { delta: number };
     expect(api.kind).toBe('label');
     expect(Math.abs(api.delta)).toBeLessThan(1e-9);
