@@ -740,7 +740,7 @@ async function load(): Promise<void> {
     const total = Number.isFinite(flame.total) ? flame.total : 0;
     setStatus(
       'ready',
-      `${formatRange(state.from, state.to)} · ${formatValue(total, flame.sampleType)} ${flame.sampleType.type || 'no samples'} · ${tree!.size.toLocaleString('en-US')} nodes` +
+      `${formatRange(state.from, state.to)} · ${total > 0 ? `${formatValue(total, flame.sampleType)} ${flame.sampleType.type}` : 'no samples'} · ${tree!.size.toLocaleString('en-US')} nodes` +
         (tree!.groupBy.length > 0 ? ` · grouped by ${tree!.groupBy.join(', ')}` : '') +
         (diffTree ? ` · compared with ${formatRange(state.compare!.from, state.compare!.to)}` : ''),
     );

@@ -6,6 +6,8 @@ export function toRate(value: number, stepMs: number, unit: string): number {
 }
 
 export function rateUnit(type: string, unit: string): string {
+  // No samples at all: the axis is still CPU, the default kind of profile.
+  if (type === '' && unit === '') return 'cores';
   if (unit === 'nanoseconds') return type === 'cpu' || type === '' ? 'cores' : `${type} s/s`;
   return `${unit === 'count' || unit === '' ? type || 'samples' : unit}/s`;
 }

@@ -68,6 +68,7 @@ export class Timeline {
       e.preventDefault();
       const x = this.xOf(e);
       this.drag = { x0: x, x1: x, baseline: e.shiftKey || e.altKey };
+      this.hoverX = -1;
       this.tip.hidden = true;
       const move = (ev: MouseEvent): void => {
         if (this.drag) this.drag.x1 = this.xOf(ev);
