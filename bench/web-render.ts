@@ -7,7 +7,9 @@
 //
 // Env: BENCH_NODES (default 100000), BENCH_STEPS (default 120), BENCH_WIDTH (default 1600),
 //      BENCH_SHAPE=random (default: long-tailed random stacks, like real profiles) or
-//      balanced (a complete binary tree with equal weights: the most frames >= 1 px per row).
+//      balanced (a complete binary tree with equal weights: the most frames >= 1 px per row),
+//      BENCH_GROUPS=N (default 0): the same node count split over N processes grouped by comm,
+//      as /api/v1/flamegraph?groupBy=comm sends it (one `comm=...` label level under the root).
 import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,38 @@ const NODES = Number(process.env.BENCH_NODES ?? 100_000);
 const STEPS = Number(process.env.BENCH_STEPS ?? 120);
 const WIDTH = Number(process.env.BENCH_WIDTH ?? 1600);
 const SHAPE = process.env.BENCH_SHAPE ?? 'random';
+const GROUPS = Number(process.env.BENCH_GROUPS ?? 0);
+
+/** N synthetic profiles of nodes/N nodes each, spliced under comm=proc-i label nodes (the grouped wire shape). */
+function groupedProfile(nodes: number, groups: number): ReturnType<typeof syntheticProfile> {
+  const out = syntheticProfile(1, 1);
+  out.groupBy = ['comm'];
+  out.functions = { name: [], binary: [], kind: [] };
+  out.tree = { func: [-1], parent: [-1], self: [0], total: [0] };
+  out.total = 0;
+  for (let g = 0; g < groups; g++) {
+    const p = syntheticProfile(Math.max(2, Math.floor(nodes / groups) - 1), 42 + g);
+    const fnBase = out.functions.name.length;
+    out.functions.name.push(...p.functions.name, `comm=proc-${String(g).padStart(3, '0')}`);
+    out.functions.binary.push(...p.functions.binary, '');
+    out.functions.kind.push(...p.functions.kind, 'label');
+    const label = out.tree.func.length;
+    out.tree.func.push(fnBase + p.functions.name.length);
+    out.tree.parent.push(0);
+    out.tree.self.push(0);
+    out.tree.total.push(p.total);
+    const base = label; // group node j (j >= 1) becomes label + j
+    for (let j = 1; j < p.tree.func.length; j++) {
+      out.tree.func.push(fnBase + p.tree.func[j]!);
+      out.tree.parent.push(p.tree.parent[j] === 0 ? label : base + p.tree.parent[j]!);
+      out.tree.self.push(p.tree.self[j]!);
+      out.tree.total.push(p.tree.total[j]!);
+    }
+    out.total += p.total;
+  }
+  out.tree.total[0] = out.total;
+  return out;
+}
 
 /** Complete binary tree with about `nodes` nodes, one stack per leaf, equal weights. */
 function balancedProfile(nodes: number): ReturnType<typeof syntheticProfile> {
@@ -46,7 +80,8 @@ async function main(): Promise<void> {
   const webDir = mkdtempSync(join(tmpdir(), 'fleetprof-bench-web-'));
   const userData = mkdtempSync(join(tmpdir(), 'fleetprof-bench-chromium-'));
   await build({ root: join(ROOT, 'web'), logLevel: 'warn', build: { outDir: webDir, emptyOutDir: true } });
-  const profile = SHAPE === 'balanced' ? balancedProfile(NODES) : syntheticProfile(NODES, 42);
+  const profile = GROUPS > 0 ? groupedProfile(NODES, GROUPS) : SHAPE === 'balanced' ? balancedProfile(NODES) : syntheticProfile(NODES, 42);
+  const shape = GROUPS > 0 ? `random, grouped by comm into ${GROUPS} processes` : SHAPE;
   const body = JSON.stringify(profile);
   const server = http.createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
@@ -55,7 +90,7 @@ async function main(): Promise<void> {
       res.end(b);
     };
     if (u.pathname === '/api/v1/flamegraph') return json(body);
-    if (u.pathname === '/api/v1/timeline') return json(JSON.stringify({ sampleType: profile.sampleType, stepMs: 60000, timestampsMs: [], values: [] }));
+    if (u.pathname === '/api/v1/timeline') return json(JSON.stringify({ sampleType: profile.sampleType, stepMs: 60000, timestampsMs: [], values: [], groupBy: profile.groupBy, series: [] }));
     if (u.pathname.startsWith('/api/')) {
       res.statusCode = 404;
       return json('{"statusCode":404,"code":"FP_ERR_NOT_FOUND","error":"Not Found","message":"bench"}');
@@ -83,7 +118,7 @@ async function main(): Promise<void> {
     const loadToDrawn: number[] = [];
     // Several loads for the first-draw numbers.
     for (let run = 0; run < 5; run++) {
-      await page.goto(`http://127.0.0.1:${port}/`);
+      await page.goto(`http://127.0.0.1:${port}/${GROUPS > 0 ? '?groupBy=comm' : ''}`);
       await page.waitForFunction("document.body.dataset.state === 'ready'", null, { timeout: 60_000 });
       const m = await page.evaluate(() => {
         const data = performance.getEntriesByName('fp:data')[0]!.startTime;
@@ -125,7 +160,7 @@ async function main(): Promise<void> {
     const nav = stats(loadToDrawn);
     const zs = stats(zoom.sync);
     const zf = stats(zoom.flushed);
-    console.log(`fleetprof web render bench (${SHAPE}): ${profile.tree.func.length} nodes, ${profile.functions.name.length} functions, canvas ${WIDTH}px wide, ${frames} frames drawn unzoomed, up to ${zoom.maxDrawn} while zooming`);
+    console.log(`fleetprof web render bench (${shape}): ${profile.tree.func.length} nodes, ${profile.functions.name.length} functions, canvas ${WIDTH}px wide, ${frames} frames drawn unzoomed, up to ${zoom.maxDrawn} while zooming`);
     console.log(`first draw (JSON parsed -> tree built, top rows computed, laid out, painted), 5 loads: median ${r1(fd.median)} ms, p95 ${r1(fd.p95)} ms  [target < 300 ms]`);
     console.log(`  of which canvas paint: median ${r1(fp.median)} ms; navigation start -> drawn: median ${r1(nav.median)} ms`);
     console.log(`redraw while zooming (${STEPS} steps, layout + paint): median ${r1(zs.median)} ms, p95 ${r1(zs.p95)} ms, max ${r1(zs.max)} ms  [target < 16 ms]`);

@@ -11,6 +11,7 @@ const selectorParams = [
   q('from', 'Start (inclusive): RFC 3339, Unix milliseconds or now-<n><ms|s|m|h|d|w>; default to-1h'),
   q('to', 'End (exclusive), same formats; default now'),
 ];
+const groupByParam = q('groupBy', 'Comma-separated series label names (at most 3), e.g. comm or node,pod: split the result by their values');
 const sampleTypeParam = q('sampleType', '"type" or "type:unit"; default cpu, then wall, then samples, then the first type');
 const err = { description: 'Problem with the request', content: { 'application/json': { schema: { $ref: '#/components/schemas/ApiError' } } } };
 const json = (ref: string) => ({ description: 'OK', content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
@@ -19,7 +20,7 @@ const sampleType = { type: 'object', required: ['type', 'unit'], properties: { t
 const functions = {
   type: 'object',
   required: ['name', 'binary', 'kind'],
-  properties: { name: strArr, binary: strArr, kind: { type: 'array', items: { type: 'string', enum: ['kernel', 'native', 'jit', 'unknown'] } } },
+  properties: { name: strArr, binary: strArr, kind: { type: 'array', items: { type: 'string', enum: ['kernel', 'native', 'jit', 'unknown', 'label'] } } },
 };
 const tree = {
   type: 'object',
@@ -42,34 +43,76 @@ export const openApiDocument = {
       SampleType: sampleType,
       FlameGraph: {
         type: 'object',
-        required: ['version', 'sampleType', 'total', 'functions', 'tree'],
-        properties: { version: { type: 'integer', enum: [1] }, sampleType, total: num, functions, tree },
+        description: 'With groupBy, the first groupBy.length levels under the root are label nodes (kind "label", name "label=value")',
+        required: ['version', 'sampleType', 'total', 'groupBy', 'functions', 'tree'],
+        properties: { version: { type: 'integer', enum: [1] }, sampleType, total: num, groupBy: strArr, functions, tree },
       },
       DiffFlameGraph: {
         type: 'object',
-        required: ['version', 'sampleType', 'baselineTotal', 'total', 'functions', 'tree'],
+        required: ['version', 'sampleType', 'baselineTotal', 'total', 'groupBy', 'functions', 'tree'],
         properties: {
           version: { type: 'integer', enum: [1] },
           sampleType,
           baselineTotal: num,
           total: num,
+          groupBy: strArr,
           functions,
           tree: { allOf: [tree, { type: 'object', required: ['baselineSelf', 'baselineTotal'], properties: { baselineSelf: numArr, baselineTotal: numArr } }] },
         },
       },
       Top: {
         type: 'object',
-        required: ['sampleType', 'total', 'rows'],
+        required: ['sampleType', 'total', 'groupBy', 'rows'],
         properties: {
           sampleType,
           total: num,
+          groupBy: strArr,
           rows: {
             type: 'array',
-            items: { type: 'object', required: ['name', 'binary', 'kind', 'self', 'total'], properties: { name: str, binary: str, kind: str, self: num, total: num } },
+            items: {
+              type: 'object',
+              required: ['name', 'binary', 'kind', 'self', 'total', 'labels'],
+              properties: { name: str, binary: str, kind: str, self: num, total: num, labels: { type: 'object', additionalProperties: str, description: 'The row\'s group; {} when not grouped' } },
+            },
           },
         },
       },
-      Timeline: { type: 'object', required: ['sampleType', 'stepMs', 'timestampsMs', 'values'], properties: { sampleType, stepMs: num, timestampsMs: numArr, values: numArr } },
+      Timeline: {
+        type: 'object',
+        description: 'Each profile spread over its duration; values in sampleType units per step (cpu ns / (stepMs * 1e6) = cores)',
+        required: ['sampleType', 'stepMs', 'timestampsMs', 'values', 'groupBy', 'series'],
+        properties: {
+          sampleType,
+          stepMs: num,
+          timestampsMs: numArr,
+          values: numArr,
+          groupBy: strArr,
+          series: {
+            type: 'array',
+            items: { type: 'object', required: ['labels', 'total', 'values'], properties: { labels: { type: 'object', additionalProperties: str }, total: num, values: numArr } },
+          },
+        },
+      },
+      LabelSummary: {
+        type: 'object',
+        required: ['sampleType', 'total', 'labels'],
+        properties: {
+          sampleType,
+          total: num,
+          labels: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['name', 'distinct', 'values'],
+              properties: {
+                name: str,
+                distinct: num,
+                values: { type: 'array', items: { type: 'object', required: ['value', 'total'], properties: { value: str, total: num } } },
+              },
+            },
+          },
+        },
+      },
       LabelNames: { type: 'object', required: ['names'], properties: { names: strArr } },
       LabelValues: { type: 'object', required: ['name', 'values'], properties: { name: str, values: strArr } },
       IngestResult: { type: 'object', properties: { id: num, timeMs: num, samples: num, stacks: num } },
@@ -105,6 +148,13 @@ export const openApiDocument = {
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },
+    '/api/v1/labels/summary': {
+      get: {
+        summary: 'Label names with their values ranked by share of the selection',
+        parameters: [...selectorParams, sampleTypeParam, q('limit', 'Values per label (default 10)')],
+        responses: { 200: json('LabelSummary'), 400: err },
+      },
+    },
     '/api/v1/labels/{name}/values': {
       get: {
         summary: 'Values of one label',
@@ -113,17 +163,17 @@ export const openApiDocument = {
       },
     },
     '/api/v1/profile': { get: { summary: 'Merged profile as gzipped pprof', parameters: [...selectorParams, sampleTypeParam], responses: { 200: pprof, 400: err } } },
-    '/api/v1/flamegraph': { get: { summary: 'Merged flame graph', parameters: [...selectorParams, sampleTypeParam], responses: { 200: json('FlameGraph'), 400: err } } },
+    '/api/v1/flamegraph': { get: { summary: 'Merged flame graph', parameters: [...selectorParams, sampleTypeParam, groupByParam], responses: { 200: json('FlameGraph'), 400: err } } },
     '/api/v1/top': {
-      get: { summary: 'Functions by self value', parameters: [...selectorParams, sampleTypeParam, q('limit', 'Rows (default 100)')], responses: { 200: json('Top'), 400: err } },
+      get: { summary: 'Functions by self value', parameters: [...selectorParams, sampleTypeParam, groupByParam, q('limit', 'Rows (default 100)')], responses: { 200: json('Top'), 400: err } },
     },
     '/api/v1/timeline': {
-      get: { summary: 'Total value per time step', parameters: [...selectorParams, sampleTypeParam, q('stepMs', 'Step in ms (default range/100)')], responses: { 200: json('Timeline'), 400: err } },
+      get: { summary: 'Total value per time step', parameters: [...selectorParams, sampleTypeParam, groupByParam, q('stepMs', 'Step in ms (default range/100)')], responses: { 200: json('Timeline'), 400: err } },
     },
     '/api/v1/diff': {
       get: {
         summary: 'Diff flame graph: left = baseline, right = self/total',
-        parameters: ['leftQuery', 'leftFrom', 'leftTo', 'rightQuery', 'rightFrom', 'rightTo'].map((n) => q(n, 'As query/from/to, per side')).concat([sampleTypeParam]),
+        parameters: ['leftQuery', 'leftFrom', 'leftTo', 'rightQuery', 'rightFrom', 'rightTo'].map((n) => q(n, 'As query/from/to, per side')).concat([sampleTypeParam, groupByParam]),
         responses: { 200: json('DiffFlameGraph'), 400: err },
       },
     },

@@ -4,12 +4,13 @@ import { buildCallTree, childrenOf, diffFromProfiles, funcName, nodeAtPath, path
 import { computeStarts, hitTest, layoutVisible } from '../web/src/profile-logic/layout.js';
 import { compileSearch, searchTree } from '../web/src/profile-logic/search.js';
 import { diffShares } from '../web/src/profile-logic/diff.js';
-import { computeTop, filterTop, sortTop } from '../web/src/profile-logic/top.js';
+import { computeTop, filterTop, sortTop, truncateMiddle } from '../web/src/profile-logic/top.js';
 import { sandwichFor } from '../web/src/profile-logic/sandwich.js';
 import { DEFAULT_STATE, decodeState, encodeState, type ViewState } from '../web/src/profile-logic/url-state.js';
-import { applyCompletion, completionContext } from '../web/src/profile-logic/selector.js';
+import { applyCompletion, completionContext, equalities, toggleEquality } from '../web/src/profile-logic/selector.js';
 import { frameColor, hashString } from '../web/src/profile-logic/colors.js';
-import { resolveTime } from '../web/src/profile-logic/time.js';
+import { formatLocal, precedingWindow, resolveTime, timeTicks } from '../web/src/profile-logic/time.js';
+import { niceAxis, toRate } from '../web/src/profile-logic/timeline-scale.js';
 import { syntheticProfile } from '../web/src/profile-logic/synthetic.js';
 
 const STACKS: StackSample[] = [
@@ -229,6 +230,8 @@ describe('URL state', () => {
       search: '/^h.t$/i',
       fn: 'hot',
       compare: { query: '{node="web-2"}', from: 'now-2h', to: 'now-1h' },
+      groupBy: ['node', 'comm'],
+      topBy: 'binary',
     };
     expect(decodeState(encodeState(s))).toEqual(s);
     expect(decodeState('?' + encodeState(s))).toEqual(s);
@@ -264,5 +267,93 @@ describe('selector completion and helpers', () => {
     expect(resolveTime('now', 5)).toBe(5);
     expect(resolveTime('1700000000000', 0)).toBe(1700000000000);
     expect(() => resolveTime('yesterday-ish', 0)).toThrow();
+  });
+});
+
+describe('grouped trees, binary roll-up, middle truncation', () => {
+  // A grouped tree as the server sends it: label nodes (kind 'label') under the root.
+  const grouped = (() => {
+    const r = profileFromStacks(
+      [
+        { frames: ['comm=gzip', 'main', '0x1a'], value: 30 },
+        { frames: ['comm=gzip', 'main', '0x2b'], value: 20 },
+        { frames: ['comm=sha', 'main', 'sha_block'], value: 50 },
+      ],
+      (n) => (n.startsWith('comm=') ? { binary: '', kind: 'label' } : n === 'sha_block' ? { binary: '/usr/bin/sha', kind: 'native' } : { binary: '/usr/bin/gzip', kind: 'native' }),
+    );
+    r.groupBy = ['comm'];
+    return buildCallTree(r);
+  })();
+
+  it('top rows are per group and carry the group value', () => {
+    const rows = computeTop(grouped);
+    const mains = rows.filter((r) => r.name === 'main').map((r) => [r.group, r.total]);
+    expect(mains).toEqual(expect.arrayContaining([[['gzip'], 50], [['sha'], 50]]));
+    expect(rows.some((r) => r.name.startsWith('comm='))).toBe(false);
+  });
+
+  it('rolls frames up by binary, counting a stack once per binary', () => {
+    const rows = computeTop(grouped, 'binary');
+    const gz = rows.find((r) => r.name === 'gzip')!;
+    expect(gz).toMatchObject({ binary: '/usr/bin/gzip', self: 50, total: 50, group: ['gzip'] });
+    // main is in /usr/bin/gzip in both groups.
+    expect(sortTop(rows, 'binary', 'asc').map((r) => `${r.group[0]}:${r.name}`)).toEqual(['gzip:gzip', 'sha:gzip', 'sha:sha']);
+    const plain = computeTop(tree, 'binary');
+    expect(plain.find((r) => r.name === 'libhot.so')).toMatchObject({ self: 85, total: 85 });
+    expect(plain.find((r) => r.name === 'app')).toMatchObject({ self: 15, total: 100 });
+  });
+
+  it('search matches binary file names and label values', () => {
+    expect(searchTree(grouped, compileSearch('comm=gz').matcher!).share).toBeCloseTo(0.5, 9);
+    // "gzip" is also the binary of main under comm=sha.
+    expect(searchTree(grouped, compileSearch('gzip').matcher!).share).toBeCloseTo(1, 9);
+    expect(searchTree(grouped, compileSearch('/^sha$/').matcher!).share).toBeCloseTo(0.5, 9);
+    expect(searchTree(tree, compileSearch('libhot').matcher!).share).toBeCloseTo(0.85, 9);
+  });
+
+  it('truncates in the middle and keeps the file name', () => {
+    const p = '/usr/lib/x86_64-linux-gnu/libcrypto.so.3';
+    const t = truncateMiddle(p, 24);
+    expect(t).toHaveLength(24);
+    expect(t.endsWith('libcrypto.so.3')).toBe(true);
+    expect(t.startsWith('/usr/')).toBe(true);
+    expect(truncateMiddle('short', 24)).toBe('short');
+  });
+});
+
+describe('selector edits, times and the timeline scale', () => {
+  it('toggles one label equality and keeps other matchers', () => {
+    expect(toggleEquality('', 'comm', 'node')).toBe('{comm="node"}');
+    expect(toggleEquality('{node=~"web-.*", comm="a"}', 'comm', 'b')).toBe('{node=~"web-.*", comm="b"}');
+    expect(toggleEquality('{comm="b"}', 'comm', 'b')).toBe('');
+    expect(equalities('{a="1", b!="2", c="x\\"y"}')).toEqual(new Map([['a', '1'], ['c', 'x"y']]));
+  });
+
+  it('the default Compare baseline is the preceding window of the same length', () => {
+    expect(precedingWindow('now-1h', 'now', 0)).toEqual({ from: 'now-2h', to: 'now-1h' });
+    expect(precedingWindow('1000', '4000', 0)).toEqual({ from: '-2000', to: '1000' });
+  });
+
+  it('range boxes read and write local date-times', () => {
+    const ms = new Date(2026, 10, 30, 9, 15, 2).getTime();
+    expect(formatLocal(ms)).toBe('2026-11-30 09:15:02');
+    expect(resolveTime('2026-11-30 09:15:02', 0)).toBe(ms);
+  });
+
+  it('ticks carry dates when the range spans days', () => {
+    const to = new Date(2026, 10, 30, 12, 0, 0).getTime();
+    const day = timeTicks(to - 86_400_000, to);
+    expect(day.length).toBeGreaterThan(2);
+    expect(day.some((t) => /^Nov 30 /.test(t.label))).toBe(true);
+    expect(day.some((t) => /^Nov 29 /.test(t.label))).toBe(true);
+    const hour = timeTicks(to - 3_600_000, to);
+    expect(hour.every((t) => /^\d\d:\d\d$/.test(t.label))).toBe(true);
+  });
+
+  it('converts CPU ns per step to cores and rounds the axis', () => {
+    expect(toRate(2e9, 1000, 'nanoseconds')).toBe(2);
+    expect(toRate(30e9, 10_000, 'nanoseconds')).toBe(3);
+    expect(niceAxis(1.7)).toEqual({ max: 2, step: 1 });
+    expect(niceAxis(0)).toEqual({ max: 1, step: 0.5 });
   });
 });

@@ -172,7 +172,7 @@ export function topTable(functions: FunctionTable, tree: FlameTree, limit: numbe
   }
   const rows: TopResponse['rows'] = [];
   for (let f = 0; f < nf; f++) {
-    rows.push({ name: functions.name[f]!, binary: functions.binary[f]!, kind: functions.kind[f]!, self: self[f]!, total: total[f]! });
+    rows.push({ name: functions.name[f]!, binary: functions.binary[f]!, kind: functions.kind[f]!, self: self[f]!, total: total[f]!, labels: {} });
   }
   rows.sort((a, b) => b.self - a.self || b.total - a.total || (a.name < b.name ? -1 : 1));
   return rows.slice(0, limit);

@@ -5,6 +5,7 @@ import type {
   DiffFlameGraphResponse,
   FlameGraphResponse,
   LabelNamesResponse,
+  LabelSummaryResponse,
   LabelValuesResponse,
   SampleTypeJson,
   TimelineResponse,
@@ -19,6 +20,9 @@ import { parseTimeRange, type TimeRange } from '../time-range.js';
 import { chooseSampleType, mergeStacks, selectSeries, type SeriesSelection } from '../query/merge.js';
 import { buildFlameTree, topTable } from '../query/flamegraph.js';
 import { encodePprof } from '../query/pprof-out.js';
+import { groupedDiffTree, groupedFlameTree, groupedTopTable, parseGroupBy, partitionSeries, seriesTotals } from '../query/group-by.js';
+import { buildTimeline } from '../query/timeline.js';
+import { labelSummary } from '../query/label-summary.js';
 import { decodeSamples } from '../store/sample-codec.js';
 import type { StackAccumulator } from '../store/accumulator.js';
 import { errBadParam, errNotFound } from '../errors.js';
@@ -70,6 +74,20 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     return { names: [...names].sort() };
   });
 
+  app.get('/api/v1/labels/summary', async (req): Promise<LabelSummaryResponse> => {
+    const q = req.query as Query;
+    const limit = intParam(q, 'limit', 10, 1, 1000);
+    const { sel, range } = selection(store, q);
+    const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    return labelSummary(sel, await seriesTotals(store, sel, range, st), st, limit);
+  });
+
+  /** Groups of a grouped query, the largest kept apart when there are too many. */
+  async function groupsOf(sel: SeriesSelection, range: TimeRange, st: SampleTypeDesc | undefined, groupBy: string[]) {
+    const totals = groupBy.length > 0 ? await seriesTotals(store, sel, range, st) : new Map<number, number>();
+    return partitionSeries(sel.series, groupBy, (s) => totals.get(s.id) ?? 0);
+  }
+
   app.get<{ Params: { name: string } }>('/api/v1/labels/:name/values', async (req): Promise<LabelValuesResponse> => {
     const name = req.params.name;
     const values = new Set<string>();
@@ -97,25 +115,55 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
   app.get('/api/v1/flamegraph', async (req): Promise<FlameGraphResponse> => {
     const q = req.query as Query;
     const { sel, range } = selection(store, q);
+    const groupBy = parseGroupBy(param(q, 'groupBy'));
     const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    if (groupBy.length > 0) {
+      const g = await groupedFlameTree(store, flame, await groupsOf(sel, range, st, groupBy), range, st, groupBy);
+      return { version: 1, sampleType: st ?? NO_TYPE, total: g.tree.total[0]!, groupBy, functions: g.functions, tree: g.tree };
+    }
     const built = await flame(await mergeOne(sel, range, st));
-    return { version: 1, sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, functions: built.functions, tree: built.tree };
+    return { version: 1, sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, groupBy, functions: built.functions, tree: built.tree };
   });
 
   app.get('/api/v1/top', async (req): Promise<TopResponse> => {
     const q = req.query as Query;
     const limit = intParam(q, 'limit', 100, 1, 1_000_000);
     const { sel, range } = selection(store, q);
+    const groupBy = parseGroupBy(param(q, 'groupBy'));
     const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
+    if (groupBy.length > 0) {
+      const g = await groupedFlameTree(store, flame, await groupsOf(sel, range, st, groupBy), range, st, groupBy);
+      return { sampleType: st ?? NO_TYPE, total: g.tree.total[0]!, groupBy, rows: groupedTopTable(g.functions, g.tree, groupBy, limit) };
+    }
     const built = await flame(await mergeOne(sel, range, st));
-    return { sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, rows: topTable(built.functions, built.tree, limit) };
+    return { sampleType: st ?? NO_TYPE, total: built.tree.total[0]!, groupBy, rows: topTable(built.functions, built.tree, limit) };
   });
 
   app.get('/api/v1/diff', async (req): Promise<DiffFlameGraphResponse> => {
     const q = req.query as Query;
     const left = selection(store, q, 'left');
     const right = selection(store, q, 'right');
+    const groupBy = parseGroupBy(param(q, 'groupBy'));
     const st = chooseSampleType(store, [...left.sel.series, ...right.sel.series], param(q, 'sampleType'));
+    if (groupBy.length > 0) {
+      const g = await groupedDiffTree(
+        store,
+        flame,
+        { groups: await groupsOf(left.sel, left.range, st, groupBy), range: left.range },
+        { groups: await groupsOf(right.sel, right.range, st, groupBy), range: right.range },
+        st,
+        groupBy,
+      );
+      return {
+        version: 1,
+        sampleType: st ?? NO_TYPE,
+        baselineTotal: g.baselineTotal[0]!,
+        total: g.tree.total[0]!,
+        groupBy,
+        functions: g.functions,
+        tree: { ...g.tree, baselineSelf: g.baselineSelf, baselineTotal: g.baselineTotal },
+      };
+    }
     const [l, r] = await Promise.all([mergeOne(left.sel, left.range, st), mergeOne(right.sel, right.range, st)]);
     const built = await flame(r, l);
     return {
@@ -123,6 +171,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
       sampleType: st ?? NO_TYPE,
       baselineTotal: built.extraTotal[0]![0]!,
       total: built.tree.total[0]!,
+      groupBy,
       functions: built.functions,
       tree: { ...built.tree, baselineSelf: built.extraSelf[0]!, baselineTotal: built.extraTotal[0]! },
     };
@@ -130,6 +179,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
 
   app.get('/api/v1/timeline', async (req): Promise<TimelineResponse> => {
     const q = req.query as Query;
+    const groupBy = parseGroupBy(param(q, 'groupBy'));
     const { sel, range } = selection(store, q);
     const span = range.toMs - range.fromMs;
     const autoStep = Math.max(1000, Math.ceil(span / 100 / 1000) * 1000);
@@ -137,22 +187,8 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     const steps = Math.ceil(span / stepMs);
     if (steps > MAX_TIMELINE_STEPS) throw errBadParam(`stepMs=${stepMs} gives ${steps} steps over the range (max ${MAX_TIMELINE_STEPS})`);
     const st = chooseSampleType(store, sel.series, param(q, 'sampleType'));
-    const values = new Array<number>(steps).fill(0);
-    const timestampsMs = values.map((_, i) => range.fromMs + i * stepMs);
-    if (st) {
-      const idxOf = new Map<number, number>();
-      await store.eachProfile(sel.ids, range.fromMs, range.toMs, ['time_ms', 'profile_type_id', 'totals'], (row) => {
-        let ti = idxOf.get(row.profile_type_id);
-        if (ti === undefined) {
-          ti = store.profileType(row.profile_type_id)?.sampleTypes.findIndex((t) => t.type === st.type && t.unit === st.unit) ?? -1;
-          idxOf.set(row.profile_type_id, ti);
-        }
-        if (ti < 0) return;
-        const step = Math.floor((row.time_ms - range.fromMs) / stepMs);
-        values[step]! += Number(row.totals.split(',')[ti]);
-      });
-    }
-    return { sampleType: st ?? NO_TYPE, stepMs, timestampsMs, values };
+    const groups = await groupsOf(sel, range, st, groupBy);
+    return buildTimeline(store, sel, { range, stepMs, sampleType: st, groups, groupBy });
   });
 
   app.get('/api/v1/profile', async (req, reply) => {

@@ -9,8 +9,15 @@ export type FunctionIndex = number;
 /** Index into FlameTree node columns; 0 is the synthetic root. */
 export type NodeIndex = number;
 
-/** What runtime a frame belongs to, so the viewer can tell them apart. */
-export type FrameKind = 'kernel' | 'native' | 'jit' | 'unknown';
+/**
+ * What runtime a frame belongs to, so the viewer can tell them apart.
+ * 'label' marks the synthetic group-by levels of a grouped flame graph
+ * (name `label=value`, binary ""); no stored frame has it.
+ */
+export type FrameKind = 'kernel' | 'native' | 'jit' | 'unknown' | 'label';
+
+/** Label values of one group, e.g. {comm: "node"}; {} when a response is not grouped. */
+export type GroupLabels = Record<string, string>;
 
 export interface SampleTypeJson {
   type: string; // e.g. "cpu"
@@ -36,43 +43,80 @@ export interface FlameTree {
   total: number[];
 }
 
-/** GET /api/v1/flamegraph?query=<selector>&from=<t>&to=<t>[&sampleType=<type>] */
+/**
+ * GET /api/v1/flamegraph?query=<selector>&from=<t>&to=<t>[&sampleType=<type>][&groupBy=<label>[,<label>...]]
+ * With groupBy, the first groupBy.length levels under the root are label
+ * nodes (kind 'label', name `label=value`, one per value present, siblings
+ * sorted by name); the stacks of each group hang below its last level. A
+ * series without the label groups under `label=` (empty value).
+ * Every field is always present: an empty selection is total 0 and a tree of
+ * the root alone.
+ */
 export interface FlameGraphResponse {
   version: 1;
   sampleType: SampleTypeJson;
   /** Sum of all sample values in the selection. */
   total: number;
+  /** The grouping labels, outermost first; [] when not grouped. */
+  groupBy: string[];
   functions: FunctionTable;
   tree: FlameTree;
 }
 
 /**
- * GET /api/v1/diff?leftQuery=&leftFrom=&leftTo=&rightQuery=&rightFrom=&rightTo=
+ * GET /api/v1/diff?leftQuery=&leftFrom=&leftTo=&rightQuery=&rightFrom=&rightTo=[&groupBy=]
  * One merged tree; "baseline" columns hold the left selection, self/total the right.
+ * With groupBy, label levels as in FlameGraphResponse, one per value on either side.
  */
 export interface DiffFlameGraphResponse {
   version: 1;
   sampleType: SampleTypeJson;
   baselineTotal: number;
   total: number;
+  groupBy: string[];
   functions: FunctionTable;
   tree: FlameTree & { baselineSelf: number[]; baselineTotal: number[] };
 }
 
-/** GET /api/v1/top?query=&from=&to=[&limit=] : functions sorted by self, descending. */
+/**
+ * GET /api/v1/top?query=&from=&to=[&limit=][&groupBy=] : functions sorted by self, descending.
+ * With groupBy a row is one function within one group (`labels` says which).
+ */
 export interface TopResponse {
   sampleType: SampleTypeJson;
   total: number;
-  rows: { name: string; binary: string; kind: FrameKind; self: number; total: number }[];
+  groupBy: string[];
+  rows: { name: string; binary: string; kind: FrameKind; self: number; total: number; labels: GroupLabels }[];
 }
 
-/** GET /api/v1/timeline?query=&from=&to=&stepMs= */
+/**
+ * GET /api/v1/timeline?query=&from=&to=&stepMs=[&groupBy=]
+ * Each stored profile's value is spread evenly over the time it covers
+ * (its start to start + duration), so a steady load is a flat line, not a
+ * comb of pushes. Values are in sampleType units per step; for CPU
+ * nanoseconds, value / (stepMs * 1e6) is the number of cores busy.
+ */
 export interface TimelineResponse {
   sampleType: SampleTypeJson;
   stepMs: number;
   /** Start of each step, Unix milliseconds. */
   timestampsMs: number[];
+  /** Sum over every series, per step. */
   values: number[];
+  groupBy: string[];
+  /** One entry per group (a single {} entry when not grouped), largest total first; each values[] sums to `values`. */
+  series: { labels: GroupLabels; total: number; values: number[] }[];
+}
+
+/**
+ * GET /api/v1/labels/summary?query=&from=&to=[&sampleType=][&limit=]
+ * Every label name of the selected series with its values ranked by their
+ * share of the selection's value (CPU time by default), top `limit` per name.
+ */
+export interface LabelSummaryResponse {
+  sampleType: SampleTypeJson;
+  total: number;
+  labels: { name: string; distinct: number; values: { value: string; total: number }[] }[];
 }
 
 /** GET /api/v1/labels */

@@ -2,6 +2,7 @@ import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { Function as PprofFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import type { FrameKind } from './api-types.js';
+import { JIT_MAPPING_FILE, jitRuntimeOfBinary, unnamedJitFrameName } from './frame-kind.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -61,6 +62,12 @@ export class CpuProfileBuilder {
   private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number }[] = [];
   private options: CpuProfileOptions;
   private totalCount = 0;
+  /** Process name per pid, for naming its unnamed JIT code. */
+  private readonly processNames = new Map<number, string>();
+  /** JIT runtime per pid, from a runtime binary seen on its stacks. */
+  private readonly runtimes = new Map<number, number>();
+  /** Locations of unnamed JIT code ("[node JIT, ...]"). */
+  private readonly unnamedJit = new Set<LocationId>();
 
   constructor(options: CpuProfileOptions) {
     this.options = options;
@@ -78,7 +85,24 @@ export class CpuProfileBuilder {
 
   /** Frames leaf first (pprof's order): kernel frames, then user frames. */
   addSample(frames: readonly ProfileFrame[], count: number, labels: SampleLabels): void {
-    const locationIds = frames.map((frame) => this.locationId(frame, labels.pid));
+    this.processNames.set(labels.pid, labels.processName ?? labels.comm);
+    if (!this.runtimes.has(labels.pid)) {
+      for (const f of frames) {
+        const rt = f.kind === 'native' ? jitRuntimeOfBinary(f.mappingFile) : -1;
+        if (rt >= 0) {
+          this.runtimes.set(labels.pid, rt);
+          break;
+        }
+      }
+    }
+    const locationIds: LocationId[] = [];
+    for (const frame of frames) {
+      const id = this.locationId(frame, labels.pid);
+      // A run of unnamed JIT frames is one frame: a tower of the same name says no more.
+      const prev = locationIds[locationIds.length - 1];
+      if (prev !== undefined && this.unnamedJit.has(id) && this.unnamedJit.has(prev)) continue;
+      locationIds.push(id);
+    }
     const key = `${locationIds.join(',')}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}`;
     const existing = this.sampleIndex.get(key);
     if (existing !== undefined) {
@@ -178,7 +202,13 @@ export class CpuProfileBuilder {
     return id;
   }
 
-  private locationIdByKey(frame: ProfileFrame, pid: number): LocationId {
+  private locationIdByKey(original: ProfileFrame, pid: number): LocationId {
+    const anonymous = isAnonymousCode(original);
+    // Code in anonymous executable memory without a perf-map name is JIT
+    // output: named for its runtime with how to get names, kept as a JIT frame.
+    const frame: ProfileFrame = anonymous
+      ? { ...original, kind: 'jit', mappingFile: JIT_MAPPING_FILE, functionName: unnamedJitFrameName(this.runtimes.get(pid) ?? -1, this.processNames.get(pid) ?? '') }
+      : original;
     const mappingId = this.mappingId(frame, pid);
     const key = `${mappingId}|${frame.address}|${frame.functionName ?? ''}`;
     let id = this.locationIds.get(key);
@@ -188,7 +218,13 @@ export class CpuProfileBuilder {
       const line =
         frame.functionName === null ? [] : [new Line({ functionId: this.functionId(frame.functionName, frame.sourceFile ?? '') })];
       this.locations.push(new Location({ id, mappingId, address: frame.address, line }));
+      if (anonymous) this.unnamedJit.add(id);
     }
     return id;
   }
+}
+
+/** An unsymbolized frame in anonymous (not file-backed) memory of a known mapping. */
+function isAnonymousCode(frame: ProfileFrame): boolean {
+  return frame.functionName === null && frame.kind === 'unknown' && (frame.mappingFile === '' || frame.mappingFile.startsWith('[anon')) && frame.mappingEnd > frame.mappingStart;
 }

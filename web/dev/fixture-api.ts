@@ -3,7 +3,7 @@
 // Not used by any test. FIXTURE_NODES=100000 npx vite web for a big profile.
 import type { Plugin } from 'vite';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TimelineResponse, LabelNamesResponse, LabelValuesResponse } from '../../src/profile/api-types.js';
+import type { TimelineResponse, LabelNamesResponse, LabelSummaryResponse, LabelValuesResponse } from '../../src/profile/api-types.js';
 import { diffFromProfiles, profileFromStacks, type StackSample } from '../src/profile-logic/tree.js';
 import { syntheticProfile } from '../src/profile-logic/synthetic.js';
 
@@ -60,10 +60,14 @@ export function fixtureApi(): Plugin {
             ts.push(t);
             values.push(1000 + Math.round(500 * Math.sin(t / 600_000)));
           }
-          const body: TimelineResponse = { sampleType: { type: 'cpu', unit: 'nanoseconds' }, stepMs: step, timestampsMs: ts, values };
+          const body: TimelineResponse = { sampleType: { type: 'cpu', unit: 'nanoseconds' }, stepMs: step, timestampsMs: ts, values, groupBy: [], series: [{ labels: {}, total: values.reduce((a, b) => a + b, 0), values }] };
           return send(res, body);
         }
         if (p === '/api/v1/labels') return send(res, { names: Object.keys(LABELS) } satisfies LabelNamesResponse);
+        if (p === '/api/v1/labels/summary') {
+          const labels = Object.entries(LABELS).map(([name, values]) => ({ name, distinct: values.length, values: values.map((value, i) => ({ value, total: 1000 / (i + 1) })) }));
+          return send(res, { sampleType: { type: 'cpu', unit: 'nanoseconds' }, total: 1000 + 500 + 1000 / 3, labels } satisfies LabelSummaryResponse);
+        }
         const m = /^\/api\/v1\/labels\/([^/]+)\/values$/.exec(p);
         if (m) {
           const name = decodeURIComponent(m[1]!);

@@ -4,6 +4,7 @@ import type {
   DiffFlameGraphResponse,
   FlameGraphResponse,
   LabelNamesResponse,
+  LabelSummaryResponse,
   LabelValuesResponse,
   TimelineResponse,
 } from '../../src/profile/api-types.js';
@@ -50,17 +51,28 @@ export function selParams(sel: ResolvedSelection, prefix = ''): URLSearchParams 
   return p;
 }
 
-export function fetchFlameGraph(sel: ResolvedSelection, signal?: AbortSignal): Promise<FlameGraphResponse> {
-  return getJson(`${API}/flamegraph?${selParams(sel)}`, signal);
+function withGroupBy(p: URLSearchParams, groupBy: readonly string[]): URLSearchParams {
+  if (groupBy.length > 0) p.set('groupBy', groupBy.join(','));
+  return p;
 }
 
-export function fetchDiff(left: ResolvedSelection, right: ResolvedSelection, signal?: AbortSignal): Promise<DiffFlameGraphResponse> {
-  const p = new URLSearchParams([...selParams(left, 'left'), ...selParams(right, 'right')]);
+export function fetchFlameGraph(sel: ResolvedSelection, groupBy: readonly string[], signal?: AbortSignal): Promise<FlameGraphResponse> {
+  return getJson(`${API}/flamegraph?${withGroupBy(selParams(sel), groupBy)}`, signal);
+}
+
+export function fetchLabelSummary(sel: ResolvedSelection, signal?: AbortSignal): Promise<LabelSummaryResponse> {
+  const p = selParams(sel);
+  p.set('limit', '8');
+  return getJson(`${API}/labels/summary?${p}`, signal);
+}
+
+export function fetchDiff(left: ResolvedSelection, right: ResolvedSelection, groupBy: readonly string[], signal?: AbortSignal): Promise<DiffFlameGraphResponse> {
+  const p = withGroupBy(new URLSearchParams([...selParams(left, 'left'), ...selParams(right, 'right')]), groupBy);
   return getJson(`${API}/diff?${p}`, signal);
 }
 
-export function fetchTimeline(sel: ResolvedSelection, stepMs: number, signal?: AbortSignal): Promise<TimelineResponse> {
-  const p = selParams(sel);
+export function fetchTimeline(sel: ResolvedSelection, stepMs: number, groupBy: readonly string[], signal?: AbortSignal): Promise<TimelineResponse> {
+  const p = withGroupBy(selParams(sel), groupBy);
   p.set('stepMs', String(stepMs));
   return getJson(`${API}/timeline?${p}`, signal);
 }

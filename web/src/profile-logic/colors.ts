@@ -20,6 +20,7 @@ export const KIND_FAMILY: Record<FrameKind, { hue: number; range: number; sat: n
   jit: { hue: 95, range: 50, sat: 55, label: 'JIT' },
   kernel: { hue: 200, range: 45, sat: 65, label: 'kernel' },
   unknown: { hue: 265, range: 40, sat: 18, label: 'unknown' },
+  label: { hue: 45, range: 10, sat: 12, label: 'group' },
 };
 
 /** The package a frame belongs to: the binary's base name, or for JIT frames a name prefix. */

@@ -62,6 +62,7 @@ export function sandwichFor(tree: CallTree, isTarget: (func: number) => boolean)
       version: 1,
       sampleType: tree.sampleType,
       total: t.total[0]!,
+      groupBy: [],
       functions: tree.functions,
       tree: { func: t.func.slice(drop), parent: t.parent.slice(drop).map((p) => p - drop), self: t.self.slice(drop), total: t.total.slice(drop) },
     };

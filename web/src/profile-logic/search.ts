@@ -37,7 +37,21 @@ export interface SearchResult {
 export function searchTree(tree: CallTree, matcher: Matcher, weight: ArrayLike<number> = tree.total, grand = tree.grandTotal): SearchResult {
   const nf = tree.functions.name.length;
   const funcMatch = new Uint8Array(nf);
-  for (let f = 0; f < nf; f++) funcMatch[f] = matcher(tree.functions.name[f]!) ? 1 : 0;
+  // A frame matches by its name or its binary's file name (searching "sha256"
+  // finds sha256sum's frames even where they have no symbol). Group-by
+  // nodes are named "label=value", so label values match too.
+  const bins = tree.functions.binary;
+  const binMatch = new Map<string, boolean>();
+  for (let f = 0; f < nf; f++) {
+    let m = matcher(tree.functions.name[f]!);
+    const b = bins[f] ?? '';
+    if (!m && b !== '') {
+      let bm = binMatch.get(b);
+      if (bm === undefined) binMatch.set(b, (bm = matcher(baseName(b))));
+      m = bm;
+    }
+    funcMatch[f] = m ? 1 : 0;
+  }
   const n = tree.size;
   const nodeMatch = new Uint8Array(n);
   // covered[i] = 1 when node i or an ancestor matches.
@@ -55,4 +69,10 @@ export function searchTree(tree: CallTree, matcher: Matcher, weight: ArrayLike<n
     covered[i] = under | m;
   }
   return { nodeMatch, matchedNodes: count, covered: sum, share: grand > 0 ? sum / grand : 0 };
+}
+
+/** File name of a binary path ("/usr/bin/sha256sum" -> "sha256sum"). */
+export function baseName(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i >= 0 ? path.slice(i + 1) : path;
 }

@@ -57,3 +57,32 @@ export function filterSuggestions(all: readonly string[], prefix: string, limit 
   }
   return [...starts, ...contains].slice(0, limit);
 }
+
+const MATCHER = /([A-Za-z_][\w.]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"/g;
+const quote = (v: string): string => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+const unquote = (v: string): string => v.replace(/\\(.)/g, '$1');
+
+/** The label="value" equality matchers of a selector (others are ignored). */
+export function equalities(selector: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of selector.matchAll(MATCHER)) if (m[2] === '=') out.set(m[1]!, unquote(m[3]!));
+  return out;
+}
+
+/**
+ * The selector with `name="value"` set (replacing any matcher on that label),
+ * or removed when it is already exactly that. Other matchers keep their text.
+ */
+export function toggleEquality(selector: string, name: string, value: string): string {
+  const kept: string[] = [];
+  let had = false;
+  for (const m of selector.matchAll(MATCHER)) {
+    if (m[1] === name) {
+      if (m[2] === '=' && unquote(m[3]!) === value) had = true;
+      continue;
+    }
+    kept.push(m[0]);
+  }
+  if (!had) kept.push(`${name}=${quote(value)}`);
+  return kept.length === 0 ? '' : `{${kept.join(', ')}}`;
+}

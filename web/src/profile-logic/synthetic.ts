@@ -45,6 +45,7 @@ export function syntheticProfile(nodes: number, seed = 1, maxDepth = 40): FlameG
     version: 1,
     sampleType: { type: 'cpu', unit: 'nanoseconds' },
     total: t.total[0]!,
+    groupBy: [],
     functions: { name: names, binary: binaries, kind: kinds },
     tree: { func: t.func, parent: t.parent, self: t.self, total: t.total },
   };

@@ -24,6 +24,8 @@ export interface CallTree {
   functions: FunctionTable;
   sampleType: SampleTypeJson;
   grandTotal: number;
+  /** Group-by labels: levels 1..groupBy.length below the root are `label=value` nodes. */
+  groupBy: string[];
   /** Only for diff trees (left selection). */
   baselineSelf?: Float64Array;
   baselineTotal?: Float64Array;
@@ -64,7 +66,8 @@ export function buildCallTree(resp: FlameGraphResponse | DiffFlameGraphResponse)
     maxDepth,
     functions: resp.functions,
     sampleType: resp.sampleType,
-    grandTotal: resp.total,
+    grandTotal: resp.total ?? 0,
+    groupBy: 'groupBy' in resp && Array.isArray(resp.groupBy) ? resp.groupBy : [],
   };
   if ('baselineTotal' in resp) {
     const dt = resp.tree;
@@ -257,6 +260,7 @@ export function profileFromStacks(
     version: 1,
     sampleType,
     total: t.total[0]!,
+    groupBy: [],
     functions,
     tree: { func: t.func, parent: t.parent, self: t.self, total: t.total },
   };
@@ -300,5 +304,5 @@ export function diffFromProfiles(left: FlameGraphResponse, right: FlameGraphResp
   addTree(left, true);
   addTree(right, false);
   const tree = b.toFlameTree((f) => functions.name[f] ?? '');
-  return { version: 1, sampleType: right.sampleType, baselineTotal: left.total, total: right.total, functions, tree };
+  return { version: 1, sampleType: right.sampleType, baselineTotal: left.total, total: right.total, groupBy: [], functions, tree };
 }

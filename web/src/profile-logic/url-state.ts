@@ -4,6 +4,8 @@
 
 export type ViewName = 'flame' | 'top' | 'sandwich' | 'diff';
 export type Orientation = 'icicle' | 'flame';
+/** Top table rows: one per function, or functions rolled up by binary. */
+export type TopBy = 'function' | 'binary';
 
 export interface Selection {
   query: string;
@@ -20,6 +22,9 @@ export interface ViewState extends Selection {
   fn: string;
   /** Baseline selection for compare (diff view). */
   compare: Selection | null;
+  /** Label names the flame graph, top table and timeline are split by. */
+  groupBy: string[];
+  topBy: TopBy;
 }
 
 export const DEFAULT_STATE: ViewState = {
@@ -32,6 +37,8 @@ export const DEFAULT_STATE: ViewState = {
   search: '',
   fn: '',
   compare: null,
+  groupBy: [],
+  topBy: 'function',
 };
 
 const VIEWS: readonly ViewName[] = ['flame', 'top', 'sandwich', 'diff'];
@@ -47,6 +54,8 @@ export function encodeState(s: ViewState): string {
   if (s.focus.length > 0) p.set('focus', JSON.stringify(s.focus));
   if (s.search) p.set('search', s.search);
   if (s.fn) p.set('fn', s.fn);
+  if (s.groupBy.length > 0) p.set('groupBy', s.groupBy.join(','));
+  if (s.topBy !== DEFAULT_STATE.topBy) p.set('topBy', s.topBy);
   if (s.compare) {
     p.set('cquery', s.compare.query);
     p.set('cfrom', s.compare.from);
@@ -57,7 +66,7 @@ export function encodeState(s: ViewState): string {
 
 export function decodeState(search: string): ViewState {
   const p = new URLSearchParams(search.startsWith('?') ? search.slice(1) : search);
-  const s: ViewState = { ...DEFAULT_STATE, focus: [], compare: null };
+  const s: ViewState = { ...DEFAULT_STATE, focus: [], compare: null, groupBy: [] };
   s.query = p.get('query') ?? '';
   s.from = p.get('from') ?? DEFAULT_STATE.from;
   s.to = p.get('to') ?? DEFAULT_STATE.to;
@@ -75,6 +84,9 @@ export function decodeState(search: string): ViewState {
   }
   s.search = p.get('search') ?? '';
   s.fn = p.get('fn') ?? '';
+  const g = p.get('groupBy');
+  if (g) s.groupBy = g.split(',').filter((x) => /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(x)).slice(0, 3);
+  if (p.get('topBy') === 'binary') s.topBy = 'binary';
   if (p.has('cquery') || p.has('cfrom') || p.has('cto')) {
     s.compare = { query: p.get('cquery') ?? '', from: p.get('cfrom') ?? s.from, to: p.get('cto') ?? s.to };
   }

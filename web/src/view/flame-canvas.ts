@@ -115,6 +115,15 @@ export class FlameGraphCanvas {
     this.resetZoom();
   }
 
+  /** Forgets the tree and paints the canvas blank (a failed load leaves nothing stale). */
+  clear(): void {
+    this.tree = null;
+    this.diff = null;
+    this.match = null;
+    this.vis = allocVisible(1, 1);
+    this.draw();
+  }
+
   setScheme(scheme: Scheme): void {
     this.scheme = scheme;
     this.recolor();
