@@ -44,8 +44,10 @@ class FunctionInterner {
     if (loc.lines.length === 0) {
       // Unsymbolized: the binary and the file-relative address are all we
       // know; the same code in every process shows as one frame.
+      // No mapping at all (an address the host could not place): the bare address.
       const base = binary.slice(binary.lastIndexOf('/') + 1);
-      out.push(this.intern(`${base}+0x${loc.address.toString(16)}`, binary));
+      const hex = `0x${loc.address.toString(16)}`;
+      out.push(this.intern(base ? `${base}+${hex}` : hex, binary));
     } else {
       for (let i = loc.lines.length - 1; i >= 0; i--) {
         const f = loc.lines[i]!.fn;
