@@ -10,6 +10,7 @@ import { ingestRoutes } from './routes/ingest.js';
 import { queryRoutes } from './routes/query.js';
 import { openApiDocument } from './openapi.js';
 import { bearerAuth } from './auth.js';
+import { registerCors } from './cors.js';
 
 export interface AppOptions {
   store: SqliteStore;
@@ -18,6 +19,8 @@ export interface AppOptions {
   queryToken?: string;
   tls?: { certPath: string; keyPath: string };
   webDir?: string;
+  /** Origins allowed cross-origin access (CORS); none by default. */
+  corsOrigins?: readonly string[];
   maxBodyBytes: number;
   maxDecompressedBytes: number;
   logger?: boolean;
@@ -40,6 +43,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     return reply.code(404).send(body);
   });
 
+  registerCors(app, o.corsOrigins ?? []);
   app.get('/api/v1/openapi.json', async () => openApiDocument);
   // Liveness/readiness probe (deploy/ manifests): no auth, no store access.
   app.get('/healthz', async () => ({ status: 'ok' }));

@@ -29,6 +29,7 @@ export const errBadProfile = coded('FP_ERR_BAD_PROFILE', 400);
 export const errEmptyBody = coded('FP_ERR_EMPTY_BODY', 400);
 export const errUnauthorized = coded('FP_ERR_UNAUTHORIZED', 401);
 export const errNotFound = coded('FP_ERR_NOT_FOUND', 404);
+export const errUnsupportedMediaType = coded('FP_ERR_UNSUPPORTED_MEDIA_TYPE', 415);
 
 export function httpErrorName(statusCode: number): string {
   return STATUS_CODES[statusCode] ?? 'Error';

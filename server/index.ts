@@ -24,6 +24,8 @@ export interface ServerOptions {
   tls?: { certPath: string; keyPath: string };
   /** Directory of the built web viewer, served at /. */
   webDir?: string;
+  /** Origins allowed cross-origin access (CORS headers); none when unset. */
+  corsOrigins?: string[];
   /** Largest accepted request body (as sent); default 32 MiB, larger gets 413. */
   maxBodyBytes?: number;
   /** Largest profile after gunzip; default 64 MiB, larger gets 413. */
@@ -50,6 +52,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     queryToken: opts.queryToken,
     tls: opts.tls,
     webDir: opts.webDir,
+    corsOrigins: opts.corsOrigins,
     maxBodyBytes: opts.maxBodyBytes ?? 32 * 1024 * 1024,
     maxDecompressedBytes: opts.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
     logger: opts.logger,

@@ -100,8 +100,12 @@ export const openApiDocument = {
       post: {
         summary: 'Store one pprof profile; query-string parameters are the series labels',
         parameters: [{ name: 'labels', in: 'query', style: 'form', explode: true, schema: { type: 'object', additionalProperties: str } }],
-        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err },
+        requestBody: {
+          required: true,
+          description: 'pprof, gzipped or not; other media types get 415',
+          content: Object.fromEntries(['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
+        },
+        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 415: err },
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },

@@ -157,6 +157,7 @@ interface ServerCliOptions {
   queryToken?: string;
   tlsCert?: string;
   tlsKey?: string;
+  corsOrigin: string[];
 }
 
 function serverOptions(options: ServerCliOptions): ServerOptions {
@@ -170,6 +171,7 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
     queryToken: options.queryToken ?? process.env.FLEETPROF_QUERY_TOKEN,
     tls: options.tlsCert !== undefined && options.tlsKey !== undefined ? { certPath: options.tlsCert, keyPath: options.tlsKey } : undefined,
     webDir: join(packageRoot(), 'web', 'dist'),
+    corsOrigins: options.corsOrigin,
   };
 }
 
@@ -182,7 +184,8 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
-    .option('--tls-key <file>', 'and this PEM key');
+    .option('--tls-key <file>', 'and this PEM key')
+    .option('--cors-origin <origin>', 'allow cross-origin requests from this origin, e.g. https://grafana.example (repeatable; none by default)', (v: string, prev: string[]) => [...prev, v], [] as string[]);
 }
 
 withServerOptions(program.command('server').description('run the central server: ingest, storage (SQLite), query API and web viewer'), {

@@ -1,6 +1,7 @@
 // The faults of issue 12 ("safe to expose"), each provoked against a real
 // server on 127.0.0.1: catastrophic selector regexes, cross-origin ingest,
 // and the other checks at the edge of the API.
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProfile, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
 import { startCliServer } from './helpers/cli.js';
@@ -58,6 +59,70 @@ describe('selector regexes', () => {
       expect(r.body.message).toMatch(/more than 32 matchers/);
     } finally {
       await s.stop();
+    }
+  });
+});
+
+describe('ingest media types and CORS', () => {
+  let s: Awaited<ReturnType<typeof startTestServer>>;
+  const body = buildProfile({ samples: [{ stack: ['main'], values: [1, 1] }] });
+  const post = async (headers: Record<string, string>, payload: Uint8Array | string = gzipSync(body)) => {
+    const res = await fetch(`${s.url}/api/v1/ingest?node=media`, { method: 'POST', body: payload, headers });
+    return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
+  };
+  beforeAll(async () => {
+    s = await startTestServer();
+  });
+  afterAll(async () => {
+    await s.stop();
+  });
+
+  it('refuses the types a web page can send without a preflight, with 415', async () => {
+    for (const type of ['text/plain', 'text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const r = await post({ 'content-type': type });
+      expect(r.status, type).toBe(415);
+      expect(r.body.code).toBe('FP_ERR_UNSUPPORTED_MEDIA_TYPE');
+      expect(r.body.message).toContain('application/x-protobuf');
+    }
+    // fetch with a plain string body and no headers sends text/plain: a browser's simplest cross-origin post.
+    expect((await post({}, 'hello')).status).toBe(415);
+    const brotli = await post({ 'content-type': 'application/octet-stream', 'content-encoding': 'br' });
+    expect(brotli.status).toBe(415);
+    expect(brotli.body.message).toMatch(/Content-Encoding/);
+  });
+
+  it('takes every protobuf media type, gzipped or not', async () => {
+    for (const type of ['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf', 'Application/X-Protobuf; proto=perftools.profiles.Profile']) {
+      expect((await post({ 'content-type': type })).status, type).toBe(200);
+      expect((await post({ 'content-type': type, 'content-encoding': 'gzip' })).status, type).toBe(200);
+      expect((await post({ 'content-type': type }, body)).status, type).toBe(200);
+    }
+  });
+
+  it('sends no CORS headers unless origins are configured', async () => {
+    const preflight = () =>
+      fetch(`${s.url}/api/v1/ingest?node=x`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      });
+    const open = await preflight();
+    expect(open.headers.get('access-control-allow-origin')).toBeNull();
+    const get = await fetch(`${s.url}/api/v1/labels`, { headers: { origin: 'https://evil.example' } });
+    expect(get.headers.get('access-control-allow-origin')).toBeNull();
+
+    const configured = await startTestServer({ corsOrigins: ['https://grafana.example'] });
+    try {
+      const allowed = await fetch(`${configured.url}/api/v1/ingest?node=x`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://grafana.example', 'access-control-request-method': 'POST' },
+      });
+      expect(allowed.status).toBe(204);
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://grafana.example');
+      expect(allowed.headers.get('access-control-allow-methods')).toContain('POST');
+      const other = await fetch(`${configured.url}/api/v1/labels`, { headers: { origin: 'https://evil.example' } });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await configured.stop();
     }
   });
 });
