@@ -4,6 +4,7 @@ import { SqliteStore } from './store/sqlite-store.js';
 import { createMetrics } from './metrics.js';
 import { buildApp } from './app.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
+import { checkExposure, viewerMissingWarning } from './start-checks.js';
 
 export interface ServerOptions {
   /** Directory holding the SQLite database (created if missing). */
@@ -30,6 +31,10 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Largest profile after gunzip; default 64 MiB, larger gets 413. */
   maxDecompressedBytes?: number;
+  /** Listen beyond loopback without tokens (refused otherwise). */
+  allowUnauthenticated?: boolean;
+  /** Called with start-up warnings (e.g. the viewer is not built); default: stderr. */
+  onWarning?: (message: string) => void;
   /** Fastify (pino) request logging; default off. */
   logger?: boolean;
 }
@@ -43,6 +48,9 @@ export const DEFAULT_PORT = 4100;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  checkExposure({ host: opts.host ?? '127.0.0.1', ingestToken: opts.ingestToken, queryToken: opts.queryToken, allowUnauthenticated: opts.allowUnauthenticated });
+  const viewerWarning = viewerMissingWarning(opts.webDir);
+  if (viewerWarning) (opts.onWarning ?? ((m: string) => process.stderr.write(`fleetprof server: ${m}\n`)))(viewerWarning);
   const store = await SqliteStore.open(opts.dataDir);
   const metrics = createMetrics(() => store.sizeBytes());
   const app = await buildApp({

@@ -158,6 +158,7 @@ interface ServerCliOptions {
   tlsCert?: string;
   tlsKey?: string;
   corsOrigin: string[];
+  allowUnauthenticated?: boolean;
 }
 
 function serverOptions(options: ServerCliOptions): ServerOptions {
@@ -172,6 +173,7 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
     tls: options.tlsCert !== undefined && options.tlsKey !== undefined ? { certPath: options.tlsCert, keyPath: options.tlsKey } : undefined,
     webDir: join(packageRoot(), 'web', 'dist'),
     corsOrigins: options.corsOrigin,
+    allowUnauthenticated: options.allowUnauthenticated === true,
   };
 }
 
@@ -185,7 +187,8 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
     .option('--tls-key <file>', 'and this PEM key')
-    .option('--cors-origin <origin>', 'allow cross-origin requests from this origin, e.g. https://grafana.example (repeatable; none by default)', (v: string, prev: string[]) => [...prev, v], [] as string[]);
+    .option('--cors-origin <origin>', 'allow cross-origin requests from this origin, e.g. https://grafana.example (repeatable; none by default)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--allow-unauthenticated', 'listen beyond loopback without --ingest-token and --query-token (refused otherwise)');
 }
 
 withServerOptions(program.command('server').description('run the central server: ingest, storage (SQLite), query API and web viewer'), {

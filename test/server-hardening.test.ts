@@ -4,7 +4,8 @@
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProfile, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
-import { startCliServer } from './helpers/cli.js';
+import { startServer } from '../server/index.js';
+import { runCli, startCliServer, waitForStderr } from './helpers/cli.js';
 
 describe('selector regexes', () => {
   // A child process: if a pattern blocked its event loop, this test's own
@@ -123,6 +124,35 @@ describe('ingest media types and CORS', () => {
       expect(other.headers.get('access-control-allow-origin')).toBeNull();
     } finally {
       await configured.stop();
+    }
+  });
+});
+
+describe('secure by default', () => {
+  it('refuses to listen beyond loopback without tokens, and says so', async () => {
+    const data = tempDir();
+    try {
+      const cli = runCli(['server', '--host', '0.0.0.0', '--port', '0', '--data-dir', data.dir], { FLEETPROF_INGEST_TOKEN: '', FLEETPROF_QUERY_TOKEN: '' });
+      const outcome = await Promise.race([cli.exited, waitForStderr(cli, /listening on/).then(() => 'listening', () => 'exited')]);
+      cli.kill();
+      expect(outcome).toBe(1);
+      expect(cli.stderr()).toMatch(/refusing to listen on 0\.0\.0\.0 without --ingest-token .* and --query-token .*--allow-unauthenticated/);
+      // One token is not enough either: the other side stays open.
+      await expect(startServer({ dataDir: data.dir, host: '0.0.0.0', port: 0, ingestToken: 'i' })).rejects.toThrow(/without --query-token/);
+      await expect(startServer({ dataDir: data.dir, host: '::', port: 0, queryToken: 'q' })).rejects.toThrow(/without --ingest-token/);
+    } finally {
+      data.cleanup();
+    }
+  });
+
+  it('starts beyond loopback with both tokens, or when told to run open', async () => {
+    for (const opts of [{ ingestToken: 'i', queryToken: 'q' }, { allowUnauthenticated: true }]) {
+      const s = await startTestServer({ host: '0.0.0.0', ...opts });
+      try {
+        expect((await getJson<{ status: string }>(s.url.replace('0.0.0.0', '127.0.0.1'), '/healthz')).body.status).toBe('ok');
+      } finally {
+        await s.stop();
+      }
     }
   });
 });
