@@ -11,6 +11,7 @@ import { queryRoutes } from './routes/query.js';
 import { openApiDocument } from './openapi.js';
 import { bearerAuth } from './auth.js';
 import { registerCors } from './cors.js';
+import type { ProfileTimeLimits } from './ingest-checks.js';
 
 export interface AppOptions {
   store: SqliteStore;
@@ -23,6 +24,7 @@ export interface AppOptions {
   corsOrigins?: readonly string[];
   maxBodyBytes: number;
   maxDecompressedBytes: number;
+  timeLimits: ProfileTimeLimits;
   logger?: boolean;
 }
 
@@ -57,6 +59,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     ingestToken: o.ingestToken,
     maxBodyBytes: o.maxBodyBytes,
     maxDecompressedBytes: o.maxDecompressedBytes,
+    timeLimits: o.timeLimits,
   });
   await app.register(queryRoutes, { store: o.store, metrics: o.metrics, queryToken: o.queryToken });
   if (o.webDir) await app.register(fastifyStatic, { root: o.webDir, prefix: '/', wildcard: true });

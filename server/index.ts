@@ -5,6 +5,7 @@ import { createMetrics } from './metrics.js';
 import { buildApp } from './app.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
 import { checkExposure, viewerMissingWarning } from './start-checks.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS } from './ingest-checks.js';
 
 export interface ServerOptions {
   /** Directory holding the SQLite database (created if missing). */
@@ -15,6 +16,8 @@ export interface ServerOptions {
   port?: number;
   /** Profiles older than this are deleted; default 7 days. */
   retentionMs?: number;
+  /** Profiles dated further than this past the server's clock get 400; default 5 minutes. */
+  maxFutureSkewMs?: number;
   /** How often retention runs; default 1 minute. */
   retentionIntervalMs?: number;
   /** Bearer token required by POST /api/v1/ingest; none when unset. */
@@ -51,6 +54,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   checkExposure({ host: opts.host ?? '127.0.0.1', ingestToken: opts.ingestToken, queryToken: opts.queryToken, allowUnauthenticated: opts.allowUnauthenticated });
   const viewerWarning = viewerMissingWarning(opts.webDir);
   if (viewerWarning) (opts.onWarning ?? ((m: string) => process.stderr.write(`fleetprof server: ${m}\n`)))(viewerWarning);
+  const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const store = await SqliteStore.open(opts.dataDir);
   const metrics = createMetrics(() => store.sizeBytes());
   const app = await buildApp({
@@ -64,8 +68,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxBodyBytes: opts.maxBodyBytes ?? 32 * 1024 * 1024,
     maxDecompressedBytes: opts.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
     logger: opts.logger,
+    timeLimits: { retentionMs, maxFutureSkewMs: opts.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS },
   });
-  const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const runRetention = () => {
     store.deleteBefore(Date.now() - retentionMs).catch((e: unknown) => app.log.error(e));
   };

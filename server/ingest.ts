@@ -14,6 +14,7 @@ import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { encodeSamples } from './store/sample-codec.js';
 import type { NewProfile, SqliteStore } from './store/sqlite-store.js';
 import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errTooLarge } from './errors.js';
+import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -216,10 +217,11 @@ export interface IngestResult {
 }
 
 /** Turns one decoded, uncompressed pprof into a stored profile. */
-export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels: Record<string, string>, nowMs: number): Promise<IngestResult> {
+export async function ingestProfile(store: SqliteStore, raw: Uint8Array, labels: Record<string, string>, nowMs: number, timeLimits?: ProfileTimeLimits): Promise<IngestResult> {
   // Everything up to store.append is synchronous: the decoder's reused
   // columns cannot be overwritten by another request meanwhile.
   const p = decodeProfile(raw);
+  checkProfileTime(p.timeNanos, nowMs, timeLimits);
   const { mappings, functions, locRow } = validate(p);
   const sym = store.symbols;
 

@@ -159,6 +159,7 @@ interface ServerCliOptions {
   tlsKey?: string;
   corsOrigin: string[];
   allowUnauthenticated?: boolean;
+  maxFutureSkew: string;
 }
 
 function serverOptions(options: ServerCliOptions): ServerOptions {
@@ -168,6 +169,7 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
     host: options.host,
     port: options.port,
     retentionMs: parseDurationMs(options.retention),
+    maxFutureSkewMs: parseDurationMs(options.maxFutureSkew),
     ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
     queryToken: options.queryToken ?? process.env.FLEETPROF_QUERY_TOKEN,
     tls: options.tlsCert !== undefined && options.tlsKey !== undefined ? { certPath: options.tlsCert, keyPath: options.tlsKey } : undefined,
@@ -182,7 +184,8 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--host <address>', 'listen address', '127.0.0.1')
     .option('--port <port>', 'listen port', (v) => Number(v), DEFAULT_SERVER_PORT)
     .option('--data-dir <dir>', 'where the SQLite database lives', defaults.dataDir)
-    .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d)', '7d')
+    .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d); older ones are refused at ingest', '7d')
+    .option('--max-future-skew <duration>', 'refuse profiles dated further than this ahead of the server clock', '5m')
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')

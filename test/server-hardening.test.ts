@@ -156,3 +156,29 @@ describe('secure by default', () => {
     }
   });
 });
+
+describe('profile timestamps', () => {
+  it('refuses a profile dated in the future or past retention, with a 400', async () => {
+    const s = await startTestServer({ retentionMs: 86_400_000, maxFutureSkewMs: 5 * 60_000 });
+    try {
+      const at = (timeMs: number) => ingest(s.url, buildProfile({ timeMs, samples: [{ stack: ['main'], values: [1, 1] }] }), { node: 'clock' });
+      const now = Date.now();
+      const future = await at(now + 3_600_000);
+      expect(future.status).toBe(400);
+      expect(future.json.code).toBe('FP_ERR_BAD_TIME_RANGE');
+      expect(future.json.message).toMatch(/ahead of the server's clock.*allowed skew is 300 s/);
+      const old = await at(now - 2 * 86_400_000);
+      expect(old.status).toBe(400);
+      expect(old.json.message).toMatch(/older than the retention of 86400 s/);
+      // Neither left a series behind (checked before anything is stored), and a
+      // profile within the skew is taken.
+      expect((await getJson<{ names: string[] }>(s.url, '/api/v1/labels')).body.names).toEqual([]);
+      expect((await at(now + 60_000)).status).toBe(200);
+      expect((await at(now - 3_600_000)).status).toBe(200);
+      const series = await getJson<{ profiles: { timeMs: number }[] }>(s.url, '/api/v1/profiles', { from: 'now-1d', to: 'now+1d' });
+      expect(series.body.profiles.map((p) => p.timeMs).sort()).toEqual([now - 3_600_000, now + 60_000].sort());
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -36,7 +36,8 @@ describe('server ingest + query', () => {
   const work = tempDir('fleetprof-server-files-');
 
   beforeAll(async () => {
-    s = await startTestServer();
+    // T0 is a fixed date: retention long enough that its profiles are neither refused nor deleted.
+    s = await startTestServer({ retentionMs: 100 * 365 * 86_400_000 });
     const a = buildProfile({
       timeMs: T0,
       samples: [

@@ -5,6 +5,7 @@ import type { ServerMetrics } from '../metrics.js';
 import { ingestProfile, maybeGunzip, parseSeriesLabels } from '../ingest.js';
 import { bearerAuth } from '../auth.js';
 import { errEmptyBody, errUnsupportedMediaType } from '../errors.js';
+import type { ProfileTimeLimits } from '../ingest-checks.js';
 
 /** Media types a pprof body may be sent as (gzipped or not: the body is sniffed). */
 export const PROTOBUF_MEDIA_TYPES = ['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf'];
@@ -16,6 +17,7 @@ export interface IngestRouteOptions {
   ingestToken: string | undefined;
   maxBodyBytes: number;
   maxDecompressedBytes: number;
+  timeLimits: ProfileTimeLimits;
 }
 
 export async function ingestRoutes(app: FastifyInstance, o: IngestRouteOptions): Promise<void> {
@@ -31,7 +33,7 @@ export async function ingestRoutes(app: FastifyInstance, o: IngestRouteOptions):
     o.metrics.ingestBytes.add(body.length);
     const labels = parseSeriesLabels(req.query as Record<string, unknown>);
     const raw = await maybeGunzip(body, o.maxDecompressedBytes);
-    const res = await ingestProfile(o.store, raw, labels, Date.now());
+    const res = await ingestProfile(o.store, raw, labels, Date.now(), o.timeLimits);
     o.metrics.ingestProfiles.add(1);
     reply.code(200);
     return { id: res.id, timeMs: res.timeMs, samples: res.samples, stacks: res.stacks };
