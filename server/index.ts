@@ -68,6 +68,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxBodyBytes: opts.maxBodyBytes ?? 32 * 1024 * 1024,
     maxDecompressedBytes: opts.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
     logger: opts.logger,
+    ready: () => store.getProfile(0),
     timeLimits: { retentionMs, maxFutureSkewMs: opts.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS },
   });
   const runRetention = () => {

@@ -138,6 +138,12 @@ export const openApiDocument = {
       get: { summary: 'One stored profile as gzipped pprof', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: pprof, 404: err } },
     },
     '/healthz': { get: { summary: 'Liveness probe (no auth)', responses: { 200: { description: '{"status":"ok"}', content: { 'application/json': { schema: { type: 'object' } } } } } } },
+    '/readyz': {
+      get: {
+        summary: 'Readiness probe (no auth): the store answers a read',
+        responses: { 200: { description: '{"status":"ready"}' }, 503: { description: 'the store does not answer within 2 s' } },
+      },
+    },
     '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: str } } } } } },
   },
 };

@@ -1,10 +1,14 @@
 // The faults of issue 12 ("safe to expose"), each provoked against a real
 // server on 127.0.0.1: catastrophic selector regexes, cross-origin ingest,
 // and the other checks at the edge of the API.
+import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProfile, getJson, ingest, startTestServer, tempDir } from './server-helpers.js';
 import { startServer } from '../server/index.js';
+import { buildApp } from '../server/app.js';
+import { createMetrics } from '../server/metrics.js';
+import { SqliteStore } from '../server/store/sqlite-store.js';
 import { runCli, startCliServer, waitForStderr } from './helpers/cli.js';
 
 describe('selector regexes', () => {
@@ -179,6 +183,54 @@ describe('profile timestamps', () => {
       expect(series.body.profiles.map((p) => p.timeMs).sort()).toEqual([now - 3_600_000, now + 60_000].sort());
     } finally {
       await s.stop();
+    }
+  });
+});
+
+describe('health, readiness and 500s', () => {
+  it('/readyz follows the store, and a 500 carries a request id while the log carries the detail', async () => {
+    const data = tempDir();
+    const store = await SqliteStore.open(data.dir);
+    const metrics = createMetrics(() => store.sizeBytes());
+    const log = new PassThrough();
+    let logged = '';
+    log.on('data', (chunk: Buffer) => (logged += chunk.toString()));
+    const app = await buildApp({
+      store,
+      metrics,
+      maxBodyBytes: 1 << 20,
+      maxDecompressedBytes: 1 << 20,
+      timeLimits: { retentionMs: 86_400_000, maxFutureSkewMs: 300_000 },
+      ready: () => store.getProfile(0),
+      logStream: log,
+    });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      expect((await ingest(url, buildProfile({ samples: [{ stack: ['main'], values: [1, 1] }] }), { node: 'r' })).status).toBe(200);
+      expect((await getJson<{ status: string }>(url, '/readyz')).body.status).toBe('ready');
+      expect((await getJson(url, '/api/v1/profiles', { from: 'now-1h', to: 'now+1m' })).status).toBe(200);
+
+      await store.close(); // the store stops answering: a real SQLite error on every read
+      const ready = await getJson<{ status: string }>(url, '/readyz');
+      expect(ready.status).toBe(503);
+      expect((await getJson<{ status: string }>(url, '/healthz')).body.status).toBe('ok'); // alive all the same
+
+      const res = await fetch(`${url}/api/v1/profiles?from=now-1h&to=now%2B1m`);
+      const body = (await res.json()) as { statusCode: number; code: string; message: string; requestId: string };
+      expect(res.status).toBe(500);
+      expect(body.code).toBe('FP_ERR_INTERNAL');
+      expect(body.requestId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers.get('x-request-id')).toBe(body.requestId);
+      expect(body.message).toContain(body.requestId);
+      expect(body.message).not.toMatch(/SQLITE|closed|at .*\.js/i); // no internals to the client
+      // ...they are in the log, under the same id.
+      const line = logged.split('\n').find((l) => l.includes(body.requestId) && l.includes('request failed'));
+      expect(line, logged).toBeDefined();
+      expect(line).toMatch(/SQLITE_MISUSE|closed/i);
+    } finally {
+      await app.close();
+      await metrics.shutdown();
+      data.cleanup();
     }
   });
 });
