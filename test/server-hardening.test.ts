@@ -1,6 +1,8 @@
 // The faults of issue 12 ("safe to expose"), each provoked against a real
 // server on 127.0.0.1: catastrophic selector regexes, cross-origin ingest,
 // and the other checks at the edge of the API.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -232,5 +234,24 @@ describe('health, readiness and 500s', () => {
       await metrics.shutdown();
       data.cleanup();
     }
+  });
+});
+
+describe('viewer missing', () => {
+  it('says at start that the viewer is not built and how to build it', async () => {
+    const web = tempDir('fleetprof-web-');
+    const warnings: string[] = [];
+    const s = await startTestServer({ webDir: web.dir, onWarning: (m) => warnings.push(m) });
+    try {
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/web viewer is not built .*index\.html is missing.*npm run build/);
+    } finally {
+      await s.stop();
+    }
+    writeFileSync(join(web.dir, 'index.html'), '<html></html>');
+    const built = await startTestServer({ webDir: web.dir, onWarning: (m) => warnings.push(m) });
+    await built.stop();
+    expect(warnings).toHaveLength(1);
+    web.cleanup();
   });
 });
