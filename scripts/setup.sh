@@ -21,6 +21,7 @@ SYSTEM_PACKAGES=(
   "binutils:/usr/bin/readelf"
   "golang-go:/usr/bin/go"
   "chromium:/usr/bin/chromium"
+  "strace:/usr/bin/strace"
 )
 
 missing=()
