@@ -7,12 +7,14 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult } from './collector.js';
-import { Shipper } from './shipper.js';
+import { Shipper, type ShipperTlsOptions } from './shipper.js';
 import { DiskSpool } from './spool.js';
 
 export interface AgentOptions {
   serverUrl: string;
   ingestToken?: string;
+  /** Private CA and client certificate for an https server. */
+  tls?: ShipperTlsOptions;
   /** How often one profile per series is pushed. */
   intervalMs?: number;
   frequencyHz?: number;
@@ -23,13 +25,23 @@ export interface AgentOptions {
   spoolDir: string;
   spoolMaxBytes?: number;
   filterTgid?: number;
-  /** Serve Prometheus metrics on this port (0: any free port; undefined: off). */
+  /** Serve Prometheus metrics on this port (0: any free port; undefined: off). The CLI defaults to DEFAULT_AGENT_METRICS_PORT. */
   metricsPort?: number;
   metricsHost?: string;
   onError?: (error: unknown) => void;
   /** Called for every profile handed to the shipper, with its sample count. */
   onProfile?: (labels: Record<string, string>, sampleCount: number) => void;
 }
+
+/** The agent's /metrics port unless told otherwise (the Prometheus exporter default, as in deploy/kubernetes). */
+export const DEFAULT_AGENT_METRICS_PORT = 9464;
+
+/**
+ * On stop, how long the last interval and the backlog get to reach the
+ * server. What has not gone by then stays in the spool for the next start:
+ * a DaemonSet pod must end well within its grace period whatever the server does.
+ */
+const STOP_FLUSH_MS = 1000;
 
 /**
  * `fleetprof agent`: the sampler running continuously. Every interval it
@@ -67,6 +79,7 @@ export class Agent {
     this.shipper = new Shipper({
       serverUrl: options.serverUrl,
       ingestToken: options.ingestToken,
+      tls: options.tls,
       spool: this.spool,
       onPush: ({ ok, latencyMs }) => {
         pushLatency.record(latencyMs);
@@ -84,7 +97,15 @@ export class Agent {
 
   static async start(options: AgentOptions): Promise<Agent> {
     const agent = new Agent(options);
-    if (options.metricsPort !== undefined) await agent.serveMetrics(options.metricsPort, options.metricsHost ?? '127.0.0.1');
+    if (options.metricsPort !== undefined) {
+      const host = options.metricsHost ?? '127.0.0.1';
+      try {
+        await agent.serveMetrics(options.metricsPort, host);
+      } catch (error) {
+        await agent.stop();
+        throw new Error(`cannot serve /metrics on ${host}:${options.metricsPort} (${error instanceof Error ? error.message : String(error)}); choose another --metrics-port, or "off"`);
+      }
+    }
     return agent;
   }
 
@@ -97,14 +118,19 @@ export class Agent {
     return this.metrics.render();
   }
 
-  /** Pushes what was sampled since the last interval, then stops sampling. */
+  /**
+   * Stops sampling, spools what was sampled since the last interval, and
+   * gives the server STOP_FLUSH_MS to take the backlog; whatever it has not
+   * acknowledged by then stays in the spool. Ends in about a second whatever
+   * the server does (pushes in flight are aborted).
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.cycle;
     await this.collectAndShip(true);
-    await this.shipper.flush();
+    await this.shipper.flush(STOP_FLUSH_MS);
     await this.shipper.stop();
-    this.metricsServer?.close();
+    if (this.metricsServer?.listening) this.metricsServer.close();
     await this.metrics.shutdown();
   }
 
@@ -148,7 +174,7 @@ export class Agent {
       );
     });
     this.metricsServer.listen(port, host);
-    await once(this.metricsServer, 'listening');
+    await once(this.metricsServer, 'listening'); // rejects on 'error' (e.g. the port is taken)
   }
 }
 
