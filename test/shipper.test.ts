@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,20 +57,33 @@ describe('shipper', () => {
   });
 
   it('sends profiles spooled while a pass is running in that same pass', { timeout: 30_000 }, async () => {
-    const data = tempDir();
-    const server = await startServer({ dataDir: data.dir, port: 0 });
+    // A server that holds the first push until the test lets it go.
+    const received: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const server = createHttpServer((req, res) => {
+      received.push(new URL(req.url!, 'http://x').searchParams.get('comm')!);
+      req.resume();
+      const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      if (received.length === 1) void released.then(answer);
+      else answer();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
     const spool = new DiskSpool(spoolDir(), 64 << 20);
-    const shipper = new Shipper({ serverUrl: server.url, spool, concurrency: 2 });
+    const shipper = new Shipper({ serverUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spool, concurrency: 2 });
     try {
-      // As the agent does at the end of an interval: one profile per series, in one burst.
-      for (let n = 0; n < 5; n++) shipper.enqueue({ node: 'n', comm: `burst${n}` }, profile(n));
+      shipper.enqueue({ node: 'n', comm: 'first' }, profile(0));
+      await until(() => received.length === 1); // a pass is running, its push held
+      for (let n = 1; n < 5; n++) shipper.enqueue({ node: 'n', comm: `later${n}` }, profile(n));
+      release();
       await shipper.whenIdle();
       expect(spool.list()).toEqual([]);
       expect(shipper.sent).toBe(5);
+      expect(received.sort()).toEqual(['first', 'later1', 'later2', 'later3', 'later4']);
     } finally {
       await shipper.stop();
-      await server.close();
-      data.cleanup();
+      server.close();
     }
   });
 

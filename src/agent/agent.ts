@@ -120,15 +120,15 @@ export class Agent {
 
   /**
    * Stops sampling, spools what was sampled since the last interval, and
-   * gives the server STOP_FLUSH_MS to take the backlog; whatever it has not
-   * acknowledged by then stays in the spool. Ends in about a second whatever
-   * the server does (pushes in flight are aborted).
+   * gives the server `flushTimeoutMs` (default STOP_FLUSH_MS) to take the
+   * backlog; whatever it has not acknowledged by then stays in the spool.
+   * Ends about that soon whatever the server does (pushes in flight are aborted).
    */
-  async stop(): Promise<void> {
+  async stop(flushTimeoutMs = STOP_FLUSH_MS): Promise<void> {
     clearInterval(this.timer);
     await this.cycle;
     await this.collectAndShip(true);
-    await this.shipper.flush(STOP_FLUSH_MS);
+    await this.shipper.flush(flushTimeoutMs);
     await this.shipper.stop();
     if (this.metricsServer?.listening) this.metricsServer.close();
     await this.metrics.shutdown();

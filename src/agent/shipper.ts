@@ -93,7 +93,9 @@ export class Shipper {
       this.wake();
       return;
     }
-    this.draining ??= this.drainLoop().finally(() => {
+    // Started on the next turn of the event loop: a burst of enqueues (one per
+    // series at the end of an interval) is all spooled before the first listing.
+    this.draining ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drainLoop()).finally(() => {
       this.draining = undefined;
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     });
@@ -149,34 +151,45 @@ export class Shipper {
     }
   }
 
-  /** One pass over the spool; 'empty' when everything listed (and spooled meanwhile) went, 'failed' after a retryable failure. */
+  /**
+   * One pass over the spool; 'empty' when everything listed (and spooled
+   * meanwhile) went, 'failed' after a retryable failure. Up to `concurrency`
+   * pushes run at once; when the list runs out and something was spooled
+   * meanwhile, the spool is listed again and the pool refilled.
+   */
   private async pass(): Promise<'empty' | 'failed'> {
     let queue = this.options.spool.list();
-    let failedNow = false;
     // After failures the first push goes alone: a down server gets one request per wake-up, not `concurrency`.
     if (this.failing && queue.length > 0) {
       const first = queue.shift()!;
       if ((await this.sendOne(first)) === 'retry') return 'failed';
       this.failing = false;
     }
-    const worker = async (): Promise<void> => {
-      while (!this.stopped && !failedNow) {
-        if (queue.length === 0 && this.pending) {
-          this.pending = false;
-          queue = this.options.spool.list().filter((id) => !this.inFlight.has(id));
+    let failedNow = false;
+    let running = 0;
+    return new Promise((resolve) => {
+      const refill = (): void => {
+        while (!this.stopped && !failedNow && running < this.options.concurrency) {
+          if (queue.length === 0 && this.pending) {
+            this.pending = false;
+            queue = this.options.spool.list().filter((id) => !this.inFlight.has(id));
+          }
+          const id = queue.shift();
+          if (id === undefined) break;
+          if (this.inFlight.has(id)) continue;
+          running++;
+          void this.sendOne(id).catch((): PushResult => 'retry').then((result) => {
+            running--;
+            if (result === 'retry') failedNow = true;
+            refill();
+          });
         }
-        const id = queue.shift();
-        if (id === undefined) return;
-        if (this.inFlight.has(id)) continue;
-        if ((await this.sendOne(id)) === 'retry') failedNow = true;
-      }
-    };
-    await Promise.all(Array.from({ length: this.options.concurrency }, worker));
-    if (failedNow) {
-      this.failing = true;
-      return 'failed';
-    }
-    return 'empty';
+        if (running > 0) return; // the next completion refills or ends the pass
+        if (failedNow) this.failing = true;
+        resolve(failedNow ? 'failed' : 'empty');
+      };
+      refill();
+    });
   }
 
   private async sendOne(id: string): Promise<PushResult> {
