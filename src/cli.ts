@@ -137,8 +137,10 @@ program
   .option('--metrics-port <port>', `serve Prometheus /metrics on this port ("off": none)`, metricsPort, 9464)
   .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
   .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
+  .option('--memory-budget-mb <mb>', "memory for the agent's caches (default: from FLEETPROF_MEMORY_LIMIT_MB or the cgroup limit, else 256)", positiveNumber('--memory-budget-mb'))
   .action(
     async (options: {
+      memoryBudgetMb?: number;
       server: string;
       frequency: number;
       interval: number;
@@ -170,10 +172,15 @@ program
         metricsPort: options.metricsPort === 'off' ? undefined : options.metricsPort,
         metricsHost: options.metricsHost,
         filterTgid: options.pid,
+        memoryBudgetMb: options.memoryBudgetMb,
         onProfile: () => profilesMade++,
         onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
       });
-      process.stderr.write(`fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}` + (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') + '\n');
+      process.stderr.write(
+        `fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}, memory budget ${agent.memoryBudgetMb} MiB` +
+          (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') +
+          '\n',
+      );
       onShutdown(async () => {
         await agent.stop();
         const left = agent.spool.stats().files;

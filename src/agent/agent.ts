@@ -9,6 +9,7 @@ import { DROP_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult } from './collector.js';
 import { Shipper, type ShipperTlsOptions } from './shipper.js';
 import { DiskSpool } from './spool.js';
+import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
 
 export interface AgentOptions {
   serverUrl: string;
@@ -25,6 +26,8 @@ export interface AgentOptions {
   spoolDir: string;
   spoolMaxBytes?: number;
   filterTgid?: number;
+  /** Memory budget in MiB for the agent's caches (see memory-budget.ts); default from the container's limit. */
+  memoryBudgetMb?: number;
   /** Serve Prometheus metrics on this port (0: any free port; undefined: off). The CLI defaults to DEFAULT_AGENT_METRICS_PORT. */
   metricsPort?: number;
   metricsHost?: string;
@@ -58,6 +61,8 @@ export class Agent {
   private metricsServer: Server | undefined;
   private intervalStartNs: bigint;
   private cycle: Promise<void> = Promise.resolve();
+  /** The budget the caches were sized from, in MiB. */
+  readonly memoryBudgetMb: number;
   private readonly samplesCounter;
   private readonly droppedCounter;
 
@@ -86,7 +91,26 @@ export class Agent {
         if (!ok) pushFailures.add(1);
       },
     });
-    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid });
+    this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
+    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid, limits: cacheLimits(this.memoryBudgetMb) });
+    meter.createObservableGauge('fleetprof_agent_memory_budget_bytes', { unit: 'By', description: 'the memory budget the caches are sized from' }).addCallback((result) => {
+      result.observe(this.memoryBudgetMb * 2 ** 20);
+    });
+    meter.createObservableGauge('fleetprof_agent_resident_memory_bytes', { unit: 'By', description: 'resident set size of the agent process' }).addCallback((result) => {
+      result.observe(process.memoryUsage.rss());
+    });
+    meter.createObservableCounter('fleetprof_agent_cache_evictions', { description: 'cache entries dropped to stay within the memory budget, by cache' }).addCallback((result) => {
+      const s = this.collector.symbolizer.stats();
+      result.observe(s.binaryCacheEvictions, { cache: 'binaries' });
+      result.observe(s.perfMapEvictions, { cache: 'perf_maps' });
+      result.observe(this.collector.evictions.processes, { cache: 'processes' });
+      result.observe(this.collector.evictions.stacks, { cache: 'stacks' });
+    });
+    meter.createObservableGauge('fleetprof_agent_cache_bytes', { unit: 'By', description: 'estimated bytes held by a cache' }).addCallback((result) => {
+      const s = this.collector.symbolizer.stats();
+      result.observe(s.binaryCacheBytes, { cache: 'binaries' });
+      result.observe(s.perfMapBytes, { cache: 'perf_maps' });
+    });
     this.intervalStartNs = nowNs();
     this.timer = setInterval(() => {
       this.cycle = this.cycle.then(() => this.collectAndShip(false)).catch((error: unknown) => this.options.onError?.(error));
