@@ -22,6 +22,7 @@ SYSTEM_PACKAGES=(
   "golang-go:/usr/bin/go"
   "chromium:/usr/bin/chromium"
   "postgresql:/usr/lib/postgresql/15/bin/initdb"
+  "strace:/usr/bin/strace"
 )
 
 missing=()

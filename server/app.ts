@@ -1,5 +1,6 @@
 // Builds the fastify instance: error shape, routes, metrics, static viewer.
 import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import type { ApiErrorResponse } from '../src/profile/api-types.js';
@@ -11,6 +12,8 @@ import { ingestRoutes } from './routes/ingest.js';
 import { queryRoutes } from './routes/query.js';
 import { openApiDocument } from './openapi.js';
 import { bearerAuth } from './auth.js';
+import { registerCors } from './cors.js';
+import type { ProfileTimeLimits } from './ingest-checks.js';
 
 export interface AppOptions {
   store: ProfileStore;
@@ -20,21 +23,49 @@ export interface AppOptions {
   queryToken?: string;
   tls?: { certPath: string; keyPath: string };
   webDir?: string;
+  /** Origins allowed cross-origin access (CORS); none by default. */
+  corsOrigins?: readonly string[];
   maxBodyBytes: number;
   maxDecompressedBytes: number;
+  timeLimits: ProfileTimeLimits;
   logger?: boolean;
+  /** Resolves when the store answers a read (GET /readyz); rejects or hangs when it does not. */
+  ready: () => Promise<unknown>;
+  /** Where errors are logged (always, with their request id); default stderr. */
+  logStream?: NodeJS.WritableStream;
 }
+
+/** How long /readyz waits for the store before answering 503. */
+const READY_TIMEOUT_MS = 2000;
 
 export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   const https = o.tls ? { cert: readFileSync(o.tls.certPath), key: readFileSync(o.tls.keyPath) } : null;
-  const app = Fastify({ logger: o.logger ?? false, https, bodyLimit: o.maxBodyBytes }) as unknown as FastifyInstance;
+  // Request logging is opt-in (o.logger); errors are always logged, with the
+  // request id that the 5xx answer carries, so an operator can find them.
+  const logger = o.logger ? true : { level: 'error', stream: o.logStream ?? process.stderr };
+  const app = Fastify({ logger, https, bodyLimit: o.maxBodyBytes, genReqId: () => randomUUID() }) as unknown as FastifyInstance;
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
 
   app.setErrorHandler((error: FastifyError | FpError, req, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     const code = statusCode === 500 && !(error instanceof FpError) && !error.code ? 'FP_ERR_INTERNAL' : (error.code ?? 'FP_ERR_INTERNAL');
-    if (statusCode >= 500) req.log.error(error);
     if (req.url.startsWith('/api/v1/ingest')) o.metrics.ingestRejects.add(1, { reason: code });
-    const body: ApiErrorResponse = { statusCode, code, error: httpErrorName(statusCode), message: error.message };
+    if (statusCode < 500) {
+      const body: ApiErrorResponse = { statusCode, code, error: httpErrorName(statusCode), message: error.message };
+      return reply.code(statusCode).type('application/json').send(body);
+    }
+    // 5xx: the detail (an SQLite message, a stack) goes to the log only; the
+    // client gets the request id to quote.
+    req.log.error({ err: error, reqId: req.id, url: req.url }, 'request failed');
+    const body: ApiErrorResponse = {
+      statusCode,
+      code: error instanceof FpError ? code : 'FP_ERR_INTERNAL',
+      error: httpErrorName(statusCode),
+      message: `internal error (request id ${req.id}); the server log has the detail`,
+      requestId: req.id,
+    };
     return reply.code(statusCode).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -42,9 +73,27 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     return reply.code(404).send(body);
   });
 
+  registerCors(app, o.corsOrigins ?? []);
   app.get('/api/v1/openapi.json', async () => openApiDocument);
-  // Liveness/readiness probe (deploy/ manifests): no auth, no store access.
+  // Liveness (the process answers): no auth, no store access, so a slow store
+  // does not get the pod restarted.
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Readiness: the store answers a read within READY_TIMEOUT_MS.
+  app.get('/readyz', async (req, reply) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([o.ready(), timeout]);
+      return { status: 'ready' };
+    } catch (error) {
+      req.log.error({ err: error, reqId: req.id }, 'readiness check failed: the store does not answer');
+      return reply.code(503).send({ status: 'not ready', message: 'the store does not answer a read', requestId: req.id });
+    } finally {
+      clearTimeout(timer);
+    }
+  });
   await app.register(async (scope) => {
     scope.addHook('onRequest', bearerAuth(o.queryToken, 'metrics'));
     scope.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await o.metrics.scrape()));
@@ -56,6 +105,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     ingestToken: o.ingestToken,
     maxBodyBytes: o.maxBodyBytes,
     maxDecompressedBytes: o.maxDecompressedBytes,
+    timeLimits: o.timeLimits,
   });
   await app.register(queryRoutes, { store: o.store, metrics: o.metrics, queryToken: o.queryToken });
   if (o.webDir) await app.register(fastifyStatic, { root: o.webDir, prefix: '/', wildcard: true });

@@ -31,6 +31,7 @@ export const errUnauthorized = coded('FP_ERR_UNAUTHORIZED', 401);
 export const errNotFound = coded('FP_ERR_NOT_FOUND', 404);
 /** Two different contents hashed to one id (server/store/hash.ts); the profile is refused, never merged into the wrong code. */
 export const errIdCollision = coded('FP_ERR_ID_COLLISION', 500);
+export const errUnsupportedMediaType = coded('FP_ERR_UNSUPPORTED_MEDIA_TYPE', 415);
 
 export function httpErrorName(statusCode: number): string {
   return STATUS_CODES[statusCode] ?? 'Error';

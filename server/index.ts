@@ -4,6 +4,8 @@ import { createMetrics } from './metrics.js';
 import { buildApp } from './app.js';
 import { DEFAULT_DROP_SAMPLE_LABELS, DEFAULT_MAX_DECOMPRESSED_BYTES } from './ingest.js';
 import { openStore } from './store/open.js';
+import { checkExposure, viewerMissingWarning } from './start-checks.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS } from './ingest-checks.js';
 
 export interface ServerOptions {
   /** Directory holding the SQLite database (created if missing); used when `store` is not given. */
@@ -18,6 +20,8 @@ export interface ServerOptions {
   port?: number;
   /** Profiles older than this are deleted; default 7 days. */
   retentionMs?: number;
+  /** Profiles dated further than this past the server's clock get 400; default 5 minutes. */
+  maxFutureSkewMs?: number;
   /** How often retention runs; default 1 minute. */
   retentionIntervalMs?: number;
   /** Bearer token required by POST /api/v1/ingest; none when unset. */
@@ -28,10 +32,16 @@ export interface ServerOptions {
   tls?: { certPath: string; keyPath: string };
   /** Directory of the built web viewer, served at /. */
   webDir?: string;
+  /** Origins allowed cross-origin access (CORS headers); none when unset. */
+  corsOrigins?: string[];
   /** Largest accepted request body (as sent); default 32 MiB, larger gets 413. */
   maxBodyBytes?: number;
   /** Largest profile after gunzip; default 64 MiB, larger gets 413. */
   maxDecompressedBytes?: number;
+  /** Listen beyond loopback without tokens (refused otherwise). */
+  allowUnauthenticated?: boolean;
+  /** Called with start-up warnings (e.g. the viewer is not built); default: stderr. */
+  onWarning?: (message: string) => void;
   /** Fastify (pino) request logging; default off. */
   logger?: boolean;
 }
@@ -45,6 +55,10 @@ export const DEFAULT_PORT = 4100;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  checkExposure({ host: opts.host ?? '127.0.0.1', ingestToken: opts.ingestToken, queryToken: opts.queryToken, allowUnauthenticated: opts.allowUnauthenticated });
+  const viewerWarning = viewerMissingWarning(opts.webDir);
+  if (viewerWarning) (opts.onWarning ?? ((m: string) => process.stderr.write(`fleetprof server: ${m}\n`)))(viewerWarning);
+  const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const url = opts.store ?? (opts.dataDir !== undefined ? `sqlite:${opts.dataDir}` : undefined);
   if (url === undefined) throw new Error('no store: give --store sqlite:<dir> | postgres://... (or --data-dir)');
   const store = await openStore(url);
@@ -57,11 +71,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     queryToken: opts.queryToken,
     tls: opts.tls,
     webDir: opts.webDir,
+    corsOrigins: opts.corsOrigins,
     maxBodyBytes: opts.maxBodyBytes ?? 32 * 1024 * 1024,
     maxDecompressedBytes: opts.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
     logger: opts.logger,
+    ready: () => store.getProfile(0),
+    timeLimits: { retentionMs, maxFutureSkewMs: opts.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS },
   });
-  const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const runRetention = () => {
     const now = Date.now();
     store.retain(now - retentionMs, now).catch((e: unknown) => app.log.error(e));

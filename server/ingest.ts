@@ -43,6 +43,7 @@ import {
 } from './store/store.js';
 import { frameKindOfMapping } from '../src/profile/frame-kind.js';
 import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errIdCollision, errTooLarge } from './errors.js';
+import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -225,10 +226,12 @@ export async function ingestProfile(
   labels: Record<string, string>,
   nowMs: number,
   opts: IngestOptions = DEFAULT_INGEST_OPTIONS,
+  timeLimits?: ProfileTimeLimits,
 ): Promise<IngestResult> {
   // Everything up to store.write is synchronous: the decoder's reused
   // columns cannot be overwritten by another request meanwhile.
   const p = decodeProfile(raw);
+  checkProfileTime(p.timeNanos, nowMs, timeLimits);
   const { mappings, functions, locRow } = validate(p);
   const timeMs = p.timeNanos > 0n ? Number(p.timeNanos / 1_000_000n) : nowMs;
   const mark = Math.max(markEpoch(timeMs), markEpoch(nowMs));

@@ -143,8 +143,12 @@ export const openApiDocument = {
       post: {
         summary: 'Store one pprof profile; query-string parameters are the series labels',
         parameters: [{ name: 'labels', in: 'query', style: 'form', explode: true, schema: { type: 'object', additionalProperties: str } }],
-        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err },
+        requestBody: {
+          required: true,
+          description: 'pprof, gzipped or not; other media types get 415',
+          content: Object.fromEntries(['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
+        },
+        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 415: err },
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },
@@ -184,6 +188,12 @@ export const openApiDocument = {
       get: { summary: 'One stored profile as gzipped pprof', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: pprof, 404: err } },
     },
     '/healthz': { get: { summary: 'Liveness probe (no auth)', responses: { 200: { description: '{"status":"ok"}', content: { 'application/json': { schema: { type: 'object' } } } } } } },
+    '/readyz': {
+      get: {
+        summary: 'Readiness probe (no auth): the store answers a read',
+        responses: { 200: { description: '{"status":"ready"}' }, 503: { description: 'the store does not answer within 2 s' } },
+      },
+    },
     '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: str } } } } } },
   },
 };

@@ -81,13 +81,33 @@ function collectLabel(value: string, previous: Record<string, string>): Record<s
   return { ...previous, [key]: value.slice(at + 1) };
 }
 
-/** Stops cleanly on SIGINT/SIGTERM (a DaemonSet pod gets SIGTERM): the last interval is pushed. */
-function onShutdown(stop: () => Promise<void>): void {
+/** The agent exits this soon after SIGTERM even if stopping hangs (profiles already spooled stay spooled). */
+const AGENT_STOP_DEADLINE_MS = 1900;
+
+function metricsPort(value: string): number | 'off' {
+  if (value === 'off') return 'off';
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('--metrics-port must be a port number or "off"');
+  return port;
+}
+
+/**
+ * Stops cleanly on SIGINT/SIGTERM (a DaemonSet pod gets SIGTERM): the last
+ * interval is pushed. With a deadline, the process exits by then whatever
+ * stop() is waiting for.
+ */
+function onShutdown(stop: () => Promise<void>, deadlineMs?: number): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) process.exit(1); // a second signal: give up waiting
     stopping = true;
     process.stderr.write(`fleetprof: ${signal}, stopping\n`);
+    if (deadlineMs !== undefined) {
+      setTimeout(() => {
+        process.stderr.write(`fleetprof: not stopped after ${deadlineMs} ms, exiting; unacknowledged profiles stay in the spool\n`);
+        process.exit(1);
+      }, deadlineMs).unref();
+    }
     stop().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -111,11 +131,16 @@ program
   .option('--spool-dir <dir>', 'where unacknowledged profiles wait', '/var/lib/fleetprof/spool')
   .option('--spool-max-mb <mb>', 'spool size bound; the oldest profiles are dropped past it (counted)', positiveNumber('--spool-max-mb'), 256)
   .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
-  .option('--metrics-port <port>', 'serve Prometheus /metrics on this port', (v) => Number(v))
+  .option('--ca-file <file>', 'trust this PEM CA for an https server (e.g. a private CA)')
+  .option('--client-cert <file>', 'present this PEM client certificate to the server')
+  .option('--client-key <file>', 'the key of --client-cert')
+  .option('--metrics-port <port>', `serve Prometheus /metrics on this port ("off": none)`, metricsPort, 9464)
   .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
   .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
+  .option('--memory-budget-mb <mb>', "memory for the agent's caches (default: from FLEETPROF_MEMORY_LIMIT_MB or the cgroup limit, else 256)", positiveNumber('--memory-budget-mb'))
   .action(
     async (options: {
+      memoryBudgetMb?: number;
       server: string;
       frequency: number;
       interval: number;
@@ -124,27 +149,43 @@ program
       spoolDir: string;
       spoolMaxMb: number;
       ingestToken?: string;
-      metricsPort?: number;
+      caFile?: string;
+      clientCert?: string;
+      clientKey?: string;
+      metricsPort: number | 'off';
       metricsHost: string;
       pid?: number;
     }) => {
+      if ((options.clientCert === undefined) !== (options.clientKey === undefined)) throw new InvalidArgumentError('--client-cert and --client-key go together');
       const Agent = await loadAgent();
+      let profilesMade = 0;
       const agent = await Agent.start({
         serverUrl: options.server,
         ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
+        tls: { caFile: options.caFile, certFile: options.clientCert, keyFile: options.clientKey },
         intervalMs: options.interval * 1000,
         frequencyHz: options.frequency,
         labels: options.label,
         nodeName: options.node,
         spoolDir: options.spoolDir,
         spoolMaxBytes: options.spoolMaxMb * 1024 * 1024,
-        metricsPort: options.metricsPort,
+        metricsPort: options.metricsPort === 'off' ? undefined : options.metricsPort,
         metricsHost: options.metricsHost,
         filterTgid: options.pid,
+        memoryBudgetMb: options.memoryBudgetMb,
+        onProfile: () => profilesMade++,
         onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
       });
-      process.stderr.write(`fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}` + (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') + '\n');
-      onShutdown(() => agent.stop());
+      process.stderr.write(
+        `fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}, memory budget ${agent.memoryBudgetMb} MiB` +
+          (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') +
+          '\n',
+      );
+      onShutdown(async () => {
+        await agent.stop();
+        const left = agent.spool.stats().files;
+        process.stderr.write(`fleetprof agent: stopped; ${profilesMade} profiles made, ${agent.shipper.sent} delivered, ${left} wait in the spool (${options.spoolDir})\n`);
+      }, AGENT_STOP_DEADLINE_MS);
     },
   );
 
@@ -159,6 +200,9 @@ interface ServerCliOptions {
   queryToken?: string;
   tlsCert?: string;
   tlsKey?: string;
+  corsOrigin: string[];
+  allowUnauthenticated?: boolean;
+  maxFutureSkew: string;
 }
 
 function serverOptions(options: ServerCliOptions): ServerOptions {
@@ -170,10 +214,13 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
     host: options.host,
     port: options.port,
     retentionMs: parseDurationMs(options.retention),
+    maxFutureSkewMs: parseDurationMs(options.maxFutureSkew),
     ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
     queryToken: options.queryToken ?? process.env.FLEETPROF_QUERY_TOKEN,
     tls: options.tlsCert !== undefined && options.tlsKey !== undefined ? { certPath: options.tlsCert, keyPath: options.tlsKey } : undefined,
     webDir: join(packageRoot(), 'web', 'dist'),
+    corsOrigins: options.corsOrigin,
+    allowUnauthenticated: options.allowUnauthenticated === true,
   };
 }
 
@@ -184,11 +231,14 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--data-dir <dir>', 'where the SQLite database lives (same as --store sqlite:<dir>)', defaults.dataDir)
     .option('--store <url>', 'sqlite:<dir> (default: --data-dir) or postgres://user@host:port/db')
     .option('--drop-sample-labels <names>', 'sample labels not turned into series labels (comma separated; high cardinality)', 'pid,tid')
-    .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d)', '7d')
+    .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d); older ones are refused at ingest', '7d')
+    .option('--max-future-skew <duration>', 'refuse profiles dated further than this ahead of the server clock', '5m')
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate')
-    .option('--tls-key <file>', 'and this PEM key');
+    .option('--tls-key <file>', 'and this PEM key')
+    .option('--cors-origin <origin>', 'allow cross-origin requests from this origin, e.g. https://grafana.example (repeatable; none by default)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--allow-unauthenticated', 'listen beyond loopback without --ingest-token and --query-token (refused otherwise)');
 }
 
 withServerOptions(program.command('server').description('run the central server: ingest, storage (SQLite), query API and web viewer'), {

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
@@ -58,7 +58,8 @@ describe('agent → server → query', () => {
       const metrics = await agent.renderMetrics();
       const counted = /^fleetprof_agent_samples_total(?:\{[^}]*\})? (\d+)/m.exec(metrics);
       expect(Number(counted?.[1])).toBe(shippedBeforeStop);
-      await agent.stop();
+      await agent.stop(60_000); // everything delivered: the merge below must be the sum of the pushes
+      expect(agent.spool.stats().files).toBe(0);
       const profile = await downloadProfile(server.url, '{comm="cpu-split",env="test"}', startMs - 1000, Date.now() + 1000);
       const samples = flattenProfile(profile);
       const total = sumCounts(samples);
@@ -71,7 +72,10 @@ describe('agent → server → query', () => {
       const share = (name: string): number => (100 * sumCounts(inLeaves.filter((s) => leaf(s.stack) === name))) / sumCounts(inLeaves);
       const context = JSON.stringify({ profile: Object.fromEntries(leaves.map((n) => [n, share(n)])), measured, samples: total });
       for (const name of leaves) expect(Math.abs(share(name) - measured[name]), context).toBeLessThanOrEqual(3);
-      expect(pushed[0]!.labels.node).toBeTruthy();
+      // Every series carries this host's name as its node label (the default), and the server stored it so.
+      expect(new Set(shipped.map((p) => p.labels.node))).toEqual(new Set([hostname()]));
+      const nodes = (await (await fetch(`${server.url}/api/v1/labels/node/values`)).json()) as { values: string[] };
+      expect(nodes.values).toEqual([hostname()]);
     } finally {
       await server.close();
     }
@@ -103,7 +107,7 @@ describe('agent → server → query', () => {
       expect(agent.spool.stats().files).toBeGreaterThan(0); // the outage's profiles wait on disk
       server = await startServer({ dataDir, port });
       await exited;
-      await agent.stop(); // flushes the backlog and the last interval
+      await agent.stop(60_000); // flushes the backlog and the last interval
       expect(agent.spool.stats().files).toBe(0);
       const profile = await downloadProfile(server.url, '{comm="cpu-split"}', startMs - 1000, Date.now() + 1000);
       expect(sumCounts(flattenProfile(profile))).toBe(shipped.get('cpu-split'));

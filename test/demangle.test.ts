@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { demangle, looksMangled } from '../src/symbolize/demangle.js';
+import { demangle, demanglerCallCount, looksMangled } from '../src/symbolize/demangle.js';
 
 describe('demangle', () => {
   it.each([
@@ -23,7 +23,13 @@ describe('demangle', () => {
     expect(looksMangled('_RNvCs1234_7mycrate3foo')).toBe(true);
   });
 
-  it('is stable when called repeatedly (cached)', () => {
-    for (let i = 0; i < 3; i++) expect(demangle('_ZN5fleet6Widget4spinEl')).toBe('fleet::Widget::spin(long)');
+  it('asks the demangler once per name (cached), also for names it cannot demangle', () => {
+    const before = demanglerCallCount();
+    for (let i = 0; i < 3; i++) expect(demangle('_ZN5fleet6Widget5twirlEi')).toBe('fleet::Widget::twirl(int)');
+    for (let i = 0; i < 3; i++) expect(demangle('_Znot!mangled')).toBe('_Znot!mangled');
+    expect(demanglerCallCount() - before).toBe(2);
+    // Plain names never reach it.
+    demangle('main');
+    expect(demanglerCallCount() - before).toBe(2);
   });
 });

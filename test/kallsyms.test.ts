@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KernelSymbols, parseProcModules } from '../src/symbolize/kallsyms.js';
 import { Symbolizer } from '../src/symbolize/symbolizer.js';
 import { referenceSymbolRows } from './helpers/symbolize-fixtures.js';
+import { packageRoot } from '../src/util/package-root.js';
 
 const kallsyms = readFileSync('/proc/kallsyms', 'utf8');
 const visible = !/^0+ /.test(kallsyms);
@@ -158,5 +161,49 @@ describe.runIf(visible)('kernel symbolization on this machine', () => {
     const s = new Symbolizer();
     const n = s.refreshKernelSymbols().symbolCount;
     expect(s.refreshKernelSymbols().symbolCount).toBeGreaterThan(n / 2);
+  });
+});
+
+// The restricted view: what the kernel shows a process without CAP_SYSLOG
+// when kptr_restrict or perf_event_paranoid > 1 hides addresses (zeros). The
+// tests above need real addresses and so run where they are visible; these
+// run on the restricted view itself: the live file when this process gets
+// it, else the same file read as user nobody (setpriv). They skip only on a
+// kernel that shows addresses to every user, where no restricted view exists.
+const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+const restrictedView: string | null = visible
+  ? (() => {
+      const text = execFileSync('setpriv', [...NOBODY, 'cat', '/proc/kallsyms'], { encoding: 'utf8', maxBuffer: 512 << 20 });
+      return /^0+ /.test(text) ? text : null;
+    })()
+  : kallsyms;
+
+describe.runIf(restrictedView !== null)('kernel symbols under kptr_restrict (restricted view of this kernel)', () => {
+  /** A real kernel function address when we can see one, else a typical one. */
+  const realAddress = visible ? (addressOf('_stext') ?? 0xffffffff81000000n) + 0x100n : 0xffffffff81000100n;
+
+  it('flags the addresses as hidden and names no frame', () => {
+    const ks = KernelSymbols.parse(restrictedView!);
+    expect(ks.addressesHidden).toBe(true);
+    expect(ks.lookup(realAddress)).toBeNull();
+    expect(ks.lookup(0n)).toBeNull();
+    const full = KernelSymbols.parseFull(restrictedView!);
+    expect(full.addressesHidden).toBe(true);
+    expect(full.lookup(realAddress)).toBeNull();
+  });
+
+  it('the symbolizer, run as a user that gets the restricted view, leaves kernel frames unnamed and says why', () => {
+    const symbolizer = join(packageRoot(), 'dist', 'src', 'symbolize', 'symbolizer.js');
+    const script = [
+      `const { Symbolizer } = await import(${JSON.stringify(symbolizer)});`,
+      'const s = new Symbolizer();',
+      `const frames = s.symbolizeKernel([${realAddress}n, ${realAddress + 8n}n]);`,
+      'process.stdout.write(JSON.stringify({ names: frames.map((f) => f.functionName ?? null), kinds: frames.map((f) => f.kind), hidden: s.stats().kernelAddressesHidden }));',
+    ].join('\n');
+    const run = visible ? (args: string[]) => execFileSync('setpriv', [...NOBODY, ...args], { encoding: 'utf8' }) : (args: string[]) => execFileSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+    const out = JSON.parse(run([process.execPath, '--input-type=module', '-e', script])) as { names: (string | null)[]; kinds: string[]; hidden: boolean };
+    expect(out.hidden).toBe(true);
+    expect(out.names).toEqual([null, null]);
+    expect(out.kinds).toEqual(['kernel', 'kernel']);
   });
 });

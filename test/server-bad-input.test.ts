@@ -159,7 +159,7 @@ describe('server auth, metrics, openapi, static files', () => {
   });
 
   it('exposes Prometheus metrics including rejects by reason', async () => {
-    await fetch(`${s.url}/api/v1/ingest?node=x`, { method: 'POST', body: 'junk', headers: { authorization: 'Bearer in-secret' } });
+    await fetch(`${s.url}/api/v1/ingest?node=x`, { method: 'POST', body: 'junk', headers: { authorization: 'Bearer in-secret', 'content-type': 'application/x-protobuf' } });
     const res = await fetch(`${s.url}/metrics`, { headers: { authorization: 'Bearer q-secret' } });
     expect(res.status).toBe(200);
     const text = await res.text();

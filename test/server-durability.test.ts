@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { startServer } from '../server/index.js';
 import { BACKENDS, buildProfile, getJson, ingest, startTestServer, testStoreUrl } from './server-helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -157,16 +158,23 @@ describe('three servers on one PostgreSQL, one killed with -9 mid-ingest', () =>
 describe.each(BACKENDS)('server retention (%s)', (backend) => {
   let s: Awaited<ReturnType<typeof startTestServer>>;
   beforeAll(async () => {
-    s = await startTestServer({ backend, retentionMs: 3_600_000, retentionIntervalMs: 100 });
+    s = await startTestServer({ backend, retentionMs: 86_400_000 });
   });
   afterAll(async () => {
+    await s.close(); // the restarted server (close is idempotent)
     await s.stop();
   });
 
   it('deletes profiles older than retentionMs in the background', async () => {
+    // Ingest refuses profiles already past retention, so the old one goes in
+    // under a 1-day retention, and the server comes back with 1 hour.
     const now = Date.now();
     expect((await ingest(s.url, buildProfile({ timeMs: now - 2 * 3_600_000, samples: [{ stack: ['old'], values: [1, 1] }] }), { node: 'old' })).status).toBe(200);
     expect((await ingest(s.url, buildProfile({ timeMs: now, samples: [{ stack: ['new'], values: [1, 1] }] }), { node: 'new' })).status).toBe(200);
+    await s.close();
+    const port = Number(new URL(s.url).port);
+    const again = await startServer({ store: s.storeUrl, port, retentionMs: 3_600_000, retentionIntervalMs: 100 });
+    s = { ...s, ...again };
     const list = () => getJson<{ profiles: { labels: Record<string, string> }[] }>(s.url, '/api/v1/profiles', { from: 'now-1d', to: 'now+1h' });
     let nodes: string[] = [];
     for (let i = 0; i < 50; i++) {

@@ -36,7 +36,8 @@ describe.each(BACKENDS)('server ingest + query (%s)', (backend) => {
   const work = tempDir('fleetprof-server-files-');
 
   beforeAll(async () => {
-    s = await startTestServer({ backend });
+    // T0 is a fixed date: retention long enough that its profiles are neither refused nor deleted.
+    s = await startTestServer({ backend, retentionMs: 100 * 365 * 86_400_000 });
     const a = buildProfile({
       timeMs: T0,
       samples: [

@@ -7,12 +7,15 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult } from './collector.js';
-import { Shipper } from './shipper.js';
+import { Shipper, type ShipperTlsOptions } from './shipper.js';
 import { DiskSpool } from './spool.js';
+import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
 
 export interface AgentOptions {
   serverUrl: string;
   ingestToken?: string;
+  /** Private CA and client certificate for an https server. */
+  tls?: ShipperTlsOptions;
   /** How often one profile per series is pushed. */
   intervalMs?: number;
   frequencyHz?: number;
@@ -23,13 +26,25 @@ export interface AgentOptions {
   spoolDir: string;
   spoolMaxBytes?: number;
   filterTgid?: number;
-  /** Serve Prometheus metrics on this port (0: any free port; undefined: off). */
+  /** Memory budget in MiB for the agent's caches (see memory-budget.ts); default from the container's limit. */
+  memoryBudgetMb?: number;
+  /** Serve Prometheus metrics on this port (0: any free port; undefined: off). The CLI defaults to DEFAULT_AGENT_METRICS_PORT. */
   metricsPort?: number;
   metricsHost?: string;
   onError?: (error: unknown) => void;
   /** Called for every profile handed to the shipper, with its sample count. */
   onProfile?: (labels: Record<string, string>, sampleCount: number) => void;
 }
+
+/** The agent's /metrics port unless told otherwise (the Prometheus exporter default, as in deploy/kubernetes). */
+export const DEFAULT_AGENT_METRICS_PORT = 9464;
+
+/**
+ * On stop, how long the last interval and the backlog get to reach the
+ * server. What has not gone by then stays in the spool for the next start:
+ * a DaemonSet pod must end well within its grace period whatever the server does.
+ */
+const STOP_FLUSH_MS = 1000;
 
 /**
  * `fleetprof agent`: the sampler running continuously. Every interval it
@@ -46,6 +61,8 @@ export class Agent {
   private metricsServer: Server | undefined;
   private intervalStartNs: bigint;
   private cycle: Promise<void> = Promise.resolve();
+  /** The budget the caches were sized from, in MiB. */
+  readonly memoryBudgetMb: number;
   private readonly samplesCounter;
   private readonly droppedCounter;
 
@@ -67,13 +84,33 @@ export class Agent {
     this.shipper = new Shipper({
       serverUrl: options.serverUrl,
       ingestToken: options.ingestToken,
+      tls: options.tls,
       spool: this.spool,
       onPush: ({ ok, latencyMs }) => {
         pushLatency.record(latencyMs);
         if (!ok) pushFailures.add(1);
       },
     });
-    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid });
+    this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
+    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid, limits: cacheLimits(this.memoryBudgetMb) });
+    meter.createObservableGauge('fleetprof_agent_memory_budget_bytes', { unit: 'By', description: 'the memory budget the caches are sized from' }).addCallback((result) => {
+      result.observe(this.memoryBudgetMb * 2 ** 20);
+    });
+    meter.createObservableGauge('fleetprof_agent_resident_memory_bytes', { unit: 'By', description: 'resident set size of the agent process' }).addCallback((result) => {
+      result.observe(process.memoryUsage.rss());
+    });
+    meter.createObservableCounter('fleetprof_agent_cache_evictions', { description: 'cache entries dropped to stay within the memory budget, by cache' }).addCallback((result) => {
+      const s = this.collector.symbolizer.stats();
+      result.observe(s.binaryCacheEvictions, { cache: 'binaries' });
+      result.observe(s.perfMapEvictions, { cache: 'perf_maps' });
+      result.observe(this.collector.evictions.processes, { cache: 'processes' });
+      result.observe(this.collector.evictions.stacks, { cache: 'stacks' });
+    });
+    meter.createObservableGauge('fleetprof_agent_cache_bytes', { unit: 'By', description: 'estimated bytes held by a cache' }).addCallback((result) => {
+      const s = this.collector.symbolizer.stats();
+      result.observe(s.binaryCacheBytes, { cache: 'binaries' });
+      result.observe(s.perfMapBytes, { cache: 'perf_maps' });
+    });
     this.intervalStartNs = nowNs();
     this.timer = setInterval(() => {
       this.cycle = this.cycle.then(() => this.collectAndShip(false)).catch((error: unknown) => this.options.onError?.(error));
@@ -84,7 +121,15 @@ export class Agent {
 
   static async start(options: AgentOptions): Promise<Agent> {
     const agent = new Agent(options);
-    if (options.metricsPort !== undefined) await agent.serveMetrics(options.metricsPort, options.metricsHost ?? '127.0.0.1');
+    if (options.metricsPort !== undefined) {
+      const host = options.metricsHost ?? '127.0.0.1';
+      try {
+        await agent.serveMetrics(options.metricsPort, host);
+      } catch (error) {
+        await agent.stop();
+        throw new Error(`cannot serve /metrics on ${host}:${options.metricsPort} (${error instanceof Error ? error.message : String(error)}); choose another --metrics-port, or "off"`);
+      }
+    }
     return agent;
   }
 
@@ -97,14 +142,19 @@ export class Agent {
     return this.metrics.render();
   }
 
-  /** Pushes what was sampled since the last interval, then stops sampling. */
-  async stop(): Promise<void> {
+  /**
+   * Stops sampling, spools what was sampled since the last interval, and
+   * gives the server `flushTimeoutMs` (default STOP_FLUSH_MS) to take the
+   * backlog; whatever it has not acknowledged by then stays in the spool.
+   * Ends about that soon whatever the server does (pushes in flight are aborted).
+   */
+  async stop(flushTimeoutMs = STOP_FLUSH_MS): Promise<void> {
     clearInterval(this.timer);
     await this.cycle;
     await this.collectAndShip(true);
-    await this.shipper.flush();
+    await this.shipper.flush(flushTimeoutMs);
     await this.shipper.stop();
-    this.metricsServer?.close();
+    if (this.metricsServer?.listening) this.metricsServer.close();
     await this.metrics.shutdown();
   }
 
@@ -148,7 +198,7 @@ export class Agent {
       );
     });
     this.metricsServer.listen(port, host);
-    await once(this.metricsServer, 'listening');
+    await once(this.metricsServer, 'listening'); // rejects on 'error' (e.g. the port is taken)
   }
 }
 

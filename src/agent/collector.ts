@@ -3,6 +3,7 @@ import type { ProfileFrame, SampleLabels } from '../profile/builder.js';
 import { Sampler, type RawSample, type SamplerOptions } from '../sampler/sampler.js';
 import type { KernelStats, StackHash, Tgid } from '../sampler/bpf-layout.js';
 import { Symbolizer } from '../symbolize/symbolizer.js';
+import type { CacheLimits } from './memory-budget.js';
 
 /** One aggregated sample, symbolized: what the profile builder and shipper consume. */
 export interface ResolvedSample {
@@ -19,6 +20,14 @@ export interface CollectResult {
 
 export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess'> {
   procRoot?: string;
+  /** Bounds on the caches (see memory-budget.ts); unbounded when unset. */
+  limits?: Partial<CacheLimits>;
+}
+
+/** Entries dropped to stay within the limits, by cache. */
+export interface CollectorEvictions {
+  processes: number;
+  stacks: number;
 }
 
 // Processes kept in the name table after they were last sampled, in drains.
@@ -79,6 +88,10 @@ class StackCache {
     for (const [hash, cached] of this.kept) if (cached.lastUsedDrain < oldestDrain) this.kept.delete(hash);
     return this.kept.size > 0;
   }
+
+  get size(): number {
+    return this.kept.size;
+  }
 }
 
 const NO_JIT = (): number => -1;
@@ -98,10 +111,16 @@ export class Collector {
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
   private drainCount = 0;
+  private readonly maxProcesses: number;
+  private readonly maxStacks: number;
+  readonly evictions: CollectorEvictions = { processes: 0, stacks: 0 };
 
   private constructor(options: CollectorOptions) {
     this.procRoot = options.procRoot ?? '/proc';
-    this.symbolizer = new Symbolizer({ procRoot: this.procRoot });
+    const limits = options.limits ?? {};
+    this.maxProcesses = limits.maxProcesses ?? Number.POSITIVE_INFINITY;
+    this.maxStacks = limits.maxStacks ?? Number.POSITIVE_INFINITY;
+    this.symbolizer = new Symbolizer({ procRoot: this.procRoot, cacheMaxBytes: limits.binaryCacheBytes, perfMapMaxBytes: limits.perfMapBytes });
     this.sampler = Sampler.start({ ...options, onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm) });
   }
 
@@ -111,6 +130,11 @@ export class Collector {
 
   get processesSeen(): number {
     return this.processNames.size;
+  }
+
+  /** Whether anything of this process is still held (name, stacks, symbol snapshot). */
+  tracks(tgid: Tgid): boolean {
+    return this.processNames.has(tgid) || this.lastSeenDrain.has(tgid);
   }
 
   enableRunTimeStats(): void {
@@ -135,6 +159,9 @@ export class Collector {
     // Called from the ring buffer the moment the kernel first samples the
     // process (or after an exec): take what we need before it can exit.
     this.processNames.set(tgid, readProcessName(this.procRoot, tgid) ?? comm);
+    // Aged from now even if none of its samples ever arrive (all dropped in
+    // the kernel): otherwise it would never be forgotten.
+    this.lastSeenDrain.set(tgid, this.drainCount);
     // After an exec the same tgid maps other code: its old stacks mean nothing now.
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
@@ -169,23 +196,49 @@ export class Collector {
     }
     this.forgetIdleProcesses();
     this.forgetIdleStacks();
+    this.symbolizer.trimToBudget();
     return { samples, kernelStats };
   }
 
   private forgetIdleProcesses(): void {
     for (const [tgid, drain] of this.lastSeenDrain) {
       if (this.drainCount - drain < PROCESS_IDLE_DRAINS) continue;
-      this.lastSeenDrain.delete(tgid);
-      this.processNames.delete(tgid);
-      this.userStacks.delete(tgid);
-      this.symbolizer.forgetProcess(tgid);
+      this.forgetProcess(tgid);
     }
+    // Over the limit: the least recently sampled go first, counted.
+    if (this.lastSeenDrain.size > this.maxProcesses) {
+      const byAge = [...this.lastSeenDrain].sort((a, b) => a[1] - b[1]);
+      for (const [tgid] of byAge.slice(0, this.lastSeenDrain.size - this.maxProcesses)) {
+        this.forgetProcess(tgid);
+        this.evictions.processes++;
+      }
+    }
+  }
+
+  private forgetProcess(tgid: Tgid): void {
+    this.lastSeenDrain.delete(tgid);
+    this.processNames.delete(tgid);
+    this.userStacks.delete(tgid);
+    this.symbolizer.forgetProcess(tgid);
+  }
+
+  private stackCount(): number {
+    let n = this.kernelStacks.size;
+    for (const stacks of this.userStacks.values()) n += stacks.size;
+    return n;
   }
 
   private forgetIdleStacks(): void {
     const oldest = this.drainCount - STACK_IDLE_DRAINS;
     this.kernelStacks.endDrain(oldest);
     for (const [tgid, stacks] of this.userStacks) if (!stacks.endDrain(oldest)) this.userStacks.delete(tgid);
+    // Over the limit: keep only the stacks sampled in this drain (they are
+    // the likeliest to recur); the rest are resolved again if they come back.
+    const before = this.stackCount();
+    if (before <= this.maxStacks) return;
+    this.kernelStacks.endDrain(this.drainCount);
+    for (const [tgid, stacks] of this.userStacks) if (!stacks.endDrain(this.drainCount)) this.userStacks.delete(tgid);
+    this.evictions.stacks += before - this.stackCount();
   }
 }
 

@@ -1,41 +1,85 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { DiskSpool } from './spool.js';
+
+/** TLS client settings for an https server URL. */
+export interface ShipperTlsOptions {
+  /** PEM file of a CA to trust (e.g. a private CA), in place of the system's. */
+  caFile?: string;
+  /** PEM client certificate and key, for servers (or proxies) that ask for one. */
+  certFile?: string;
+  keyFile?: string;
+}
 
 export interface ShipperOptions {
   serverUrl: string;
   ingestToken?: string;
   spool: DiskSpool;
+  tls?: ShipperTlsOptions;
+  /** Pushes in flight at once while draining a backlog. */
+  concurrency?: number;
   /** First retry delay after a failure; doubles up to maxBackoffMs. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Every push is abandoned (and retried later) after this long, whatever the server does. */
   requestTimeoutMs?: number;
   onPush?: (outcome: { ok: boolean; latencyMs: number; status?: number; error?: string }) => void;
 }
 
-/** Why a push failed in a way that retrying cannot fix. */
-export class RejectedProfileError extends Error {}
+type PushResult = 'ok' | 'retry' | 'rejected';
 
 /**
  * Sends profiles to the server. Every profile goes through the disk spool
- * first, so what is not acknowledged survives outages and restarts; a
- * single sender drains the spool oldest first with exponential backoff.
+ * first, so what is not acknowledged survives outages and restarts.
+ *
+ * Draining: as soon as the server answers, the whole backlog goes, oldest
+ * first, with up to `concurrency` pushes in flight; profiles spooled during
+ * a pass are picked up by the same pass. After a failure the sender waits
+ * (exponential backoff with jitter); a new profile ends the wait early with
+ * one probe push, so a server that comes back is found within one agent
+ * interval and not a full backoff later. Every push has a deadline, and
+ * stop() aborts those in flight: what they carried stays in the spool.
  */
 export class Shipper {
-  private readonly options: Required<Omit<ShipperOptions, 'ingestToken' | 'onPush'>> & Pick<ShipperOptions, 'ingestToken' | 'onPush'>;
+  private readonly options: Required<Omit<ShipperOptions, 'ingestToken' | 'onPush' | 'tls'>> & Pick<ShipperOptions, 'ingestToken' | 'onPush'>;
+  private readonly url: URL;
+  private readonly httpAgent: HttpAgent;
+  private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   private backoffMs: number;
+  /** True after a failed push until one succeeds: the next pass starts with a single probe. */
+  private failing = false;
   private draining: Promise<void> | undefined;
+  /** Set by kick(): something new was spooled since the current pass listed the spool. */
+  private pending = false;
   private stopped = false;
   private wake: (() => void) | undefined;
+  private readonly inFlight = new Set<string>();
+  private readonly requests = new Set<ClientRequest>();
+  private idleWaiters: (() => void)[] = [];
   /** Profiles the server refused as invalid (4xx other than 401/403/408/429): dropped, counted. */
   rejected = 0;
   sent = 0;
+  /** Pushes that failed and will be retried (network error, timeout, 5xx, 401/403/408/429). */
+  failed = 0;
 
   constructor(options: ShipperOptions) {
-    this.options = { initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, ...options };
+    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, ...options };
     this.backoffMs = this.options.initialBackoffMs;
+    this.url = new URL('/api/v1/ingest', this.options.serverUrl);
+    const t = options.tls ?? {};
+    if ((t.certFile === undefined) !== (t.keyFile === undefined)) throw new Error('a client certificate needs both its certificate and its key file');
+    // Read once at start: a missing or unreadable file is a configuration error to report now.
+    this.tls = {
+      ca: t.caFile !== undefined ? readFileSync(t.caFile) : undefined,
+      cert: t.certFile !== undefined ? readFileSync(t.certFile) : undefined,
+      key: t.keyFile !== undefined ? readFileSync(t.keyFile) : undefined,
+    };
+    const agentOptions = { keepAlive: true, maxSockets: this.options.concurrency };
+    this.httpAgent = this.url.protocol === 'https:' ? new HttpsAgent({ ...agentOptions, ...this.tls }) : new HttpAgent(agentOptions);
   }
 
-  /** Queues a profile; returns at once. */
+  /** Queues a profile (durably, in the spool); returns at once. */
   enqueue(labels: Record<string, string>, body: Buffer): void {
     this.options.spool.put(labels, body);
     this.kick();
@@ -43,71 +87,168 @@ export class Shipper {
 
   /** Starts (or nudges) the background sender. */
   kick(): void {
+    if (this.stopped) return;
+    this.pending = true;
     if (this.wake) {
       this.wake();
       return;
     }
-    this.draining ??= this.drainLoop().finally(() => (this.draining = undefined));
+    // Started on the next turn of the event loop: a burst of enqueues (one per
+    // series at the end of an interval) is all spooled before the first listing.
+    this.draining ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drainLoop()).finally(() => {
+      this.draining = undefined;
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    });
   }
 
-  /** Tries to send everything now; resolves when the spool is empty or a push failed. */
-  async flush(): Promise<boolean> {
-    await this.draining;
-    return this.sendBacklog();
+  /** Resolves when the sender has nothing left to do (spool empty) or is stopped. */
+  whenIdle(): Promise<void> {
+    if (!this.draining) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * Tries to send everything now, for at most `deadlineMs`; resolves true when
+   * the spool is empty. Used on shutdown: what is left stays spooled.
+   */
+  async flush(deadlineMs: number): Promise<boolean> {
+    this.failing = false; // one last full attempt, not a probe
+    this.backoffMs = this.options.initialBackoffMs;
+    this.kick();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(timer);
+    return this.options.spool.list().length === 0;
+  }
+
+  /** Stops sending: aborts pushes in flight (their profiles stay spooled) and waits for the sender to end. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
+    for (const request of this.requests) request.destroy(new Error('shipper stopped'));
     await this.draining;
+    this.httpAgent.destroy();
   }
 
   private async drainLoop(): Promise<void> {
     while (!this.stopped) {
-      if (await this.sendBacklog()) return; // spool empty: done until the next enqueue
-      // Wait with backoff, unless a new profile or stop() wakes us.
-      await Promise.race([sleep(this.jittered(this.backoffMs)), new Promise<void>((resolve) => (this.wake = resolve))]);
+      this.pending = false;
+      const outcome = await this.pass();
+      if (this.stopped) return;
+      if (outcome === 'empty') {
+        if (!this.pending) return; // done until the next enqueue
+        continue;
+      }
+      // A push failed: wait with backoff, unless a new profile (probe at once) or stop() wakes us.
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        timer = setTimeout(resolve, this.jittered(this.backoffMs));
+      });
+      clearTimeout(timer);
       this.wake = undefined;
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs);
     }
   }
 
-  /** True when the spool is empty; false when a push failed and should be retried later. */
-  private async sendBacklog(): Promise<boolean> {
-    for (const id of this.options.spool.list()) {
-      if (this.stopped) return false;
-      const entry = this.options.spool.read(id);
-      if (!entry) continue;
+  /**
+   * One pass over the spool; 'empty' when everything listed (and spooled
+   * meanwhile) went, 'failed' after a retryable failure. Up to `concurrency`
+   * pushes run at once; when the list runs out and something was spooled
+   * meanwhile, the spool is listed again and the pool refilled.
+   */
+  private async pass(): Promise<'empty' | 'failed'> {
+    let queue = this.options.spool.list();
+    // After failures the first push goes alone: a down server gets one request per wake-up, not `concurrency`.
+    if (this.failing && queue.length > 0) {
+      const first = queue.shift()!;
+      if ((await this.sendOne(first)) === 'retry') return 'failed';
+      this.failing = false;
+    }
+    let failedNow = false;
+    let running = 0;
+    return new Promise((resolve) => {
+      const refill = (): void => {
+        while (!this.stopped && !failedNow && running < this.options.concurrency) {
+          if (queue.length === 0 && this.pending) {
+            this.pending = false;
+            queue = this.options.spool.list().filter((id) => !this.inFlight.has(id));
+          }
+          const id = queue.shift();
+          if (id === undefined) break;
+          if (this.inFlight.has(id)) continue;
+          running++;
+          void this.sendOne(id).catch((): PushResult => 'retry').then((result) => {
+            running--;
+            if (result === 'retry') failedNow = true;
+            refill();
+          });
+        }
+        if (running > 0) return; // the next completion refills or ends the pass
+        if (failedNow) this.failing = true;
+        resolve(failedNow ? 'failed' : 'empty');
+      };
+      refill();
+    });
+  }
+
+  private async sendOne(id: string): Promise<PushResult> {
+    const entry = this.options.spool.read(id);
+    if (!entry) return 'ok'; // removed meanwhile (trimmed or unreadable, counted by the spool)
+    this.inFlight.add(id);
+    try {
       const result = await this.push(entry.labels, entry.body);
-      if (result === 'retry') return false;
+      if (result === 'retry') {
+        this.failed++;
+        return result;
+      }
+      // Acknowledged (or refused for good): only now does it leave the spool.
       this.options.spool.remove(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
       this.backoffMs = this.options.initialBackoffMs;
+      return result;
+    } finally {
+      this.inFlight.delete(id);
     }
-    return true;
   }
 
-  private async push(labels: Record<string, string>, body: Buffer): Promise<'ok' | 'retry' | 'rejected'> {
-    const url = new URL('/api/v1/ingest', this.options.serverUrl);
+  private push(labels: Record<string, string>, body: Buffer): Promise<PushResult> {
+    const url = new URL(this.url);
     for (const [key, value] of Object.entries(labels)) url.searchParams.set(key, value);
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': body.length };
     if (this.options.ingestToken) headers.authorization = `Bearer ${this.options.ingestToken}`;
     const started = performance.now();
-    try {
-      const response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.options.requestTimeoutMs) });
-      await response.arrayBuffer();
-      const latencyMs = performance.now() - started;
-      this.options.onPush?.({ ok: response.ok, latencyMs, status: response.status });
-      if (response.ok) return 'ok';
-      // A profile the server finds invalid will never be accepted: drop it
-      // (counted) rather than block the queue behind it forever.
-      const retryable = response.status >= 500 || [401, 403, 408, 429].includes(response.status);
-      return retryable ? 'retry' : 'rejected';
-    } catch (error) {
-      this.options.onPush?.({ ok: false, latencyMs: performance.now() - started, error: error instanceof Error ? error.message : String(error) });
-      return 'retry';
-    }
+    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise<PushResult>((resolve) => {
+      let settled = false;
+      const finish = (result: PushResult, outcome: { ok: boolean; status?: number; error?: string }) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        this.requests.delete(req);
+        this.options.onPush?.({ ...outcome, latencyMs: performance.now() - started });
+        resolve(result);
+      };
+      const req = request(url, { method: 'POST', headers, agent: this.httpAgent }, (response: IncomingMessage) => {
+        response.resume(); // the answer's body is not needed; drain it so the socket is reused
+        response.on('error', (error) => finish('retry', { ok: false, error: error.message }));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          if (status >= 200 && status < 300) return finish('ok', { ok: true, status });
+          // A profile the server finds invalid will never be accepted: drop it
+          // (counted) rather than block the queue behind it forever.
+          const retryable = status >= 500 || [401, 403, 408, 429].includes(status);
+          finish(retryable ? 'retry' : 'rejected', { ok: false, status });
+        });
+      });
+      // One deadline for the whole exchange (connect, send, answer): a server
+      // that accepts and never answers costs requestTimeoutMs, not forever.
+      const deadline = setTimeout(() => req.destroy(new Error(`no answer in ${this.options.requestTimeoutMs} ms`)), this.options.requestTimeoutMs);
+      this.requests.add(req);
+      req.on('error', (error) => finish('retry', { ok: false, error: error.message }));
+      req.end(body);
+    });
   }
 
   private jittered(ms: number): number {

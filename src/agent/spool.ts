@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** One pushed profile waiting on disk: the gzipped pprof and its series labels. */
@@ -51,11 +51,15 @@ export class DiskSpool {
 
   put(labels: Record<string, string>, body: Buffer): string {
     const id = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${(this.sequence++).toString().padStart(8, '0')}`;
-    // Labels first and the body last, each through a rename: a crash leaves
-    // either a whole entry or an orphan that removeIncomplete cleans.
+    // Labels first and the body last, each written, fsynced and renamed into
+    // place, then the directory fsynced (the renames are directory entries):
+    // only then is the entry spooled, so a node crash after put() returns
+    // loses nothing. A crash before leaves a .tmp or a lone labels file,
+    // which removeIncomplete cleans.
     const labelsBytes = Buffer.from(JSON.stringify(labels));
-    writeAtomically(join(this.dir, id + LABELS_SUFFIX), labelsBytes);
-    writeAtomically(join(this.dir, id + BODY_SUFFIX), body);
+    writeDurably(join(this.dir, id + LABELS_SUFFIX), labelsBytes);
+    writeDurably(join(this.dir, id + BODY_SUFFIX), body);
+    fsyncDirectory(this.dir);
     this.track(id, labelsBytes.length + body.length);
     this.trim();
     return id;
@@ -122,7 +126,23 @@ export class DiskSpool {
   }
 }
 
-function writeAtomically(path: string, data: Buffer): void {
-  writeFileSync(path + '.tmp', data);
+/** Writes `data` to path.tmp, fsyncs it, renames it to path (fsync the directory after). */
+function writeDurably(path: string, data: Buffer): void {
+  const fd = openSync(path + '.tmp', 'w');
+  try {
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(path + '.tmp', path);
+}
+
+function fsyncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

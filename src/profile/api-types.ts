@@ -136,4 +136,6 @@ export interface ApiErrorResponse {
   code: string;
   error: string;
   message: string;
+  /** On 5xx answers: the id under which the server logged the detail. */
+  requestId?: string;
 }

@@ -35,6 +35,12 @@ const MAX_CACHE_ENTRIES = 200_000;
 
 let ready = false;
 const cache = new Map<string, string>();
+/** Names handed to the wasm demangler (cache misses): what the cache saves is visible in tests and stats. */
+let demanglerCalls = 0;
+
+export function demanglerCallCount(): number {
+  return demanglerCalls;
+}
 
 function ensureLoaded(): void {
   if (ready) return;
@@ -59,6 +65,7 @@ export function demangle(name: string): string {
   let result = name;
   try {
     ensureLoaded();
+    demanglerCalls++;
     result = glue.demangle_any(name);
     // On names no demangler accepts, one of its fallbacks just drops the Mach-O leading underscore.
     if (result === name.slice(1)) result = name;

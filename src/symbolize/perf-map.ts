@@ -283,6 +283,24 @@ export class PerfMapFile {
     return this.entries.length;
   }
 
+  /** Rough heap held: the lines as read plus a parsed entry and its table slots per line. */
+  get estimatedBytes(): number {
+    return this.bytesRead + this.entries.length * 160;
+  }
+
+  /** Drops everything read (memory budget); the next refresh() reads the file again from the start. */
+  release(): void {
+    this.entries = [];
+    this.bytesRead = 0;
+    this.pendingLine = '';
+    this.base = null;
+    this.baseCount = 0;
+    this.recent = null;
+    this.recentCount = 0;
+    this.malformedLines = 0;
+    this.changes++;
+  }
+
   /** Changes whenever what lookups can return changes (lines appended, file started over). */
   get version(): number {
     return this.changes;

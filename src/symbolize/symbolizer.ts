@@ -39,6 +39,10 @@ export interface SymbolizerOptions {
   procRoot?: string;
   /** Distinct binaries kept parsed; default 1000. */
   cacheMaxBinaries?: number;
+  /** Estimated bytes of parsed symbol tables kept; default 1 GiB (the agent sets it from its memory budget). */
+  cacheMaxBytes?: number;
+  /** Estimated bytes of perf-map lines kept; past it, trimToBudget() drops the least recently observed processes' maps. */
+  perfMapMaxBytes?: number;
   /** Extra directories standing for "/" when looking for debug files (after the process's root and the host's). */
   extraDebugRoots?: string[];
   /** Where /sys/kernel/notes (the running kernel's build ID) lives; default '/sys'. */
@@ -67,6 +71,13 @@ export interface SymbolizerStats {
   kernelSymbols: number;
   /** kallsyms showed only zero addresses (kptr_restrict): kernel frames cannot be named. */
   kernelAddressesHidden: boolean;
+  /** Estimated bytes of parsed symbol tables in the binary cache. */
+  binaryCacheBytes: number;
+  /** Perf-map readers held (one per file) and the bytes they hold. */
+  perfMapReaders: number;
+  perfMapBytes: number;
+  /** Perf maps dropped to stay within perfMapMaxBytes (read again if needed). */
+  perfMapEvictions: number;
 }
 
 /**
@@ -148,14 +159,40 @@ export class Symbolizer {
     kernelFrames: 0,
     malformedMapsLines: 0,
     mapsRefreshes: 0,
+    perfMapEvictions: 0,
   };
+  private readonly perfMapMaxBytes: number;
 
   constructor(opts: SymbolizerOptions = {}) {
     this.procRoot = opts.procRoot ?? '/proc';
     this.sysRoot = opts.sysRoot ?? '/sys';
     this.extraDebugRoots = opts.extraDebugRoots ?? [];
     this.kallsymsRefreshIntervalMs = opts.kallsymsRefreshIntervalMs ?? KALLSYMS_REFRESH_INTERVAL_MS;
-    this.cache = new BinaryCache({ maxEntries: opts.cacheMaxBinaries ?? 1000 });
+    this.cache = new BinaryCache({ maxEntries: opts.cacheMaxBinaries ?? 1000, maxBytes: opts.cacheMaxBytes });
+    this.perfMapMaxBytes = opts.perfMapMaxBytes ?? Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Keeps perf-map lines within perfMapMaxBytes: drops what the least
+   * recently observed processes' maps hold (counted); a later lookup in them
+   * reads the file again. Returns the evictions made.
+   */
+  trimToBudget(): number {
+    let bytes = 0;
+    for (const snap of this.processes.values()) for (const pm of snap.perfMaps) bytes += pm.estimatedBytes;
+    let evicted = 0;
+    // Map order is insertion order: re-observed processes move to the end.
+    for (const snap of this.processes.values()) {
+      if (bytes <= this.perfMapMaxBytes) break;
+      for (const pm of snap.perfMaps) {
+        if (pm.entryCount === 0) continue;
+        bytes -= pm.estimatedBytes;
+        pm.release();
+        evicted++;
+      }
+    }
+    this.counters.perfMapEvictions += evicted;
+    return evicted;
   }
 
   /**
@@ -177,6 +214,7 @@ export class Symbolizer {
     const now = Date.now();
     const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), perfMapsReadAtMs: now, mapsReadAtMs: now, alive: true };
     const previous = this.processes.get(pid);
+    this.processes.delete(pid); // re-inserted last: most recently observed
     this.processes.set(pid, snap);
     this.loadBinaries(snap);
     // After the new snapshot took its references: files both map stay open.
@@ -319,6 +357,9 @@ export class Symbolizer {
       cachedBinaries: c.entries,
       kernelSymbols: this.kernel?.symbolCount ?? 0,
       kernelAddressesHidden: this.kernel?.addressesHidden ?? false,
+      binaryCacheBytes: c.estimatedBytes,
+      perfMapReaders: [...this.processes.values()].reduce((n, snap) => n + snap.perfMaps.length, 0),
+      perfMapBytes: [...this.processes.values()].reduce((n, snap) => n + snap.perfMaps.reduce((m, pm) => m + pm.estimatedBytes, 0), 0),
     };
   }
 
@@ -427,19 +468,20 @@ export class Symbolizer {
     return ref.ok ? ref.binary : null;
   }
 
+  /** One reader per perf-map file (each keeps every line it read). */
   private perfMapFiles(pid: Pid, nsPid: Pid): PerfMapFile[] {
     const name = `/tmp/perf-${nsPid}.map`;
-    const files = [new PerfMapFile(`${this.procRoot}/${pid}/root${name}`)];
     // /proc/PID/root disappears with the process, but the perf map stays in
-    // /tmp. If the process's /tmp is ours, the host path keeps working after exit.
+    // /tmp. If the process's /tmp is ours, the host path is the same file and
+    // keeps working after exit: read it there, and only there.
     try {
       const theirs = statSync(`${this.procRoot}/${pid}/root/tmp`, { bigint: true });
       const ours = statSync('/tmp', { bigint: true });
-      if (theirs.dev === ours.dev && theirs.ino === ours.ino) files.push(new PerfMapFile(name));
+      if (theirs.dev === ours.dev && theirs.ino === ours.ino) return [new PerfMapFile(name)];
     } catch {
-      // No /tmp in its root: it cannot have a perf map either.
+      // Its root cannot be compared with ours (gone, or no /tmp): read it through /proc if at all.
     }
-    return files;
+    return [new PerfMapFile(`${this.procRoot}/${pid}/root${name}`)];
   }
 
   private resolveUser(snap: ProcessSnapshot, address: Address, lookup: Address, refreshPerfMaps: () => void): ResolvedFrame {

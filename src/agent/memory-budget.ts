@@ -1,0 +1,53 @@
+// The agent's memory budget (--memory-budget-mb) and how it is shared out
+// among its caches. Every cache that grows with what the host runs (parsed
+// symbol tables, perf-map lines, process snapshots, symbolized stacks) gets
+// a bound derived from the budget, and what each evicts is counted.
+import { readFileSync } from 'node:fs';
+
+export interface CacheLimits {
+  /** Parsed ELF symbol tables (estimated bytes). */
+  binaryCacheBytes: number;
+  /** Perf-map lines held for JIT processes (estimated bytes). */
+  perfMapBytes: number;
+  /** Processes tracked (names, maps snapshots, their stack caches). */
+  maxProcesses: number;
+  /** Symbolized stacks kept across drains, all processes together. */
+  maxStacks: number;
+}
+
+/** What is left when the budget is unknown and no limit is found. */
+export const FALLBACK_MEMORY_BUDGET_MB = 256;
+/** Node itself, the OpenTelemetry SDK, BPF map reads and one interval's profiles: not caches. */
+const RUNTIME_RESERVE_MB = 96;
+/** Rough heap per cached stack (a frames array of ~20 shared frame objects) and per tracked process (maps snapshot). */
+const BYTES_PER_STACK = 2048;
+const BYTES_PER_PROCESS = 16 * 1024;
+
+/**
+ * The budget in MiB: the flag, else FLEETPROF_MEMORY_LIMIT_MB (the DaemonSet
+ * sets it from the container's memory limit), else the cgroup's memory.max,
+ * each less a margin so the kernel's OOM killer never has to act; else a fallback.
+ */
+export function resolveMemoryBudgetMb(flagMb: number | undefined, env: NodeJS.ProcessEnv = process.env, cgroupMaxPath = '/sys/fs/cgroup/memory.max'): number {
+  if (flagMb !== undefined) return flagMb;
+  const fromEnv = Number(env.FLEETPROF_MEMORY_LIMIT_MB);
+  if (Number.isFinite(fromEnv) && fromEnv > 0) return Math.floor(fromEnv * 0.85);
+  try {
+    const text = readFileSync(cgroupMaxPath, 'utf8').trim();
+    if (/^\d+$/.test(text)) return Math.floor((Number(text) / 2 ** 20) * 0.85);
+  } catch {
+    // not in a cgroup v2 container
+  }
+  return FALLBACK_MEMORY_BUDGET_MB;
+}
+
+/** Shares a budget out: what is not the runtime's goes 45% to symbol tables, 15% to perf maps, 25% to stacks, 15% to processes. */
+export function cacheLimits(budgetMb: number): CacheLimits {
+  const cacheBytes = Math.max(16, budgetMb - RUNTIME_RESERVE_MB) * 2 ** 20;
+  return {
+    binaryCacheBytes: Math.floor(cacheBytes * 0.45),
+    perfMapBytes: Math.floor(cacheBytes * 0.15),
+    maxStacks: Math.max(1000, Math.floor((cacheBytes * 0.25) / BYTES_PER_STACK)),
+    maxProcesses: Math.max(256, Math.floor((cacheBytes * 0.15) / BYTES_PER_PROCESS)),
+  };
+}
