@@ -74,7 +74,8 @@ describe.each(BACKENDS)('symbol garbage collection (%s)', (backend) => {
   });
 
   it('exposes the symbol row counts as gauges on /metrics', async () => {
-    const s = await startTestServer({ backend });
+    // `recent` is dated 2026-01: a retention long enough that ingest does not refuse it as too old.
+    const s = await startTestServer({ backend, retentionMs: 100 * 365 * 86_400_000 });
     try {
       expect((await ingest(s.url, recent, { node: 'a' })).status).toBe(200);
       const text = await (await fetch(`${s.url}/metrics`)).text();
