@@ -72,7 +72,11 @@ export const openApiDocument = {
       Timeline: { type: 'object', required: ['sampleType', 'stepMs', 'timestampsMs', 'values'], properties: { sampleType, stepMs: num, timestampsMs: numArr, values: numArr } },
       LabelNames: { type: 'object', required: ['names'], properties: { names: strArr } },
       LabelValues: { type: 'object', required: ['name', 'values'], properties: { name: str, values: strArr } },
-      IngestResult: { type: 'object', properties: { id: num, timeMs: num, samples: num, stacks: num } },
+      IngestResult: {
+        type: 'object',
+        description: 'One stored profile per series the samples fall into (string sample labels become series labels); id is the first',
+        properties: { id: num, ids: { type: 'array', items: num }, timeMs: num, samples: num, stacks: num, droppedLabels: num },
+      },
       ProfileList: {
         type: 'object',
         properties: {
@@ -101,7 +105,7 @@ export const openApiDocument = {
         summary: 'Store one pprof profile; query-string parameters are the series labels',
         parameters: [{ name: 'labels', in: 'query', style: 'form', explode: true, schema: { type: 'object', additionalProperties: str } }],
         requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err },
+        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 500: err },
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },
