@@ -115,7 +115,11 @@ export const openApiDocument = {
       },
       LabelNames: { type: 'object', required: ['names'], properties: { names: strArr } },
       LabelValues: { type: 'object', required: ['name', 'values'], properties: { name: str, values: strArr } },
-      IngestResult: { type: 'object', properties: { id: num, timeMs: num, samples: num, stacks: num } },
+      IngestResult: {
+        type: 'object',
+        description: 'One stored profile per series the samples fall into (string sample labels become series labels); id is the first',
+        properties: { id: num, ids: { type: 'array', items: num }, timeMs: num, samples: num, stacks: num, droppedLabels: num },
+      },
       ProfileList: {
         type: 'object',
         properties: {
@@ -148,7 +152,7 @@ export const openApiDocument = {
           description: 'pprof, gzipped or not; other media types get 415',
           content: Object.fromEntries(['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
         },
-        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 415: err },
+        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 415: err, 500: err },
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },

@@ -125,12 +125,15 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const kids = new Int32Array(Math.max(0, m - 1));
   const fill = start.slice();
   for (let j = 1; j < m; j++) kids[fill[fParent[j]!]!++] = j;
+  // Names are ranked once (equal names, equal rank), so siblings sort by integer compares.
   const names = fi.table.name;
-  const byName = (a: number, b: number) => {
-    const x = names[fFunc[a]!]!;
-    const y = names[fFunc[b]!]!;
-    return x < y ? -1 : x > y ? 1 : 0;
-  };
+  const byNameOrder = names.map((_, i) => i).sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : 0));
+  const rank = new Int32Array(names.length);
+  for (let r = 0, i = 0; i < byNameOrder.length; i++) {
+    if (i > 0 && names[byNameOrder[i]!] !== names[byNameOrder[i - 1]!]) r++;
+    rank[byNameOrder[i]!] = r;
+  }
+  const byName = (a: number, b: number) => rank[fFunc[a]!]! - rank[fFunc[b]!]!;
   const tree: FlameTree = { func: [], parent: [], self: [], total: [] };
   const extraSelf: number[][] = values.slice(1).map(() => []);
   const extraTotal: number[][] = values.slice(1).map(() => []);
@@ -150,8 +153,11 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
     }
     const from = start[j]!;
     const to = j + 1 < m ? start[j + 1]! : m - 1;
-    const sorted = Array.from(kids.subarray(from, to)).sort(byName);
-    for (let c = sorted.length - 1; c >= 0; c--) stack.push(sorted[c]!);
+    if (to - from === 1) stack.push(kids[from]!);
+    else if (to - from > 1) {
+      const sorted = Array.from(kids.subarray(from, to)).sort(byName);
+      for (let c = sorted.length - 1; c >= 0; c--) stack.push(sorted[c]!);
+    }
   }
   return { functions: fi.table, tree, extraSelf, extraTotal };
 }
