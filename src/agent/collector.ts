@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ProfileFrame, SampleLabels } from '../profile/builder.js';
-import { Sampler, type RawSample, type SamplerOptions } from '../sampler/sampler.js';
+import { Sampler, type RawSample, type SamplerOptions, type UnwindMapSizes } from '../sampler/sampler.js';
+import { UnwindTableManager, type UnwindTableStats } from '../unwind/table-manager.js';
 import type { KernelStats, StackHash, Tgid } from '../sampler/bpf-layout.js';
 import { Symbolizer } from '../symbolize/symbolizer.js';
 
@@ -17,8 +18,22 @@ export interface CollectResult {
   kernelStats: KernelStats;
 }
 
-export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess'> {
+export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 'onMappingsStale' | 'unwindTables'> {
   procRoot?: string;
+  /** How user stacks are walked: 'fp' (frame pointers, the kernel's walker) or 'dwarf' (.eh_frame tables). Default 'fp'. */
+  unwind?: UnwindMode;
+  /** With unwind 'dwarf': bytes of table rows the BPF maps may lock (the budget). */
+  unwindTableBudgetBytes?: number;
+  log?: (line: string) => void;
+}
+
+export type UnwindMode = 'fp' | 'dwarf';
+
+/** Default row budget: 16 MiB, four million rows (node's table is ~280k, libc's ~23k). */
+export const DEFAULT_UNWIND_TABLE_BUDGET_BYTES = 16 << 20;
+
+function unwindMapSizes(budgetBytes: number): UnwindMapSizes {
+  return { rows: Math.max(1024, Math.floor(budgetBytes / 4)), rules: 65536, pages: 262144, processes: 16384 };
 }
 
 // Processes kept in the name table after they were last sampled, in drains.
@@ -98,12 +113,30 @@ export class Collector {
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
   private drainCount = 0;
+  /** Loads unwind tables as processes appear (unwind 'dwarf' only). */
+  private readonly unwindTables: UnwindTableManager | undefined;
 
   private constructor(options: CollectorOptions) {
     this.procRoot = options.procRoot ?? '/proc';
     this.symbolizer = new Symbolizer({ procRoot: this.procRoot });
-    this.sampler = Sampler.start({ ...options, onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm) });
+    const dwarf = options.unwind === 'dwarf';
+    this.sampler = Sampler.start({
+      ...options,
+      onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm),
+      ...(dwarf && {
+        unwindTables: unwindMapSizes(options.unwindTableBudgetBytes ?? DEFAULT_UNWIND_TABLE_BUDGET_BYTES),
+        onMappingsStale: (tgid: Tgid) => this.unwindTables?.requestLoad(tgid),
+      }),
+    });
+    const maps = this.sampler.unwindMaps();
+    this.unwindTables = maps === undefined ? undefined : new UnwindTableManager(maps, { procRoot: this.procRoot, log: options.log ?? ((line) => console.error(line)) });
   }
+
+  /** The unwind tables' memory and counters; undefined when stacks are walked with frame pointers. */
+  unwindStats(): UnwindTableStats | undefined {
+    return this.finalUnwindStats ?? this.unwindTables?.stats();
+  }
+  private finalUnwindStats: UnwindTableStats | undefined;
 
   static start(options: CollectorOptions): Collector {
     return new Collector(options);
@@ -123,10 +156,17 @@ export class Collector {
 
   async collect(): Promise<CollectResult> {
     const drained = await this.sampler.drain();
+    // Processes announced during the drain get their tables before the
+    // symbolization below holds the event loop; those that exited are freed.
+    this.unwindTables?.loadQueued();
+    this.unwindTables?.sweepExited();
     return this.resolve(drained.samples, drained.stats);
   }
 
   async stop(): Promise<CollectResult> {
+    // What was loaded at the end, for the summary; then the maps go with the BPF object.
+    this.finalUnwindStats = this.unwindTables?.stats();
+    this.unwindTables?.clear();
     const drained = await this.sampler.stop();
     return this.resolve(drained.samples, drained.stats);
   }
@@ -138,6 +178,7 @@ export class Collector {
     // After an exec the same tgid maps other code: its old stacks mean nothing now.
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
+    this.unwindTables?.requestLoad(tgid);
   }
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {

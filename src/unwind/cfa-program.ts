@@ -221,13 +221,23 @@ export function runFde(fde: Fde): CfaRow[] {
     }
   };
 
-  run(cie.initialInstructions, 0, true);
+  // A CIE is shared by thousands of FDEs: run its instructions once.
+  const initial = cieStates.get(cie);
+  if (initial === undefined) {
+    run(cie.initialInstructions, 0, true);
+    cieStates.set(cie, copyState(state));
+  } else {
+    state.cfa = initial.cfa;
+    state.registers = new Map(initial.registers);
+  }
   location = fde.pcBegin;
   for (const [register, rule] of state.registers) initialRegisters.set(register, rule);
   run(fde.instructions, fde.instructionsAddress, false);
   emit(fde.pcEnd);
   return rows;
 }
+
+const cieStates = new WeakMap<Fde['cie'], State>();
 
 function restore(state: State, register: number, initial: Map<number, RegisterRule>): void {
   const rule = initial.get(register);

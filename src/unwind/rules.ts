@@ -54,7 +54,10 @@ export interface UnwindRule {
   fpOffset: number;
 }
 
+/** No information here (between FDEs): the walker tries the frame-pointer rule. */
 export const INVALID_RULE: UnwindRule = { cfa: CfaKind.invalid, cfaOffset: 0, fp: FpKind.unchanged, fpOffset: 0 };
+/** A rule the walker cannot follow: the walk stops there, counted as unsupported. */
+export const UNSUPPORTED_RULE: UnwindRule = { cfa: CfaKind.invalid, cfaOffset: 1, fp: FpKind.unchanged, fpOffset: 0 };
 
 export function sameRule(a: UnwindRule, b: UnwindRule): boolean {
   return a.cfa === b.cfa && a.cfaOffset === b.cfaOffset && a.fp === b.fp && a.fpOffset === b.fpOffset;
@@ -115,21 +118,21 @@ function registerName(register: number): string {
 }
 
 /**
- * The rule the walker follows for one row, or INVALID_RULE with the reason it
+ * The rule the walker follows for one row, or UNSUPPORTED_RULE with the reason it
  * cannot (e.g. "cfa: register rax", "ra: expression"), for the caller to count.
  */
 export function classifyRow(row: CfaRow, isSignalFrame: boolean): { rule: UnwindRule; unsupported?: string } {
   if (isSignalFrame) return { rule: { cfa: CfaKind.signal, cfaOffset: 0, fp: FpKind.unchanged, fpOffset: 0 } };
   if (row.ra.type === 'undefined') return { rule: { cfa: CfaKind.end, cfaOffset: 0, fp: FpKind.unchanged, fpOffset: 0 } };
-  if (row.ra.type !== 'offset' || row.ra.offset !== -8) return { rule: INVALID_RULE, unsupported: `ra: ${describeRule(row.ra)}` };
+  if (row.ra.type !== 'offset' || row.ra.offset !== -8) return { rule: UNSUPPORTED_RULE, unsupported: `ra: ${describeRule(row.ra)}` };
 
   let cfa: CfaKindValue;
   let cfaOffset: number;
-  if (row.cfa.type === 'undefined') return { rule: INVALID_RULE, unsupported: 'cfa: undefined' };
+  if (row.cfa.type === 'undefined') return { rule: UNSUPPORTED_RULE, unsupported: 'cfa: undefined' };
   if (row.cfa.type === 'register') {
     if (row.cfa.register === X86_64_RSP) cfa = CfaKind.sp;
     else if (row.cfa.register === X86_64_RBP) cfa = CfaKind.fp;
-    else return { rule: INVALID_RULE, unsupported: `cfa: register ${registerName(row.cfa.register)}` };
+    else return { rule: UNSUPPORTED_RULE, unsupported: `cfa: register ${registerName(row.cfa.register)}` };
     cfaOffset = row.cfa.offset;
   } else {
     const threshold = pltThreshold(row.cfa.expression);
@@ -146,10 +149,10 @@ export function classifyRow(row: CfaRow, isSignalFrame: boolean): { rule: Unwind
       cfa = breg.register === X86_64_RSP ? CfaKind.derefSp : CfaKind.derefFp;
       cfaOffset = breg.offset;
     } else {
-      return { rule: INVALID_RULE, unsupported: 'cfa: expression' };
+      return { rule: UNSUPPORTED_RULE, unsupported: 'cfa: expression' };
     }
   }
-  if (Math.abs(cfaOffset) >= 2 ** 31) return { rule: INVALID_RULE, unsupported: 'cfa: offset beyond 32 bits' };
+  if (Math.abs(cfaOffset) >= 2 ** 31) return { rule: UNSUPPORTED_RULE, unsupported: 'cfa: offset beyond 32 bits' };
 
   let fp: FpKindValue = FpKind.unchanged;
   let fpOffset = 0;
@@ -181,7 +184,7 @@ export function classifyRow(row: CfaRow, isSignalFrame: boolean): { rule: Unwind
       fp = FpKind.unknown;
       unsupported = `fp: ${describeRule(row.fp)}`;
   }
-  if (Math.abs(fpOffset) >= 2 ** 15) return { rule: INVALID_RULE, unsupported: 'fp: offset beyond 16 bits' };
+  if (Math.abs(fpOffset) >= 2 ** 15) return { rule: UNSUPPORTED_RULE, unsupported: 'fp: offset beyond 16 bits' };
   return unsupported === undefined ? { rule: { cfa, cfaOffset, fp, fpOffset } } : { rule: { cfa, cfaOffset, fp, fpOffset }, unsupported };
 }
 
