@@ -127,8 +127,12 @@ program
   .option('--metrics-port <port>', 'serve Prometheus /metrics on this port', (v) => Number(v))
   .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
   .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
+  .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
+  .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
   .action(
     async (options: {
+      unwind: 'fp' | 'dwarf';
+      unwindTableMb: number;
       server: string;
       frequency: number;
       interval: number;
@@ -154,6 +158,8 @@ program
         metricsPort: options.metricsPort,
         metricsHost: options.metricsHost,
         filterTgid: options.pid,
+        unwind: options.unwind,
+        unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),
         onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
       });
       process.stderr.write(`fleetprof agent: sampling at ${options.frequency} Hz, pushing every ${options.interval} s to ${options.server}` + (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') + '\n');

@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
-import { DROP_STATS } from '../sampler/bpf-layout.js';
-import { Collector, type CollectResult } from './collector.js';
+import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
+import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import { Shipper } from './shipper.js';
 import { DiskSpool } from './spool.js';
 
@@ -23,6 +23,9 @@ export interface AgentOptions {
   spoolDir: string;
   spoolMaxBytes?: number;
   filterTgid?: number;
+  /** How user stacks are walked (default 'fp'); 'dwarf' loads .eh_frame tables into the kernel. */
+  unwind?: UnwindMode;
+  unwindTableBudgetBytes?: number;
   /** Serve Prometheus metrics on this port (0: any free port; undefined: off). */
   metricsPort?: number;
   metricsHost?: string;
@@ -48,6 +51,7 @@ export class Agent {
   private cycle: Promise<void> = Promise.resolve();
   private readonly samplesCounter;
   private readonly droppedCounter;
+  private readonly userStacksCounter;
 
   private constructor(options: AgentOptions) {
     this.options = { intervalMs: 10_000, frequencyHz: 19, nodeName: hostname(), ...options };
@@ -73,7 +77,31 @@ export class Agent {
         if (!ok) pushFailures.add(1);
       },
     });
-    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid });
+    this.userStacksCounter = meter.createCounter('fleetprof_agent_user_stacks', {
+      description: 'user stacks walked with unwind tables (--unwind dwarf), by how the walk ended',
+    });
+    this.collector = Collector.start({
+      frequencyHz: this.options.frequencyHz,
+      filterTgid: options.filterTgid,
+      unwind: options.unwind,
+      unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_table_bytes', { unit: 'By', description: 'bytes of unwind tables loaded into BPF maps' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.tableBytes);
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_locked_map_bytes', { unit: 'By', description: 'memory the unwind maps lock (kernel memlock)' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.lockedMapBytes);
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_files', { description: 'files whose unwind table is loaded' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.files);
+    });
+    meter.createObservableCounter('fleetprof_agent_unwind_files_over_budget', { description: 'files that did not fit in the unwind table budget (unwound with frame pointers)' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.filesOverBudget);
+    });
     this.intervalStartNs = nowNs();
     this.timer = setInterval(() => {
       this.cycle = this.cycle.then(() => this.collectAndShip(false)).catch((error: unknown) => this.options.onError?.(error));
@@ -117,6 +145,7 @@ export class Agent {
 
   private ship(result: CollectResult, startNs: bigint, endNs: bigint): void {
     for (const name of DROP_STATS) if (result.kernelStats[name] > 0) this.droppedCounter.add(result.kernelStats[name], { reason: name });
+    for (const name of UNWIND_OUTCOME_STATS) if (result.kernelStats[name] > 0) this.userStacksCounter.add(result.kernelStats[name], { outcome: name.replace(/^unwind/, '') });
     const periodNs = Math.round(1e9 / this.options.frequencyHz);
     const builders = new Map<string, CpuProfileBuilder>();
     for (const sample of result.samples) {
