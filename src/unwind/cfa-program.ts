@@ -44,13 +44,19 @@ export interface CfaRow {
 
 const UNSET: RegisterRule = { type: 'unset' };
 
+/**
+ * Only the CFA, rbp and the return-address column are tracked: they are all a
+ * walk needs, and three fields copy for free on every DW_CFA_remember_state
+ * and every FDE (a map of all sixteen registers was a third of the run time).
+ */
 interface State {
   cfa: CfaRule;
-  registers: Map<number, RegisterRule>;
+  fp: RegisterRule;
+  ra: RegisterRule;
 }
 
 function copyState(state: State): State {
-  return { cfa: state.cfa, registers: new Map(state.registers) };
+  return { cfa: state.cfa, fp: state.fp, ra: state.ra };
 }
 
 /**
@@ -60,9 +66,15 @@ function copyState(state: State): State {
  */
 export function runFde(fde: Fde): CfaRow[] {
   const cie = fde.cie;
-  const state: State = { cfa: { type: 'undefined' }, registers: new Map() };
-  // The CIE's rules, which DW_CFA_restore goes back to (filled once the CIE has run).
-  const initialRegisters = new Map<number, RegisterRule>();
+  const state: State = { cfa: { type: 'undefined' }, fp: UNSET, ra: UNSET };
+  const raColumn = cie.returnAddressRegister;
+  const set = (register: number, rule: RegisterRule): void => {
+    if (register === X86_64_RBP) state.fp = rule;
+    else if (register === raColumn) state.ra = rule;
+  };
+  // The CIE's rules, which DW_CFA_restore goes back to (set once the CIE has run; during it, "unset").
+  let initialState: State = { cfa: state.cfa, fp: UNSET, ra: UNSET };
+  const restore = (register: number): void => set(register, register === X86_64_RBP ? initialState.fp : initialState.ra);
   const rows: CfaRow[] = [];
   let location = fde.pcBegin;
 
@@ -71,8 +83,8 @@ export function runFde(fde: Fde): CfaRow[] {
     rows.push({
       address: location,
       cfa: state.cfa,
-      fp: state.registers.get(X86_64_RBP) ?? UNSET,
-      ra: state.registers.get(cie.returnAddressRegister) ?? UNSET,
+      fp: state.fp,
+      ra: state.ra,
     });
   };
 
@@ -93,11 +105,11 @@ export function runFde(fde: Fde): CfaRow[] {
         continue;
       }
       if (high === 0x80) {
-        state.registers.set(low, { type: 'offset', offset: cursor.uleb() * cie.dataAlignment });
+        set(low, savedAt(cursor.uleb() * cie.dataAlignment));
         continue;
       }
       if (high === 0xc0) {
-        restore(state, low, initialRegisters);
+        restore(low);
         continue;
       }
       switch (opcode) {
@@ -123,21 +135,21 @@ export function runFde(fde: Fde): CfaRow[] {
           break;
         case 0x05: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'offset', offset: cursor.uleb() * cie.dataAlignment });
+          set(register, savedAt(cursor.uleb() * cie.dataAlignment));
           break;
         }
         case 0x06:
-          restore(state, cursor.uleb(), initialRegisters);
+          restore(cursor.uleb());
           break;
         case 0x07:
-          state.registers.set(cursor.uleb(), { type: 'undefined' });
+          set(cursor.uleb(), { type: 'undefined' });
           break;
         case 0x08:
-          state.registers.set(cursor.uleb(), { type: 'same' });
+          set(cursor.uleb(), { type: 'same' });
           break;
         case 0x09: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'register', register: cursor.uleb() });
+          set(register, { type: 'register', register: cursor.uleb() });
           break;
         }
         case 0x0a:
@@ -148,23 +160,24 @@ export function runFde(fde: Fde): CfaRow[] {
           if (saved === undefined) throw new CfiError('CFI_MALFORMED', 'DW_CFA_restore_state without a remembered state');
           // The CFA rule is restored too (DWARF 5 says so; GCC relies on it).
           state.cfa = saved.cfa;
-          state.registers = saved.registers;
+          state.fp = saved.fp;
+          state.ra = saved.ra;
           break;
         }
         case 0x0c: {
           const register = cursor.uleb();
-          state.cfa = { type: 'register', register, offset: cursor.uleb() };
+          state.cfa = cfaAt(register, cursor.uleb());
           break;
         }
         case 0x0d: {
           const register = cursor.uleb();
-          state.cfa = state.cfa.type === 'register' ? { ...state.cfa, register } : { type: 'register', register, offset: 0 };
+          state.cfa = cfaAt(register, state.cfa.type === 'register' ? state.cfa.offset : 0);
           break;
         }
         case 0x0e: {
           const offset = cursor.uleb();
           if (state.cfa.type !== 'register') throw new CfiError('CFI_MALFORMED', 'DW_CFA_def_cfa_offset without a CFA register');
-          state.cfa = { ...state.cfa, offset };
+          state.cfa = cfaAt(state.cfa.register, offset);
           break;
         }
         case 0x0f: {
@@ -173,38 +186,38 @@ export function runFde(fde: Fde): CfaRow[] {
         }
         case 0x10: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'expression', expression: block(cursor) });
+          set(register, { type: 'expression', expression: block(cursor) });
           break;
         }
         case 0x11: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'offset', offset: cursor.sleb() * cie.dataAlignment });
+          set(register, savedAt(cursor.sleb() * cie.dataAlignment));
           break;
         }
         case 0x12: {
           const register = cursor.uleb();
-          state.cfa = { type: 'register', register, offset: cursor.sleb() * cie.dataAlignment };
+          state.cfa = cfaAt(register, cursor.sleb() * cie.dataAlignment);
           break;
         }
         case 0x13: {
           const offset = cursor.sleb() * cie.dataAlignment;
           if (state.cfa.type !== 'register') throw new CfiError('CFI_MALFORMED', 'DW_CFA_def_cfa_offset_sf without a CFA register');
-          state.cfa = { ...state.cfa, offset };
+          state.cfa = cfaAt(state.cfa.register, offset);
           break;
         }
         case 0x14: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'valOffset', offset: cursor.uleb() * cie.dataAlignment });
+          set(register, { type: 'valOffset', offset: cursor.uleb() * cie.dataAlignment });
           break;
         }
         case 0x15: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'valOffset', offset: cursor.sleb() * cie.dataAlignment });
+          set(register, { type: 'valOffset', offset: cursor.sleb() * cie.dataAlignment });
           break;
         }
         case 0x16: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'valExpression', expression: block(cursor) });
+          set(register, { type: 'valExpression', expression: block(cursor) });
           break;
         }
         case 0x2e: // GNU_args_size: only matters to exception handling
@@ -212,7 +225,7 @@ export function runFde(fde: Fde): CfaRow[] {
           break;
         case 0x2f: {
           const register = cursor.uleb();
-          state.registers.set(register, { type: 'offset', offset: -cursor.uleb() * cie.dataAlignment });
+          set(register, savedAt(-cursor.uleb() * cie.dataAlignment));
           break;
         }
         default:
@@ -228,22 +241,44 @@ export function runFde(fde: Fde): CfaRow[] {
     cieStates.set(cie, copyState(state));
   } else {
     state.cfa = initial.cfa;
-    state.registers = new Map(initial.registers);
+    state.fp = initial.fp;
+    state.ra = initial.ra;
   }
   location = fde.pcBegin;
-  for (const [register, rule] of state.registers) initialRegisters.set(register, rule);
+  initialState = copyState(state);
   run(fde.instructions, fde.instructionsAddress, false);
   emit(fde.pcEnd);
   return rows;
 }
 
+// Rules are interned: the same few (rsp + 8, saved at CFA - 16, ...) recur in
+// every FDE, so rows share objects (less garbage for a 400k-row binary) and
+// rules.ts can classify each distinct one once.
+const cfaRules = new Map<number, CfaRule>();
+const savedAtRules = new Map<number, RegisterRule>();
+
+function cfaAt(register: number, offset: number): CfaRule {
+  if (Math.abs(offset) >= 2 ** 31 || register > 0xffff) return { type: 'register', register, offset };
+  const key = register * 2 ** 32 + (offset + 2 ** 31);
+  let rule = cfaRules.get(key);
+  if (rule === undefined) {
+    rule = { type: 'register', register, offset };
+    if (cfaRules.size < 1 << 16) cfaRules.set(key, rule);
+  }
+  return rule;
+}
+
+function savedAt(offset: number): RegisterRule {
+  let rule = savedAtRules.get(offset);
+  if (rule === undefined) {
+    rule = { type: 'offset', offset };
+    if (savedAtRules.size < 1 << 16) savedAtRules.set(offset, rule);
+  }
+  return rule;
+}
+
 const cieStates = new WeakMap<Fde['cie'], State>();
 
-function restore(state: State, register: number, initial: Map<number, RegisterRule>): void {
-  const rule = initial.get(register);
-  if (rule === undefined) state.registers.delete(register);
-  else state.registers.set(register, rule);
-}
 
 function block(cursor: DwarfCursor): Buffer {
   const length = cursor.uleb();

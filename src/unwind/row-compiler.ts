@@ -73,11 +73,23 @@ export function flattenRows(fdes: readonly FdeRows[], unsupported: Map<string, n
     if (previous !== undefined && sameRule(previous.rule, rule)) return;
     rows.push({ address, rule });
   };
+  // Rows share interned rule objects (cfa-program.ts): classify each distinct (cfa, fp, ra) once.
+  const classified = new Map<object, Map<object, Map<object, ReturnType<typeof classifyRow>>>>();
+  const classify = (row: FdeRows['rows'][number], isSignalFrame: boolean): ReturnType<typeof classifyRow> => {
+    if (isSignalFrame) return classifyRow(row, true);
+    let byFp = classified.get(row.cfa);
+    if (byFp === undefined) classified.set(row.cfa, (byFp = new Map()));
+    let byRa = byFp.get(row.fp);
+    if (byRa === undefined) byFp.set(row.fp, (byRa = new Map()));
+    let result = byRa.get(row.ra);
+    if (result === undefined) byRa.set(row.ra, (result = classifyRow(row, false)));
+    return result;
+  };
   for (let i = 0; i < fdes.length; i++) {
     const { fde, rows: fdeRows } = fdes[i]!;
     for (const row of fdeRows) {
       inputRows++;
-      const { rule, unsupported: reason } = classifyRow(row, fde.cie.isSignalFrame);
+      const { rule, unsupported: reason } = classify(row, fde.cie.isSignalFrame);
       if (reason !== undefined) unsupported.set(reason, (unsupported.get(reason) ?? 0) + 1);
       push(row.address, rule);
     }
