@@ -134,7 +134,8 @@ function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurem
 function runPerfDwarf(frequencyHz: number): Measurement {
   const data = join(work, 'perf-dwarf.data');
   const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '--call-graph', 'dwarf', '-o', data, '--', 'sleep', String(durationSeconds)]);
-  const script = timed('perf', ['script', '-i', data]);
+  // --no-inline: no addr2line children (slow, and one failing on a container's file killed the run).
+  const script = timed('perf', ['script', '--no-inline', '-i', data]);
   return {
     tool: 'perf record -a --call-graph dwarf + perf script',
     frequencyHz,
@@ -147,7 +148,7 @@ function runPerfDwarf(frequencyHz: number): Measurement {
 function runPerf(frequencyHz: number): Measurement {
   const data = join(work, 'perf.data');
   const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '-g', '-o', data, '--', 'sleep', String(durationSeconds)]);
-  const script = timed('perf', ['script', '-i', data]);
+  const script = timed('perf', ['script', '--no-inline', '-i', data]);
   return {
     tool: 'perf record -a -g + perf script',
     frequencyHz,

@@ -41,6 +41,22 @@ export function readElfCfi(path: string): ElfCfi {
 }
 
 export function readCfi(source: ByteSource): ElfCfi {
+  const steps = readCfiSteps(source);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** FDE programs run between two yields of readCfiSteps. */
+export const FDES_PER_STEP = 4000;
+
+/**
+ * readCfi() in steps: it yields after every FDES_PER_STEP FDE programs, so
+ * the agent can build a big runtime's table (node: 76k FDEs) a slice per
+ * event-loop turn instead of holding the loop for the whole of it.
+ */
+export function* readCfiSteps(source: ByteSource): Generator<void, ElfCfi> {
   const elf = new ElfReader(source);
   const skipped = new Map<string, number>();
   const fdes: FdeRows[] = [];
@@ -65,7 +81,8 @@ export function readCfi(source: ByteSource): ElfCfi {
   }
 
   const covered: { begin: number; end: number }[] = [];
-  const add = (kind: CfiSectionKind, bytes: Buffer, address: number): void => {
+  let ran = 0;
+  function* add(kind: CfiSectionKind, bytes: Buffer, address: number): Generator<void> {
     const section = parseCfiSection(bytes, kind, address, dataAddress === undefined ? {} : { dataAddress });
     for (const [reason, n] of section.skipped) count(skipped, `${kind}: ${reason}`, n);
     for (const fde of section.fdes) {
@@ -78,15 +95,16 @@ export function readCfi(source: ByteSource): ElfCfi {
         if (!(error instanceof CfiError)) throw error;
         count(skipped, `${kind}: FDE program: ${error.message}`);
       }
+      if (++ran % FDES_PER_STEP === 0) yield;
     }
-  };
+  }
   if (ehFrame !== undefined) {
-    add('.eh_frame', ehFrame.bytes, ehFrame.address);
+    yield* add('.eh_frame', ehFrame.bytes, ehFrame.address);
     for (const f of fdes) covered.push({ begin: f.fde.pcBegin, end: f.fde.pcEnd });
     covered.sort((a, b) => a.begin - b.begin);
   }
   const debugFrame = elf.section('.debug_frame');
-  if (loaded(debugFrame)) add('.debug_frame', source.read(debugFrame.offset, debugFrame.sizeBytes), 0);
+  if (loaded(debugFrame)) yield* add('.debug_frame', source.read(debugFrame.offset, debugFrame.sizeBytes), 0);
   fdes.sort((a, b) => a.fde.pcBegin - b.fde.pcBegin);
   return { fdes, skipped, headerFdeCount };
 }

@@ -15,7 +15,7 @@ import { ElfError, ElfReader, FileByteSource, PT_LOAD } from '../symbolize/elf.j
 import { isExecutable, isFileBacked, parseProcMaps, type Mapping } from '../symbolize/proc-maps.js';
 import type { Tgid } from '../sampler/bpf-layout.js';
 import type { UnwindMaps } from '../sampler/sampler.js';
-import { readCfi } from './elf-cfi.js';
+import { readCfiSteps } from './elf-cfi.js';
 import { compileTable } from './row-compiler.js';
 import { INVALID_RULE, ruleKey, UNSUPPORTED_RULE, type UnwindRule } from './rules.js';
 
@@ -26,8 +26,10 @@ const ROW_SIZE = 4;
 const RULE_SIZE = 8;
 const PAGE_KEY_SIZE = 8;
 const PAGE_VALUE_SIZE = 8;
-/** Executable mappings up to this size have their table built as soon as a process maps them (a few ms each). */
-const IMMEDIATE_BUILD_BYTES = 4 << 20;
+/** Executable mappings up to this size are built in one go, before bigger ones (a few ms each). */
+const SMALL_FILE_BYTES = 4 << 20;
+/** Table building per event-loop turn. */
+const PUMP_SLICE_MS = 20;
 /** Rows written per batch syscall (bounds the temporary buffers). */
 const BATCH_ROWS = 1 << 16;
 
@@ -60,8 +62,8 @@ export interface UnwindTableStats {
 interface LoadedFile {
   id: number;
   key: string;
-  /** pending: waiting for its table to be built; ready: built (rowCount 0: no table); failed: unreadable. */
-  state: 'pending' | 'ready' | 'failed';
+  /** pending: waiting for its table to be built; building: a slice at a time; ready: built (rowCount 0: no table); failed: unreadable. */
+  state: 'pending' | 'building' | 'ready' | 'failed';
   /** Size of the mapping that first brought it: small files are built first. */
   sizeHint: number;
   /** A way to open it: a process that maps it and the mapping (tried again through other users if gone). */
@@ -152,6 +154,8 @@ export class UnwindTableManager {
 
   private readonly queue = new Set<Tgid>();
   private pumping = false;
+  /** The big file being built a slice per event-loop turn. */
+  private job: { file: LoadedFile; steps: Generator<void> } | undefined;
   private closed = false;
 
   /**
@@ -177,8 +181,14 @@ export class UnwindTableManager {
   private pump(): void {
     this.pumping = false;
     if (this.closed) return;
+    // Every queued process gets its entry first (cheap), then tables are
+    // built for a slice of time, so a burst of new processes is not served
+    // one after another's tables.
     this.loadQueued();
-    if (this.guard('building a table', () => this.buildNextFile())) this.schedule();
+    const deadline = performance.now() + PUMP_SLICE_MS;
+    let more = true;
+    while (more && performance.now() < deadline) more = this.guard('building a table', () => this.buildNextFile()) === true;
+    if (more) this.schedule();
   }
 
   /** Runs one step of the background work; a failure is counted and logged, and the work goes on. */
@@ -244,13 +254,6 @@ export class UnwindTableManager {
     const previous = this.processes.get(tgid);
     this.processes.set(tgid, { fileKeys, mappings });
     if (previous !== undefined) for (const key of previous.fileKeys) this.releaseFile(key);
-    // A new program's own small binaries (and libc, the first time) are built
-    // right away, so its stacks are whole from its next sample; big runtimes
-    // wait for the background queue.
-    for (const key of fileKeys) {
-      const file = this.files.get(key)!;
-      if (file.state === 'pending' && file.sizeHint <= IMMEDIATE_BUILD_BYTES) this.buildFile(file);
-    }
     this.writeProcess(tgid);
     if (fileKeys.some((key) => this.files.get(key)?.state === 'pending')) this.schedule();
     return true;
@@ -290,15 +293,70 @@ export class UnwindTableManager {
    * smallest (a new program's own binary is built in milliseconds).
    */
   private buildNextFile(): boolean {
+    if (this.job !== undefined) {
+      this.stepJob();
+      return true;
+    }
+    // Small files first (a new program's own binaries, libc: milliseconds
+    // each, and its stacks are whole from then on), the most-mapped first;
+    // big runtimes after them, a slice at a time.
+    const rank = (file: LoadedFile): [number, number, number] => [file.sizeHint <= SMALL_FILE_BYTES ? 0 : 1, -file.references, file.sizeHint];
+    const before = (a: LoadedFile, b: LoadedFile): boolean => {
+      const [x, y] = [rank(a), rank(b)];
+      for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i]! < y[i]!;
+      return false;
+    };
     let next: LoadedFile | undefined;
     for (const file of this.files.values()) {
       if (file.state !== 'pending' || file.references === 0) continue;
-      if (next === undefined || file.references > next.references || (file.references === next.references && file.sizeHint < next.sizeHint)) next = file;
+      if (next === undefined || before(file, next)) next = file;
     }
     if (next === undefined) return false;
-    this.buildFile(next);
-    for (const [tgid, process] of this.processes) if (process.fileKeys.includes(next.key)) this.writeProcess(tgid);
+    if (next.sizeHint <= SMALL_FILE_BYTES) {
+      this.buildFile(next);
+      for (const [tgid, process] of this.processes) if (process.fileKeys.includes(next.key)) this.writeProcess(tgid);
+      return true;
+    }
+    next.state = 'building';
+    this.job = { file: next, steps: this.buildSteps(next) };
+    this.stepJob();
     return true;
+  }
+
+  /** Runs one slice of the background build; when it is done, rewrites the processes that map the file. */
+  private stepJob(): void {
+    const job = this.job!;
+    if (this.files.get(job.file.key) !== job.file) {
+      // Unmapped by every process while it was being built.
+      job.steps.return(undefined);
+      this.job = undefined;
+      return;
+    }
+    const started = performance.now();
+    let done = false;
+    try {
+      done = job.steps.next().done === true;
+    } catch (error) {
+      done = true;
+      throw error;
+    } finally {
+      this.buildMs += performance.now() - started;
+      if (done) this.job = undefined;
+    }
+    if (done) for (const [tgid, process] of this.processes) if (process.fileKeys.includes(job.file.key)) this.writeProcess(tgid);
+  }
+
+  /** Builds a file's table at once (small files, as a process appears). */
+  private buildFile(file: LoadedFile): void {
+    const started = performance.now();
+    try {
+      const steps = this.buildSteps(file);
+      while (steps.next().done !== true) {
+        // all slices now
+      }
+    } finally {
+      this.buildMs += performance.now() - started;
+    }
   }
 
   unloadProcess(tgid: Tgid): void {
@@ -337,6 +395,8 @@ export class UnwindTableManager {
   clear(): void {
     this.closed = true;
     this.queue.clear();
+    this.job?.steps.return(undefined);
+    this.job = undefined;
     for (const tgid of [...this.processes.keys()]) this.unloadProcess(tgid);
   }
 
@@ -428,8 +488,8 @@ export class UnwindTableManager {
     return undefined;
   }
 
-  /** Builds and loads one file's table (state becomes ready, or failed when it cannot be read). */
-  private buildFile(file: LoadedFile): void {
+  /** Builds and loads one file's table, yielding between slices of FDEs (state becomes ready, or failed). */
+  private *buildSteps(file: LoadedFile): Generator<void> {
     const source = this.openFile(file);
     if (source === undefined) {
       file.state = 'failed';
@@ -437,14 +497,13 @@ export class UnwindTableManager {
       return;
     }
     const path = file.opener.mapping.path;
-    const started = performance.now();
     try {
       const elf = new ElfReader(source);
       file.segments = elf.programHeaders
         .filter((p) => p.type === PT_LOAD)
         .map((p) => ({ offset: p.offset, vaddr: Number(p.vaddr), fileSize: p.fileSizeBytes }));
+      const cfi = yield* readCfiSteps(source);
       file.state = 'ready';
-      const cfi = readCfi(source);
       if (cfi.fdes.length === 0) {
         this.countWithoutTable('no CFI');
         return;
@@ -481,9 +540,9 @@ export class UnwindTableManager {
       this.countWithoutTable(error.code);
     } finally {
       source.close();
-      this.buildMs += performance.now() - started;
     }
   }
+
 
   private writeRows(firstRow: number, addressLow: Uint16Array, rule: Uint16Array, globalRule: number[]): void {
     for (let start = 0; start < addressLow.length; start += BATCH_ROWS) {
