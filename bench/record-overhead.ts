@@ -1,12 +1,14 @@
 // Benchmark for `fleetprof record` against its peers on a busy machine, run
 // side by side in one invocation so they share the same noise:
 //   fleetprof record -F hz           (start, sampling, symbolization, pprof)
+//   fleetprof record -F hz --unwind dwarf (the same, walking .eh_frame tables in BPF)
 //   perf record -F hz -a -g, then perf script (the same job: symbolized stacks)
+//   perf record -F hz -a --call-graph dwarf, then perf script (stack copies unwound in user space)
 //   BCC profile-bpfcc -F hz -f       (folded, symbolized stacks)
 // Each tool runs under /usr/bin/time for its CPU time and peak RSS. A fourth
 // run loads bench/bpf/walk-only.bpf.c, which only walks the two stacks, so the
 // BPF time per sample splits into the kernel's stack walks and our own logic.
-// Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--write docs/benchmarks.md]
+// Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--no-bcc] [--write docs/benchmarks.md [--section name]]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { BpfObject, loadAddon } from '../src/native/addon.js';
 import { onlineCpus } from '../src/sampler/cpus.js';
 import { packageRoot } from '../src/util/package-root.js';
 import { buildCFixtures, FIXTURES_DIR } from '../test/helpers/fixtures.js';
+import { buildOmitFramePointerSplit } from '../test/helpers/unwind-fixtures.js';
 
 interface Measurement {
   tool: string;
@@ -26,6 +29,9 @@ interface Measurement {
   peakRssMb: number;
   samples?: number;
   bpfNsPerSample?: number;
+  /** --unwind dwarf: what the unwind maps lock, and the time to build every table (cold host). */
+  lockedMapMb?: number;
+  tableBuildMs?: number;
 }
 
 const { values: args } = parseArgs({
@@ -34,6 +40,10 @@ const { values: args } = parseArgs({
     frequencies: { type: 'string', default: '19,99' },
     rounds: { type: 'string', default: '2' },
     write: { type: 'string' },
+    // Which marked section of the --write file the table replaces (<!-- NAME:begin --> ... <!-- NAME:end -->).
+    section: { type: 'string', default: 'record-overhead' },
+    // Leave BCC out (its compile against kernel headers is slow, and it walks frame pointers like `perf -g`).
+    'no-bcc': { type: 'boolean', default: false },
   },
 });
 const durationSeconds = Number(args.duration);
@@ -67,7 +77,19 @@ async function timedAsync(command: string, argv: string[], env: NodeJS.ProcessEn
   return { cpuSeconds: user + system, peakRssMb: rssKb / 1024, stdout: Buffer.concat(chunks).toString('utf8') };
 }
 
+interface UnwindStatsJson {
+  unwind?: { outcomes: Record<string, number>; tables?: { lockedMapBytes: number; buildMs: number; tableBytes: number; files: number } };
+}
+
 function runFleetprof(frequencyHz: number): Measurement {
+  return runFleetprofWith(frequencyHz, 'fp');
+}
+
+function runFleetprofDwarf(frequencyHz: number): Measurement {
+  return runFleetprofWith(frequencyHz, 'dwarf');
+}
+
+function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurement {
   const output = join(work, 'fleetprof.pb.gz');
   const statsPath = join(work, 'fleetprof-stats.json');
   const run = timed(process.execPath, [
@@ -82,11 +104,24 @@ function runFleetprof(frequencyHz: number): Measurement {
     '--stats-json',
     statsPath,
     '--bpf-stats',
+    '--unwind',
+    unwind,
   ]);
-  const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as { samples: number; bpfRunTime?: { runTimeNs: number; runCount: number } };
+  const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as { samples: number; bpfRunTime?: { runTimeNs: number; runCount: number } } & UnwindStatsJson;
   const bpf = stats.bpfRunTime;
+  const tables = stats.unwind?.tables;
+  if (tables !== undefined) {
+    const outcomes = stats.unwind!.outcomes;
+    const walked = Object.values(outcomes).reduce((a, b) => a + b, 0);
+    process.stderr.write(
+      `  unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB, locked ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB, ` +
+        `built in ${tables.buildMs} ms; complete ${((100 * (outcomes.unwindComplete ?? 0)) / Math.max(1, walked)).toFixed(1)}% of ${walked} walks\n`,
+    );
+  }
   return {
-    tool: 'fleetprof record',
+    tool: unwind === 'dwarf' ? 'fleetprof record --unwind dwarf' : 'fleetprof record',
+    lockedMapMb: tables === undefined ? undefined : tables.lockedMapBytes / 1048576,
+    tableBuildMs: tables?.buildMs,
     frequencyHz,
     cpuSeconds: run.cpuSeconds,
     peakRssMb: run.peakRssMb,
@@ -95,10 +130,25 @@ function runFleetprof(frequencyHz: number): Measurement {
   };
 }
 
+/** perf's DWARF mode: 8 KiB of user stack copied per sample, unwound by perf script with libdw/libunwind. */
+function runPerfDwarf(frequencyHz: number): Measurement {
+  const data = join(work, 'perf-dwarf.data');
+  const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '--call-graph', 'dwarf', '-o', data, '--', 'sleep', String(durationSeconds)]);
+  // --no-inline: no addr2line children (slow, and one failing on a container's file killed the run).
+  const script = timed('perf', ['script', '--no-inline', '-i', data]);
+  return {
+    tool: 'perf record -a --call-graph dwarf + perf script',
+    frequencyHz,
+    cpuSeconds: recorded.cpuSeconds + script.cpuSeconds,
+    peakRssMb: Math.max(recorded.peakRssMb, script.peakRssMb),
+    samples: script.stdout.split('\n\n').filter((block) => block.trim() !== '').length,
+  };
+}
+
 function runPerf(frequencyHz: number): Measurement {
   const data = join(work, 'perf.data');
   const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '-g', '-o', data, '--', 'sleep', String(durationSeconds)]);
-  const script = timed('perf', ['script', '-i', data]);
+  const script = timed('perf', ['script', '--no-inline', '-i', data]);
   return {
     tool: 'perf record -a -g + perf script',
     frequencyHz,
@@ -187,13 +237,21 @@ async function runWalkOnly(frequencyHz: number): Promise<Measurement> {
 /** Keeps both CPUs busy with diverse stacks: C, shared library, syscalls, JIT, and process churn. */
 function startBusyMachine(): ChildProcess[] {
   const fixtures = buildCFixtures();
+  // The same workload as Debian builds code, without frame pointers: what --unwind dwarf is for.
+  const withoutFramePointers = buildOmitFramePointerSplit('clang');
   const forever = String(24 * 3600);
   return [
     spawn(fixtures.cpuSplit, [forever], { stdio: 'ignore' }),
+    spawn(withoutFramePointers.cpuSplit, [forever], { stdio: 'ignore' }),
     spawn(fixtures.syscallHeavy, [forever], { stdio: 'ignore' }),
     spawn(process.execPath, ['--perf-basic-prof', join(FIXTURES_DIR, 'js-split.js'), forever], { stdio: 'ignore' }),
     spawn('/bin/sh', ['-c', 'while :; do /bin/true; sleep 0.05; done'], { stdio: 'ignore' }),
   ];
+}
+
+function optionalMedian(values: (number | undefined)[], digits: number): string {
+  const known = values.filter((v): v is number => v !== undefined);
+  return known.length === 0 ? '-' : median(known).toFixed(digits);
 }
 
 function median(values: number[]): number {
@@ -209,7 +267,7 @@ async function main(): Promise<void> {
   try {
     for (let round = 0; round < rounds; round++) {
       for (const frequencyHz of frequencies) {
-        for (const run of [runFleetprof, runPerf, runBcc, runWalkOnly]) {
+        for (const run of [runFleetprof, runFleetprofDwarf, runPerf, runPerfDwarf, ...(args['no-bcc'] ? [] : [runBcc]), runWalkOnly]) {
           const m = await run(frequencyHz);
           if (m) {
             results.push(m);
@@ -223,12 +281,12 @@ async function main(): Promise<void> {
   } finally {
     for (const child of load) child.kill('SIGKILL');
   }
-  const command = `node dist/bench/record-overhead.js --duration ${durationSeconds} --frequencies ${frequencies.join(',')} --rounds ${rounds}`;
+  const command = `node dist/bench/record-overhead.js --duration ${durationSeconds} --frequencies ${frequencies.join(',')} --rounds ${rounds}${args['no-bcc'] ? ' --no-bcc' : ''}`;
   const lines = [
     `Command: \`${command}\` (after \`npm run build\`, as root). ${durationSeconds} s per run, ${rounds} rounds, tools interleaved; medians.`,
     '',
-    '| Hz | tool | CPU s (whole job) | CPU vs fleetprof | peak RSS MB | samples | BPF ns/sample |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| Hz | tool | CPU s (whole job) | CPU vs fleetprof | peak RSS MB | samples | BPF ns/sample | locked unwind maps MB | table build ms |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const frequencyHz of frequencies) {
     const ours = median(results.filter((r) => r.frequencyHz === frequencyHz && r.tool === 'fleetprof record').map((r) => r.cpuSeconds));
@@ -240,15 +298,16 @@ async function main(): Promise<void> {
       const rss = median(mine.map((r) => r.peakRssMb));
       lines.push(
         `| ${frequencyHz} | ${tool} | ${Number.isNaN(cpu) ? '-' : cpu.toFixed(2)} | ${Number.isNaN(cpu) ? '-' : (cpu / ours).toFixed(2) + 'x'} | ${Number.isNaN(rss) ? '-' : rss.toFixed(0)} | ` +
-          `${median(mine.map((r) => r.samples ?? 0)).toFixed(0)} | ${bpf.length > 0 ? median(bpf).toFixed(0) : '-'} |`,
+          `${median(mine.map((r) => r.samples ?? 0)).toFixed(0)} | ${bpf.length > 0 ? median(bpf).toFixed(0) : '-'} | ` +
+          `${optionalMedian(mine.map((r) => r.lockedMapMb), 1)} | ${optionalMedian(mine.map((r) => r.tableBuildMs), 0)} |`,
       );
     }
   }
   const table = lines.join('\n');
   process.stdout.write(table + '\n');
   if (args.write) {
-    const begin = '<!-- record-overhead:begin -->';
-    const end = '<!-- record-overhead:end -->';
+    const begin = `<!-- ${args.section}:begin -->`;
+    const end = `<!-- ${args.section}:end -->`;
     const doc = existsSync(args.write) ? readFileSync(args.write, 'utf8') : '';
     const section = `${begin}\n${table}\n${end}`;
     writeFileSync(args.write, doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*${end}`), section) : `${doc}\n${section}\n`);

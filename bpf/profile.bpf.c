@@ -49,9 +49,23 @@ struct {
 
 // Per-CPU scratch space for the two stacks of a sample (too big for the
 // 512-byte BPF stack): both are held until the count shows whether they are new.
+// The table walk's registers and progress. It lives in the per-CPU scratch
+// map, not on the stack: the verifier then knows nothing of its values, so it
+// checks a bpf_loop step once instead of once per depth it could track.
+struct unwind_walk {
+	__u64 pc;
+	__u64 sp;
+	__u64 fp;
+	__u32 tgid;
+	__u32 depth;
+	__u32 outcome; // an enum fp_stat once the walk has ended, else 0
+	__u32 after_signal; // pc is an interrupted instruction, not a return address
+};
+
 struct sample_scratch {
 	struct fp_stack kernel;
 	struct fp_stack user;
+	struct unwind_walk walk;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -109,6 +123,44 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } process_events SEC(".maps");
 
+// ---- Unwind tables (--unwind dwarf), written by src/unwind/table-manager.ts.
+// Sizes are set by user space before load; with tables off they stay at 1.
+
+// Every loaded file's rows, each file in one contiguous range.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_unwind_row);
+	__uint(max_entries, 1);
+} unwind_rows SEC(".maps");
+
+// Distinct rules of all files (a whole host has a few thousand).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_unwind_rule);
+	__uint(max_entries, 1);
+} unwind_rules SEC(".maps");
+
+// (file, 64 KiB page) -> that page's rows.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fp_unwind_page_key);
+	__type(value, struct fp_unwind_page);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} unwind_pages SEC(".maps");
+
+// tgid -> its executable mappings. Not preallocated: a value is 8 KiB and
+// most hosts run far fewer processes than the map may hold.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct fp_process_mappings);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} process_mappings SEC(".maps");
+
 static __always_inline void count_stat(__u32 index)
 {
 	__u64 *value = bpf_map_lookup_elem(&stats, &index);
@@ -143,6 +195,245 @@ static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64
 		return 0;
 	}
 	return hash_stack(stack, size / sizeof(__u64));
+}
+
+// ---- The table-driven user-stack walker.
+
+
+static __always_inline const struct fp_exec_mapping *find_mapping(const struct fp_process_mappings *proc, __u64 pc)
+{
+	__u32 lo = 0;
+	__u32 hi = proc->count;
+	if (hi > FP_MAX_PROCESS_MAPPINGS)
+		hi = FP_MAX_PROCESS_MAPPINGS;
+	for (int i = 0; i < FP_MAPPING_SEARCH_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		__u32 mid = (lo + hi) / 2;
+		if (mid >= FP_MAX_PROCESS_MAPPINGS)
+			return NULL;
+		const struct fp_exec_mapping *m = &proc->mappings[mid];
+		if (pc < m->start)
+			hi = mid;
+		else if (pc >= m->end)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+// The rule in force at an ELF address of a file: the last row at or below it
+// in its page. 0 (no information) when the page or the row is missing.
+static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
+{
+	struct fp_unwind_page_key key = { .file_id = file_id, .page = address >> FP_UNWIND_PAGE_BITS };
+	const struct fp_unwind_page *page = bpf_map_lookup_elem(&unwind_pages, &key);
+	if (!page)
+		return 0;
+	__u32 low = address & ((1 << FP_UNWIND_PAGE_BITS) - 1);
+	__u32 lo = page->first_row;
+	__u32 hi = page->first_row + page->row_count;
+	__u32 rule = 0;
+	for (int i = 0; i < FP_UNWIND_ROW_SEARCH_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		__u32 mid = lo + (hi - lo) / 2;
+		const struct fp_unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &mid);
+		if (!row)
+			return 0;
+		if (row->address_low <= low) {
+			rule = row->rule;
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return rule;
+}
+
+static __always_inline bool read_user_u64(__u64 *out, __u64 address)
+{
+	return bpf_probe_read_user(out, sizeof(*out), (const void *)address) == 0;
+}
+
+// Tells user space once that a process runs code outside the mappings it
+// knows (dlopen, new JIT regions): it re-reads them and clears the flag.
+static __always_inline void report_stale_mappings(struct fp_process_mappings *proc, __u32 tgid)
+{
+	if (proc->stale_reported)
+		return;
+	struct fp_process_event *event = bpf_ringbuf_reserve(&process_events, sizeof(*event), 0);
+	if (!event) {
+		count_stat(FP_STAT_PROCESS_EVENT_LOST);
+		return;
+	}
+	proc->stale_reported = 1;
+	event->tgid = tgid;
+	event->kind = FP_PROCESS_MAPPINGS_STALE;
+	bpf_get_current_comm(&event->comm, sizeof(event->comm));
+	bpf_ringbuf_submit(event, 0);
+}
+
+static __always_inline long end_walk(struct unwind_walk *walk, __u32 outcome)
+{
+	walk->outcome = outcome;
+	return 1;
+}
+
+// One frame: records walk->pc, then finds the caller's pc, sp and fp.
+static long unwind_step(__u64 index, void *ctx)
+{
+	__u32 zero = 0;
+	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!scratch)
+		return 1;
+	struct unwind_walk *walk = &scratch->walk;
+	struct fp_process_mappings *proc = bpf_map_lookup_elem(&process_mappings, &walk->tgid);
+	if (!proc)
+		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+
+	__u64 pc = walk->pc;
+	const struct fp_exec_mapping *mapping = find_mapping(proc, pc);
+	__u32 depth = walk->depth;
+	if (!mapping) {
+		report_stale_mappings(proc, walk->tgid);
+		// A caller's pc outside all code is a bad unwind, never a frame.
+		if (depth > 0)
+			return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
+	}
+	if (depth >= FP_MAX_STACK_DEPTH)
+		return end_walk(walk, FP_STAT_UNWIND_DEPTH_LIMIT);
+	scratch->user.addresses[depth] = pc;
+	walk->depth = depth + 1;
+
+	__u32 rule_id = 0;
+	if (mapping && mapping->file_id) {
+		// A return address may be one past a call at a function's very end:
+		// look up the call instruction instead.
+		__u64 address = pc - mapping->bias - (depth > 0 && !walk->after_signal ? 1 : 0);
+		rule_id = find_rule(mapping->file_id, address);
+	}
+	walk->after_signal = 0;
+
+	__u64 sp = walk->sp;
+	__u64 fp = walk->fp;
+	__u64 cfa;
+	__u64 ra;
+	const struct fp_unwind_rule *rule = rule_id ? bpf_map_lookup_elem(&unwind_rules, &rule_id) : NULL;
+	if (!rule || rule->cfa_kind == FP_CFA_INVALID) {
+		if (rule && rule->cfa_offset != 0)
+			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
+		// No table here (JIT code, a file without .eh_frame, a gap): the
+		// frame-pointer rule, which ends where the chain does.
+		if (fp == 0)
+			return end_walk(walk, FP_STAT_UNWIND_NO_TABLE);
+		cfa = fp + 16;
+		if (!read_user_u64(&ra, fp + 8) || !read_user_u64(&fp, fp))
+			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+	} else {
+		switch (rule->cfa_kind) {
+		case FP_CFA_END:
+			return end_walk(walk, FP_STAT_UNWIND_COMPLETE);
+		case FP_CFA_SIGNAL:
+			// sp points at the ucontext the kernel pushed: the interrupted
+			// rip, rsp and rbp are in its uc_mcontext (offsets of struct
+			// sigcontext_64 after 40 bytes of flags, link and stack).
+			if (!read_user_u64(&walk->pc, sp + 168) || !read_user_u64(&walk->sp, sp + 160) || !read_user_u64(&walk->fp, sp + 120))
+				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+			walk->after_signal = 1;
+			return 0;
+		case FP_CFA_SP:
+			cfa = sp + rule->cfa_offset;
+			break;
+		case FP_CFA_FP:
+			cfa = fp + rule->cfa_offset;
+			break;
+		case FP_CFA_PLT:
+			cfa = sp + 8 + ((pc & 15) >= (__u64)rule->cfa_offset ? 8 : 0);
+			break;
+		case FP_CFA_DEREF_SP:
+		case FP_CFA_DEREF_FP:
+			if (!read_user_u64(&cfa, (rule->cfa_kind == FP_CFA_DEREF_SP ? sp : fp) + rule->cfa_offset))
+				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+			break;
+		default:
+			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
+		}
+		if (!read_user_u64(&ra, cfa - 8))
+			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+		switch (rule->fp_kind) {
+		case FP_FP_AT_CFA:
+			if (!read_user_u64(&fp, cfa + rule->fp_offset))
+				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+			break;
+		case FP_FP_AT_FP:
+			if (!read_user_u64(&fp, fp + rule->fp_offset))
+				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+			break;
+		case FP_FP_UNKNOWN:
+			fp = 0;
+			break;
+		default:
+			break;
+		}
+	}
+	if (ra == 0)
+		return end_walk(walk, FP_STAT_UNWIND_COMPLETE);
+	// The caller's frame is above this one: anything else is a corrupt walk.
+	if (cfa <= sp)
+		return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
+	walk->pc = ra;
+	walk->sp = cfa;
+	walk->fp = fp;
+	return 0;
+}
+
+// The user stack through the unwind tables, into `stack`; returns its hash
+// (0: none).
+static __always_inline __u64 walk_user_tables(struct bpf_perf_event_data *ctx, __u32 tgid, struct sample_scratch *scratch, bool user_mode)
+{
+	struct fp_stack *stack = &scratch->user;
+	struct unwind_walk *walk = &scratch->walk;
+	// Not loaded yet (it appeared since the last load): only the leaf is
+	// known to be code, so only the leaf is kept. A frame-pointer walk through
+	// code built without them would report data as callers.
+	bool loaded = bpf_map_lookup_elem(&process_mappings, &tgid) != NULL;
+	walk->tgid = tgid;
+	walk->depth = 0;
+	walk->outcome = 0;
+	walk->after_signal = 0;
+	if (user_mode) {
+		walk->pc = ctx->regs.ip;
+		walk->sp = ctx->regs.sp;
+		walk->fp = ctx->regs.bp;
+	} else {
+		// In the kernel: the user registers saved at kernel entry.
+		struct task_struct *task = bpf_get_current_task_btf();
+		if (BPF_CORE_READ(task, flags) & 0x00200000 /* PF_KTHREAD */)
+			return 0;
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		walk->pc = BPF_CORE_READ(regs, ip);
+		walk->sp = BPF_CORE_READ(regs, sp);
+		walk->fp = BPF_CORE_READ(regs, bp);
+	}
+	if (walk->pc == 0)
+		return 0;
+	if (!loaded) {
+		count_stat(FP_STAT_UNWIND_NOT_LOADED);
+		stack->addresses[0] = walk->pc;
+		stack->addresses[1] = 0;
+		return hash_stack(stack, 1);
+	}
+	bpf_loop(FP_MAX_STACK_DEPTH + 1, unwind_step, NULL, 0);
+	count_stat(walk->outcome ? walk->outcome : FP_STAT_UNWIND_DEPTH_LIMIT);
+	__u32 depth = walk->depth;
+	// bpf_get_stack zeroes the tail; do the same so no older frames show.
+	if (depth < FP_MAX_STACK_DEPTH)
+		stack->addresses[depth] = 0;
+	if (depth == 0)
+		return 0;
+	return hash_stack(stack, depth);
 }
 
 // Makes sure the stack with this hash is stored; returns the hash, or 0 when
@@ -216,6 +507,7 @@ static __always_inline bool announce_process(__u32 tgid, const char *comm)
 		return false;
 	}
 	event->tgid = tgid;
+	event->kind = FP_PROCESS_NEW;
 	__builtin_memcpy(event->comm, comm, FP_COMM_LEN);
 	bpf_ringbuf_submit(event, 0);
 	return true;
@@ -267,9 +559,13 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	if (!scratch)
 		return 0;
 
-	if (!interrupted_user_mode(ctx))
+	bool user_mode = interrupted_user_mode(ctx);
+	if (!user_mode)
 		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
-	key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
+	if (cfg->unwind_tables)
+		key.user_stack_hash = walk_user_tables(ctx, tgid, scratch, user_mode);
+	else
+		key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
 	// Most samples repeat a key already counted in this generation, and a
 	// counted key's stacks are stored (both maps flip together): then the
@@ -305,6 +601,8 @@ int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux
 	// Forget first, then bump: a sample in between still sees the old count
 	// and is simply announced at the next one.
 	bpf_map_delete_elem(&known_tgids, &tgid);
+	// Its old mappings describe the old program: walk with frame pointers until user space loads the new ones.
+	bpf_map_delete_elem(&process_mappings, &tgid);
 	__sync_fetch_and_add(&exec_count, 1);
 	return 0;
 }

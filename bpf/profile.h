@@ -29,11 +29,84 @@ struct fp_stack {
 struct fp_config {
 	__u32 generation;
 	__u32 filter_tgid; // 0: the whole system
+	__u32 unwind_tables; // 1: walk user stacks with the .eh_frame tables (--unwind dwarf)
+	__u32 reserved;
+};
+
+enum fp_process_event_kind {
+	FP_PROCESS_NEW = 0, // first sample of the process (or first after an exec)
+	FP_PROCESS_MAPPINGS_STALE = 1, // a pc outside its known code: it mapped more (dlopen, JIT)
 };
 
 struct fp_process_event {
 	__u32 tgid;
 	char comm[FP_COMM_LEN];
+	__u32 kind; // enum fp_process_event_kind
+};
+
+// ---- Unwind tables (src/unwind/). A file's rows live in one shared array,
+// found through a (file, 64 KiB page) index; rules are deduplicated across
+// all files. Written by src/unwind/table-manager.ts.
+#define FP_UNWIND_PAGE_BITS 16
+#define FP_UNWIND_ROW_SEARCH_STEPS 17 // a page holds at most 65536 rows
+#define FP_MAX_PROCESS_MAPPINGS 256 // executable mappings per process
+#define FP_MAPPING_SEARCH_STEPS 9
+
+// enum fp_cfa_kind and enum fp_fp_kind: src/unwind/rules.ts (CfaKind, FpKind).
+enum fp_cfa_kind {
+	FP_CFA_INVALID = 0,
+	FP_CFA_SP = 1,
+	FP_CFA_FP = 2,
+	FP_CFA_PLT = 3,
+	FP_CFA_DEREF_SP = 4,
+	FP_CFA_DEREF_FP = 5,
+	FP_CFA_SIGNAL = 6,
+	FP_CFA_END = 7,
+};
+
+enum fp_fp_kind {
+	FP_FP_UNCHANGED = 0,
+	FP_FP_AT_CFA = 1,
+	FP_FP_AT_FP = 2,
+	FP_FP_UNKNOWN = 3,
+};
+
+struct fp_unwind_rule {
+	__u8 cfa_kind;
+	__u8 fp_kind;
+	__s16 fp_offset;
+	__s32 cfa_offset;
+};
+
+struct fp_unwind_row {
+	__u16 address_low; // low 16 bits of the ELF address the row starts at
+	__u16 rule; // index into unwind_rules
+};
+
+struct fp_unwind_page_key {
+	__u32 file_id;
+	__u32 page; // ELF address >> FP_UNWIND_PAGE_BITS
+};
+
+struct fp_unwind_page {
+	__u32 first_row; // index into unwind_rows
+	__u32 row_count;
+};
+
+// One executable mapping of a process. file_id 0: no table (JIT, vdso, a
+// file without .eh_frame): the frame-pointer rule is used there.
+struct fp_exec_mapping {
+	__u64 start;
+	__u64 end;
+	__u64 bias; // runtime address - ELF address
+	__u32 file_id;
+	__u32 reserved;
+};
+
+struct fp_process_mappings {
+	__u32 count; // sorted by start, non-overlapping
+	__u32 stale_reported; // set once a stale-mappings event was sent
+	struct fp_exec_mapping mappings[FP_MAX_PROCESS_MAPPINGS];
 };
 
 enum fp_stat {
@@ -45,6 +118,14 @@ enum fp_stat {
 	FP_STAT_KERNEL_STACK_ERROR,
 	FP_STAT_COUNTS_MAP_FULL,
 	FP_STAT_PROCESS_EVENT_LOST,
+	// How each table-walked user stack ended (--unwind dwarf).
+	FP_STAT_UNWIND_COMPLETE, // reached the thread's root (undefined return address)
+	FP_STAT_UNWIND_NO_TABLE, // stopped in a frame without a table (frame-pointer fallback ran out)
+	FP_STAT_UNWIND_BAD_READ, // a read of the user stack failed
+	FP_STAT_UNWIND_BAD_RETURN_ADDRESS, // a return address outside every executable mapping (not kept as a frame)
+	FP_STAT_UNWIND_DEPTH_LIMIT, // FP_MAX_STACK_DEPTH frames and not done
+	FP_STAT_UNWIND_UNSUPPORTED, // a row whose rule the walker cannot follow
+	FP_STAT_UNWIND_NOT_LOADED, // process not loaded yet: only the leaf was kept
 	FP_STAT_COUNT,
 };
 

@@ -12,6 +12,8 @@ SYSTEM_PACKAGES=(
   "llvm:/usr/bin/llvm-strip"
   "make:/usr/bin/make"
   "g++:/usr/bin/g++"
+  "gcc:/usr/bin/gcc"
+  "xz-utils:/usr/bin/xz"
   "python3:/usr/bin/python3"
   "pkg-config:/usr/bin/pkg-config"
   "libbpf-dev:/usr/include/bpf/libbpf.h"

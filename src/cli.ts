@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { writeFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { join } from 'node:path';
 import type { ServerOptions } from '../server/index.js';
 import { record, type RecordProgress } from './agent/record.js';
@@ -48,7 +48,9 @@ program
   .option('-o, --output <file>', 'where to write the gzipped pprof', 'fleetprof.pb.gz')
   .option('--stats-json <file>', 'also write the run summary (samples, drops, symbolizer counters) as JSON')
   .option('--bpf-stats', "measure the BPF program's own run time per sample (kernel bpf stats)")
-  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean }) => {
+  .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
+  .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
+  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean; unwind: 'fp' | 'dwarf'; unwindTableMb: number }) => {
     const live = process.stderr.isTTY;
     const summary = await record({
       durationMs: options.duration * 1000,
@@ -56,6 +58,8 @@ program
       pid: options.pid,
       outputPath: options.output,
       measureBpfRunTime: options.bpfStats === true,
+      unwind: options.unwind,
+      unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),
       onProgress: (progress) => {
         if (live) process.stderr.write(`\r${progressLine(progress)}\u001b[K`);
       },
@@ -68,6 +72,15 @@ program
       `wrote ${summary.outputPath}: ${summary.samples} samples from ${summary.processes} processes; ` +
         `kernel drops: ${drops}; unresolved frames: ${sym.unresolvedFrames}, vanished processes: ${sym.processesVanished}, unreadable binaries: ${sym.unreadableBinaries}\n`,
     );
+    if (summary.unwind) {
+      const outcomes = Object.entries(summary.unwind.outcomes).map(([k, v]) => `${k.replace(/^unwind/, '')} ${v}`).join(', ');
+      const tables = summary.unwind.tables;
+      process.stderr.write(
+        `user stacks: ${outcomes}` +
+          (tables ? `; unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB in ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB of maps, over budget ${tables.filesOverBudget}` : '') +
+          '\n',
+      );
+    }
     if (summary.bpfRunTime && summary.bpfRunTime.runCount > 0) {
       process.stderr.write(`BPF program: ${(summary.bpfRunTime.runTimeNs / summary.bpfRunTime.runCount).toFixed(0)} ns per sample over ${summary.bpfRunTime.runCount} runs\n`);
     }
@@ -138,9 +151,13 @@ program
   .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
   .option('-p, --pid <pid>', 'only this process and its descendants', positiveInteger('--pid'))
   .option('--memory-budget-mb <mb>', "memory for the agent's caches (default: from FLEETPROF_MEMORY_LIMIT_MB or the cgroup limit, else 256)", positiveNumber('--memory-budget-mb'))
+  .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
+  .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
   .action(
     async (options: {
       memoryBudgetMb?: number;
+      unwind: 'fp' | 'dwarf';
+      unwindTableMb: number;
       server: string;
       frequency: number;
       interval: number;
@@ -174,6 +191,8 @@ program
         filterTgid: options.pid,
         memoryBudgetMb: options.memoryBudgetMb,
         onProfile: () => profilesMade++,
+        unwind: options.unwind,
+        unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),
         onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
       });
       process.stderr.write(

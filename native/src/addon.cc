@@ -360,6 +360,32 @@ Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mapDelete(fd, key) -> whether the key was there
+Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto key = info[1].As<Napi::Buffer<uint8_t>>();
+  if (bpf_map_delete_elem(FdArg(info, 0), key.Data())) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, "bpf_map_delete_elem", errno);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// mapUpdateBatch(fd, keys, values, count): count entries in one syscall (an
+// unwind table has hundreds of thousands of rows).
+Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto keys = info[1].As<Napi::Buffer<uint8_t>>();
+  auto values = info[2].As<Napi::Buffer<uint8_t>>();
+  __u32 count = info[3].As<Napi::Number>().Uint32Value();
+  if (count == 0) return env.Undefined();
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0, .flags = 0);
+  __u32 done = count;
+  if (bpf_map_update_batch(FdArg(info, 0), keys.Data(), values.Data(), &done, &opts))
+    ThrowErrno(env, "bpf_map_update_batch", errno);
+  return env.Undefined();
+}
+
 // mapDrain(fd, keySize, valueSize) -> { keys, values, count }: reads every
 // entry and deletes it. Called only on the generation the program is not
 // writing to, so nothing is lost between the read and the delete.
@@ -425,6 +451,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapLookup", Napi::Function::New(env, MapLookup));
   exports.Set("mapUpdate", Napi::Function::New(env, MapUpdate));
   exports.Set("mapDrain", Napi::Function::New(env, MapDrain));
+  exports.Set("mapDelete", Napi::Function::New(env, MapDelete));
+  exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch));
   exports.Set("enableBpfStats", Napi::Function::New(env, EnableBpfStats));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("possibleCpuCount", Napi::Function::New(env, PossibleCpuCount));

@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
-import { DROP_STATS } from '../sampler/bpf-layout.js';
-import { Collector, type CollectResult } from './collector.js';
+import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
+import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import { Shipper, type ShipperTlsOptions } from './shipper.js';
 import { DiskSpool } from './spool.js';
 import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
@@ -28,6 +28,9 @@ export interface AgentOptions {
   filterTgid?: number;
   /** Memory budget in MiB for the agent's caches (see memory-budget.ts); default from the container's limit. */
   memoryBudgetMb?: number;
+  /** How user stacks are walked (default 'fp'); 'dwarf' loads .eh_frame tables into the kernel. */
+  unwind?: UnwindMode;
+  unwindTableBudgetBytes?: number;
   /** Serve Prometheus metrics on this port (0: any free port; undefined: off). The CLI defaults to DEFAULT_AGENT_METRICS_PORT. */
   metricsPort?: number;
   metricsHost?: string;
@@ -65,6 +68,7 @@ export class Agent {
   readonly memoryBudgetMb: number;
   private readonly samplesCounter;
   private readonly droppedCounter;
+  private readonly userStacksCounter;
 
   private constructor(options: AgentOptions) {
     this.options = { intervalMs: 10_000, frequencyHz: 19, nodeName: hostname(), ...options };
@@ -92,7 +96,13 @@ export class Agent {
       },
     });
     this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
-    this.collector = Collector.start({ frequencyHz: this.options.frequencyHz, filterTgid: options.filterTgid, limits: cacheLimits(this.memoryBudgetMb) });
+    this.collector = Collector.start({
+      frequencyHz: this.options.frequencyHz,
+      filterTgid: options.filterTgid,
+      limits: cacheLimits(this.memoryBudgetMb),
+      unwind: options.unwind,
+      unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+    });
     meter.createObservableGauge('fleetprof_agent_memory_budget_bytes', { unit: 'By', description: 'the memory budget the caches are sized from' }).addCallback((result) => {
       result.observe(this.memoryBudgetMb * 2 ** 20);
     });
@@ -110,6 +120,25 @@ export class Agent {
       const s = this.collector.symbolizer.stats();
       result.observe(s.binaryCacheBytes, { cache: 'binaries' });
       result.observe(s.perfMapBytes, { cache: 'perf_maps' });
+    });
+    this.userStacksCounter = meter.createCounter('fleetprof_agent_user_stacks', {
+      description: 'user stacks walked with unwind tables (--unwind dwarf), by how the walk ended',
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_table_bytes', { unit: 'By', description: 'bytes of unwind tables loaded into BPF maps' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.tableBytes);
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_locked_map_bytes', { unit: 'By', description: 'memory the unwind maps lock (kernel memlock)' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.lockedMapBytes);
+    });
+    meter.createObservableGauge('fleetprof_agent_unwind_files', { description: 'files whose unwind table is loaded' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.files);
+    });
+    meter.createObservableCounter('fleetprof_agent_unwind_files_over_budget', { description: 'files that did not fit in the unwind table budget (unwound with frame pointers)' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.filesOverBudget);
     });
     this.intervalStartNs = nowNs();
     this.timer = setInterval(() => {
@@ -167,6 +196,7 @@ export class Agent {
 
   private ship(result: CollectResult, startNs: bigint, endNs: bigint): void {
     for (const name of DROP_STATS) if (result.kernelStats[name] > 0) this.droppedCounter.add(result.kernelStats[name], { reason: name });
+    for (const name of UNWIND_OUTCOME_STATS) if (result.kernelStats[name] > 0) this.userStacksCounter.add(result.kernelStats[name], { outcome: name.replace(/^unwind/, '') });
     const periodNs = Math.round(1e9 / this.options.frequencyHz);
     const builders = new Map<string, CpuProfileBuilder>();
     for (const sample of result.samples) {

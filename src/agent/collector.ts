@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ProfileFrame, SampleLabels } from '../profile/builder.js';
-import { Sampler, type RawSample, type SamplerOptions } from '../sampler/sampler.js';
+import { Sampler, type RawSample, type SamplerOptions, type UnwindMapSizes } from '../sampler/sampler.js';
+import { UnwindTableManager, type UnwindTableStats } from '../unwind/table-manager.js';
 import type { KernelStats, StackHash, Tgid } from '../sampler/bpf-layout.js';
 import { Symbolizer } from '../symbolize/symbolizer.js';
 import type { CacheLimits } from './memory-budget.js';
@@ -18,10 +19,24 @@ export interface CollectResult {
   kernelStats: KernelStats;
 }
 
-export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess'> {
+export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 'onMappingsStale' | 'unwindTables'> {
   procRoot?: string;
   /** Bounds on the caches (see memory-budget.ts); unbounded when unset. */
   limits?: Partial<CacheLimits>;
+  /** How user stacks are walked: 'fp' (frame pointers, the kernel's walker) or 'dwarf' (.eh_frame tables). Default 'fp'. */
+  unwind?: UnwindMode;
+  /** With unwind 'dwarf': bytes of table rows the BPF maps may lock (the budget). */
+  unwindTableBudgetBytes?: number;
+  log?: (line: string) => void;
+}
+
+export type UnwindMode = 'fp' | 'dwarf';
+
+/** Default row budget: 16 MiB, four million rows (node's table is ~280k, libc's ~23k). */
+export const DEFAULT_UNWIND_TABLE_BUDGET_BYTES = 16 << 20;
+
+function unwindMapSizes(budgetBytes: number): UnwindMapSizes {
+  return { rows: Math.max(1024, Math.floor(budgetBytes / 4)), rules: 65536, pages: 262144, processes: 16384 };
 }
 
 /** Entries dropped to stay within the limits, by cache. */
@@ -114,6 +129,8 @@ export class Collector {
   private readonly maxProcesses: number;
   private readonly maxStacks: number;
   readonly evictions: CollectorEvictions = { processes: 0, stacks: 0 };
+  /** Loads unwind tables as processes appear (unwind 'dwarf' only). */
+  private readonly unwindTables: UnwindTableManager | undefined;
 
   private constructor(options: CollectorOptions) {
     this.procRoot = options.procRoot ?? '/proc';
@@ -121,8 +138,24 @@ export class Collector {
     this.maxProcesses = limits.maxProcesses ?? Number.POSITIVE_INFINITY;
     this.maxStacks = limits.maxStacks ?? Number.POSITIVE_INFINITY;
     this.symbolizer = new Symbolizer({ procRoot: this.procRoot, cacheMaxBytes: limits.binaryCacheBytes, perfMapMaxBytes: limits.perfMapBytes });
-    this.sampler = Sampler.start({ ...options, onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm) });
+    const dwarf = options.unwind === 'dwarf';
+    this.sampler = Sampler.start({
+      ...options,
+      onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm),
+      ...(dwarf && {
+        unwindTables: unwindMapSizes(options.unwindTableBudgetBytes ?? DEFAULT_UNWIND_TABLE_BUDGET_BYTES),
+        onMappingsStale: (tgid: Tgid) => this.unwindTables?.requestLoad(tgid),
+      }),
+    });
+    const maps = this.sampler.unwindMaps();
+    this.unwindTables = maps === undefined ? undefined : new UnwindTableManager(maps, { procRoot: this.procRoot, log: options.log ?? ((line) => console.error(line)) });
   }
+
+  /** The unwind tables' memory and counters; undefined when stacks are walked with frame pointers. */
+  unwindStats(): UnwindTableStats | undefined {
+    return this.finalUnwindStats ?? this.unwindTables?.stats();
+  }
+  private finalUnwindStats: UnwindTableStats | undefined;
 
   static start(options: CollectorOptions): Collector {
     return new Collector(options);
@@ -147,10 +180,17 @@ export class Collector {
 
   async collect(): Promise<CollectResult> {
     const drained = await this.sampler.drain();
+    // Processes announced during the drain get their tables before the
+    // symbolization below holds the event loop; those that exited are freed.
+    this.unwindTables?.loadQueued();
+    this.unwindTables?.sweepExited();
     return this.resolve(drained.samples, drained.stats);
   }
 
   async stop(): Promise<CollectResult> {
+    // What was loaded at the end, for the summary; then the maps go with the BPF object.
+    this.finalUnwindStats = this.unwindTables?.stats();
+    this.unwindTables?.clear();
     const drained = await this.sampler.stop();
     return this.resolve(drained.samples, drained.stats);
   }
@@ -165,6 +205,7 @@ export class Collector {
     // After an exec the same tgid maps other code: its old stacks mean nothing now.
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
+    this.unwindTables?.requestLoad(tgid);
   }
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {

@@ -3,8 +3,9 @@ import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
-import { DROP_STATS, droppedTotal, mapStats, sumStats, type KernelStats } from '../sampler/bpf-layout.js';
-import { Collector, type CollectResult } from './collector.js';
+import { DROP_STATS, droppedTotal, mapStats, sumStats, UNWIND_OUTCOME_STATS, type KernelStats } from '../sampler/bpf-layout.js';
+import type { UnwindTableStats } from '../unwind/table-manager.js';
+import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 
 export interface RecordOptions {
   durationMs: number;
@@ -17,6 +18,9 @@ export interface RecordOptions {
   onProgress?: (progress: RecordProgress) => void;
   /** Have the kernel measure the BPF program's own run time (reported in the summary). */
   measureBpfRunTime?: boolean;
+  /** How user stacks are walked (default 'fp'). */
+  unwind?: UnwindMode;
+  unwindTableBudgetBytes?: number;
 }
 
 export interface RecordProgress {
@@ -38,6 +42,15 @@ export interface RecordSummary {
   outputPath: string;
   /** The BPF program's total run time and runs, when measureBpfRunTime was set. */
   bpfRunTime?: { runTimeNs: number; runCount: number };
+  /** With unwind 'dwarf': how each user stack ended, and the tables' memory. */
+  unwind?: UnwindSummary;
+}
+
+export interface UnwindSummary {
+  mode: UnwindMode;
+  /** User stacks by how the table walk ended (unwindProcessNotLoaded: process not loaded yet, leaf only). */
+  outcomes: Record<(typeof UNWIND_OUTCOME_STATS)[number], number>;
+  tables: UnwindTableStats | undefined;
 }
 
 
@@ -49,7 +62,12 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
   const drainIntervalMs = options.drainIntervalMs ?? 1000;
   const startTimeNs = BigInt(Date.now()) * 1_000_000n;
   const startedAt = performance.now();
-  const collector = Collector.start({ frequencyHz: options.frequencyHz, filterTgid: options.pid });
+  const collector = Collector.start({
+    frequencyHz: options.frequencyHz,
+    filterTgid: options.pid,
+    unwind: options.unwind,
+    unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+  });
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
   if (options.measureBpfRunTime) collector.enableRunTimeStats();
   let kernelStats = mapStats(() => 0);
@@ -95,5 +113,12 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
     symbolizer: collector.symbolizer.stats(),
     outputPath: options.outputPath,
     bpfRunTime,
+    ...(options.unwind === 'dwarf' && {
+      unwind: {
+        mode: options.unwind,
+        outcomes: Object.fromEntries(UNWIND_OUTCOME_STATS.map((name) => [name, kernelStats[name]])) as UnwindSummary['outcomes'],
+        tables: collector.unwindStats(),
+      },
+    }),
   };
 }

@@ -37,6 +37,10 @@ export interface NativeAddon {
   mapLookup(fd: MapFd, key: Buffer, valueSize: number): Buffer | null;
   mapUpdate(fd: MapFd, key: Buffer, value: Buffer): void;
   mapDrain(fd: MapFd, keySize: number, valueSize: number): DrainedEntries;
+  /** Returns whether the key was there. */
+  mapDelete(fd: MapFd, key: Buffer): boolean;
+  /** `count` packed keys and values in one syscall. */
+  mapUpdateBatch(fd: MapFd, keys: Buffer, values: Buffer, count: number): void;
   enableBpfStats(): number;
   closeFd(fd: number): void;
   possibleCpuCount(): number;

@@ -4,8 +4,8 @@
 export const MAX_STACK_DEPTH = 127;
 export const COMM_LENGTH = 16;
 export const SAMPLE_KEY_SIZE = 4 + 4 + 8 + 8 + COMM_LENGTH;
-export const CONFIG_SIZE = 8;
-export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH;
+export const CONFIG_SIZE = 16;
+export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH + 4;
 
 /** Kernel process id (tgid) — what user space calls a pid. */
 export type Tgid = number;
@@ -32,6 +32,13 @@ export const STAT_NAMES = [
   'kernelStackErrors',
   'countsMapFull',
   'processEventsLost',
+  'unwindComplete',
+  'unwindNoTable',
+  'unwindBadRead',
+  'unwindBadReturnAddress',
+  'unwindDepthLimit',
+  'unwindUnsupported',
+  'unwindProcessNotLoaded',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<StatName, number>;
@@ -43,6 +50,17 @@ export const DROP_STATS = [
   'kernelStackErrors',
   'countsMapFull',
   'processEventsLost',
+] as const satisfies readonly StatName[];
+
+/** How table-walked user stacks ended (--unwind dwarf), one counter per outcome. */
+export const UNWIND_OUTCOME_STATS = [
+  'unwindComplete',
+  'unwindNoTable',
+  'unwindBadRead',
+  'unwindBadReturnAddress',
+  'unwindDepthLimit',
+  'unwindUnsupported',
+  'unwindProcessNotLoaded',
 ] as const satisfies readonly StatName[];
 
 export function mapStats(fn: (name: StatName) => number): KernelStats {
@@ -73,15 +91,20 @@ export function decodeSampleKey(bytes: Buffer, offset: number): SampleKey {
   };
 }
 
-export function encodeConfig(generation: number, filterTgid: Tgid): Buffer {
+export function encodeConfig(generation: number, filterTgid: Tgid, unwindTables = false): Buffer {
   const out = Buffer.alloc(CONFIG_SIZE);
   out.writeUInt32LE(generation >>> 0, 0);
   out.writeUInt32LE(filterTgid >>> 0, 4);
+  out.writeUInt32LE(unwindTables ? 1 : 0, 8);
   return out;
 }
 
-export function decodeProcessEvent(bytes: Buffer): { tgid: Tgid; comm: string } {
-  return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4) };
+/** enum fp_process_event_kind. */
+export type ProcessEventKind = 'new' | 'mappingsStale';
+
+export function decodeProcessEvent(bytes: Buffer): { tgid: Tgid; comm: string; kind: ProcessEventKind } {
+  const kind = bytes.length >= PROCESS_EVENT_SIZE && bytes.readUInt32LE(4 + COMM_LENGTH) === 1 ? 'mappingsStale' : 'new';
+  return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4), kind };
 }
 
 /** A struct fp_stack: addresses leaf first, ended by the first zero. */

@@ -27,6 +27,26 @@ export interface SamplerOptions {
   countMapEntries?: number;
   /** Called as soon as the kernel first samples a process (or after it execs). */
   onNewProcess?: (tgid: Tgid, comm: string) => void;
+  /** Walk user stacks with unwind tables (src/unwind) instead of frame pointers; the maps' sizes. */
+  unwindTables?: UnwindMapSizes;
+  /** With unwindTables: a process ran code outside the mappings loaded for it (dlopen, new JIT code). */
+  onMappingsStale?: (tgid: Tgid) => void;
+}
+
+/** The unwind maps, as src/unwind/table-manager.ts writes them. */
+export interface UnwindMaps {
+  rows: MapInfo;
+  rules: MapInfo;
+  pages: MapInfo;
+  processes: MapInfo;
+}
+
+/** Entries of the unwind maps (bpf/profile.bpf.c); rows are the memory budget (4 bytes each, preallocated). */
+export interface UnwindMapSizes {
+  rows: number;
+  rules: number;
+  pages: number;
+  processes: number;
 }
 
 export interface RawSample extends SampleKey {
@@ -64,10 +84,12 @@ export class Sampler {
   private previousStats: KernelStats;
   private stopped = false;
   private bpfStatsFd: number | undefined;
+  private readonly unwindTables: boolean;
 
-  private constructor(object: BpfObject, filterTgid: Tgid) {
+  private constructor(object: BpfObject, filterTgid: Tgid, unwindTables: boolean) {
     this.object = object;
     this.filterTgid = filterTgid;
+    this.unwindTables = unwindTables;
     this.configMap = object.mapInfo('fp_config_map');
     this.statsMap = object.mapInfo('stats');
     this.statsValueSize = this.statsMap.valueSize * loadAddon().possibleCpuCount();
@@ -79,21 +101,30 @@ export class Sampler {
   static start(options: SamplerOptions): Sampler {
     const stackEntries = options.stackMapEntries ?? 16384;
     const countEntries = options.countMapEntries ?? 16384;
+    const unwind = options.unwindTables;
     const object = new BpfObject(bpfObjectPath(), {
       stacks_0: stackEntries,
       stacks_1: stackEntries,
       counts_0: countEntries,
       counts_1: countEntries,
+      // Without tables the unwind maps stay at one entry each (they lock almost nothing).
+      ...(unwind && {
+        unwind_rows: unwind.rows,
+        unwind_rules: unwind.rules,
+        unwind_pages: unwind.pages,
+        process_mappings: unwind.processes,
+      }),
     });
     try {
-      const sampler = new Sampler(object, options.filterTgid ?? 0);
+      const sampler = new Sampler(object, options.filterTgid ?? 0, unwind !== undefined);
       sampler.writeConfig();
-      if (options.onNewProcess) {
-        const onNewProcess = options.onNewProcess;
+      if (options.onNewProcess || options.onMappingsStale) {
+        const { onNewProcess, onMappingsStale } = options;
         object.startRingBuffer('process_events', (records) => {
           for (const record of records) {
             const event = decodeProcessEvent(record);
-            onNewProcess(event.tgid, event.comm);
+            if (event.kind === 'mappingsStale') onMappingsStale?.(event.tgid);
+            else onNewProcess?.(event.tgid, event.comm);
           }
         });
       }
@@ -104,6 +135,17 @@ export class Sampler {
       object.destroy();
       throw error;
     }
+  }
+
+  /** The unwind maps, for src/unwind/table-manager.ts (undefined without unwindTables). */
+  unwindMaps(): UnwindMaps | undefined {
+    if (!this.unwindTables) return undefined;
+    return {
+      rows: this.object.mapInfo('unwind_rows'),
+      rules: this.object.mapInfo('unwind_rules'),
+      pages: this.object.mapInfo('unwind_pages'),
+      processes: this.object.mapInfo('process_mappings'),
+    };
   }
 
   /** Makes the kernel count the BPF program's own run time (for benchmarks). */
@@ -144,7 +186,7 @@ export class Sampler {
   }
 
   private writeConfig(): void {
-    loadAddon().mapUpdate(this.configMap.fd, Buffer.alloc(4), encodeConfig(this.generation, this.filterTgid));
+    loadAddon().mapUpdate(this.configMap.fd, Buffer.alloc(4), encodeConfig(this.generation, this.filterTgid, this.unwindTables));
   }
 
   private drainGeneration(index: number): DrainResult {
