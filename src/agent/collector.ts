@@ -19,6 +19,8 @@ export interface CollectResult {
 
 export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess'> {
   procRoot?: string;
+  /** Called when the kernel first samples a process (or after it execs), after the collector's own snapshot. */
+  onNewProcess?: (tgid: Tgid) => void;
 }
 
 // Processes kept in the name table after they were last sampled, in drains.
@@ -98,8 +100,10 @@ export class Collector {
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
   private drainCount = 0;
+  private readonly onProcess: ((tgid: Tgid) => void) | undefined;
 
   private constructor(options: CollectorOptions) {
+    this.onProcess = options.onNewProcess;
     this.procRoot = options.procRoot ?? '/proc';
     this.symbolizer = new Symbolizer({ procRoot: this.procRoot });
     this.sampler = Sampler.start({ ...options, onNewProcess: (tgid, comm) => this.onNewProcess(tgid, comm) });
@@ -138,6 +142,7 @@ export class Collector {
     // After an exec the same tgid maps other code: its old stacks mean nothing now.
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
+    this.onProcess?.(tgid);
   }
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {

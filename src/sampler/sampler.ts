@@ -27,6 +27,8 @@ export interface SamplerOptions {
   countMapEntries?: number;
   /** Called as soon as the kernel first samples a process (or after it execs). */
   onNewProcess?: (tgid: Tgid, comm: string) => void;
+  /** Called after load, before the program is attached: fill maps that must hold before the first sample (the cgroup filter). */
+  onLoaded?: (mapInfo: (name: string) => MapInfo) => void;
 }
 
 export interface RawSample extends SampleKey {
@@ -97,6 +99,7 @@ export class Sampler {
           }
         });
       }
+      options.onLoaded?.((name) => object.mapInfo(name));
       object.attachProgram('process_exec');
       for (const cpu of onlineCpus()) object.attachPerfEvent('sample_stack', cpu, options.frequencyHz);
       return sampler;
