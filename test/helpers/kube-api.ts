@@ -78,7 +78,7 @@ export class FakeKubeApi {
       'apiVersion: v1',
       'kind: Config',
       'clusters:',
-      `- name: test\n  cluster:\n    server: ${this.url}`,
+      `- name: test\n  cluster:\n    server: ${this.url}\n    insecure-skip-tls-verify: true`,
       'users:',
       '- name: agent\n  user:\n    token: test-token',
       'contexts:',
