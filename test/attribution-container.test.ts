@@ -183,4 +183,29 @@ describe('a containerised process', () => {
       await server.close();
     }
   });
+
+  it('--include on a pod the API announces only while recording: filtered in the kernel until then, sampled after', async () => {
+    const lateUid = randomUUID();
+    const lateId = randomBytes(32).toString('hex');
+    const lateDir = join(findUnifiedHierarchy()!.path, 'kubepods.slice', `kubepods-pod${lateUid.replaceAll('-', '_')}.slice`, `cri-containerd-${lateId}.scope`);
+    mkdirSync(lateDir, { recursive: true });
+    const late = spawn('sh', ['-c', `echo $$ > ${lateDir}/cgroup.procs && exec ${join(workDir, 'container-app')}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await startAndWaitReady(late);
+      const recording = recordWith(Selection.parse(['{namespace="late"}'], []), 'late');
+      await sleep(1500);
+      api.addPod({ namespace: 'late', name: 'late-0', uid: lateUid, nodeName: NODE, containers: { app: `containerd://${lateId}` } });
+      const { summary, samples } = await recording;
+      const lateSamples = samples.filter((sample) => sample.labels.container_id === lateId);
+      expect(total(lateSamples)).toBeGreaterThan(0);
+      expect(lateSamples.every((sample) => sample.labels.pod === 'late-0' && sample.labels.namespace === 'late')).toBe(true);
+      expect(samples.every((sample) => sample.labels.namespace === 'late')).toBe(true);
+      expect(summary.attribution.kernelFilteredSamples).toBeGreaterThan(0);
+    } finally {
+      late.kill('SIGKILL');
+      await once(late, 'exit');
+      rmdirSync(lateDir);
+      rmdirSync(join(lateDir, '..'));
+    }
+  });
 });

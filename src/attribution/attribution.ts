@@ -98,6 +98,10 @@ export class Attribution {
    */
   apply(samples: ResolvedSample[]): ResolvedSample[] {
     this.drain++;
+    if (!this.apiWasReachable && this.pods?.stats().reachable) {
+      this.apiWasReachable = true;
+      this.onWarning('Kubernetes API reachable again: pod labels are back');
+    }
     const kept: ResolvedSample[] = [];
     for (const sample of samples) {
       const labels = this.labelsFor(sample.labels.pid);
@@ -173,10 +177,6 @@ export class Attribution {
 
   private podsChanged(): void {
     this.labelsVersion++;
-    if (!this.apiWasReachable) {
-      this.apiWasReachable = true;
-      this.onWarning('Kubernetes API reachable again: pod labels are back');
-    }
     // Many events arrive together on a (re)list: walk the tree once after them.
     if (this.kernelFilter && this.refreshSoon === undefined) {
       this.refreshSoon = setTimeout(() => {
