@@ -23,13 +23,19 @@ export function kernelSymbolsVisible(procRoot = '/proc'): { visible: boolean; re
   }
   const lines = head.split('\n').slice(0, -1);
   if (lines.length > 0 && lines.every((line) => /^0+ /.test(line))) {
-    let restrict = '?';
-    try {
-      restrict = readFileSync(`${procRoot}/sys/kernel/kptr_restrict`, 'utf8').trim();
-    } catch {
-      // the value only makes the message better
-    }
-    return { visible: false, reason: `kernel addresses are hidden (kernel.kptr_restrict=${restrict}; CAP_SYSLOG is needed when it is 1)` };
+    const sysctl = (name: string): string => {
+      try {
+        return readFileSync(`${procRoot}/sys/kernel/${name}`, 'utf8').trim();
+      } catch {
+        return '?'; // the value only makes the message better
+      }
+    };
+    // kallsyms shows addresses to a reader with CAP_SYSLOG when kptr_restrict <= 1,
+    // and to anyone when it is 0 and perf_event_paranoid <= 1.
+    return {
+      visible: false,
+      reason: `kernel addresses are hidden (kernel.kptr_restrict=${sysctl('kptr_restrict')}, kernel.perf_event_paranoid=${sysctl('perf_event_paranoid')}; a reader without CAP_SYSLOG sees zeros)`,
+    };
   }
   return { visible: true };
 }
