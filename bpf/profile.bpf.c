@@ -9,6 +9,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "profile.h"
+#include "cgroup_filter.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -537,6 +538,11 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	count_stat(FP_STAT_SAMPLES);
 	if (pid == 0) { // the idle task: no CPU was used by anyone
 		count_stat(FP_STAT_IDLE);
+		return 0;
+	}
+	// --include/--exclude (cgroup_filter.h): first, so an excluded workload is not unwound.
+	if (cgroup_filtered()) {
+		count_stat(FP_STAT_FILTERED);
 		return 0;
 	}
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { join } from 'node:path';
 import type { ServerOptions } from '../server/index.js';
+import { hostname } from 'node:os';
 import { record, type RecordProgress } from './agent/record.js';
+import { Selection } from './attribution/selection.js';
 import { parseDurationMs } from './util/duration.js';
 import { packageRoot } from './util/package-root.js';
 
@@ -36,11 +39,54 @@ function progressLine(progress: RecordProgress): string {
   return `recording ${seconds(progress.elapsedMs)}s/${seconds(progress.durationMs)}s  samples ${progress.samples}  processes ${progress.processes}  dropped ${progress.dropped}`;
 }
 
-const program = new Command();
-program.name('fleetprof').description('Always-on, fleet-wide eBPF CPU profiler');
+function collectRepeated(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
 
-program
-  .command('record')
+interface AttributionCliOptions {
+  include: string[];
+  exclude: string[];
+  kubeconfig?: string;
+  node?: string;
+}
+
+/** --include/--exclude/--kubeconfig/--node, shared by record and agent. */
+function withAttributionOptions(command: Command, withNode = true): Command {
+  command
+    .option('--include <selector>', 'profile only workloads matching, e.g. \'{namespace="shop",container!="istio-proxy"}\' (repeatable: any of them)', collectRepeated, [])
+    .option('--exclude <selector>', 'do not profile workloads matching (repeatable); labels: namespace, pod, container, container_id, service_name, systemd_unit, comm', collectRepeated, [])
+    .option('--kubeconfig <file>', 'pod labels from this cluster (default: in-cluster when KUBERNETES_SERVICE_HOST is set, else none)');
+  return withNode ? command.option('--node <name>', 'this node\'s name (default: NODE_NAME, else the host name)') : command;
+}
+
+/** Parses the selectors and picks the pod metadata source: --kubeconfig, the in-cluster service account, or none. */
+async function attributionFromCli(options: AttributionCliOptions) {
+  let selection: Selection;
+  try {
+    selection = Selection.parse(options.include, options.exclude);
+  } catch (error) {
+    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+  }
+  const nodeName = options.node ?? process.env.NODE_NAME ?? hostname();
+  let kubernetes;
+  if (options.kubeconfig !== undefined || process.env.KUBERNETES_SERVICE_HOST) {
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const kubeConfig = new KubeConfig();
+    if (options.kubeconfig !== undefined) kubeConfig.loadFromFile(options.kubeconfig);
+    else kubeConfig.loadFromCluster();
+    kubernetes = { nodeName, kubeConfig };
+  }
+  return { selection, kubernetes, nodeName };
+}
+
+const warn = (prefix: string) => (message: string) => process.stderr.write(`${prefix}: warning: ${message}\n`);
+
+const program = new Command();
+const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+program.name('fleetprof').description('Always-on, fleet-wide eBPF CPU profiler').version(version);
+
+withAttributionOptions(program
+  .command('record'))
   .description('sample every process on this host (or one process tree) and write a pprof profile')
   .option('-d, --duration <seconds>', 'how long to record', positiveNumber('--duration'), 10)
   .option('-F, --frequency <hz>', 'samples per second per CPU', positiveInteger('--frequency'), 99)
@@ -50,9 +96,12 @@ program
   .option('--bpf-stats', "measure the BPF program's own run time per sample (kernel bpf stats)")
   .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
   .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
-  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean; unwind: 'fp' | 'dwarf'; unwindTableMb: number }) => {
+  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean; unwind: 'fp' | 'dwarf'; unwindTableMb: number } & AttributionCliOptions) => {
     const live = process.stderr.isTTY;
+    const { selection, kubernetes } = await attributionFromCli(options);
     const summary = await record({
+      attribution: { selection, kubernetes },
+      onWarning: warn('fleetprof record'),
       durationMs: options.duration * 1000,
       frequencyHz: options.frequency,
       pid: options.pid,
@@ -81,6 +130,11 @@ program
           '\n',
       );
     }
+    const attributed = summary.attribution;
+    if (selection.active) {
+      process.stderr.write(`filtered out: ${attributed.kernelFilteredSamples} samples in the kernel (${attributed.kernelFilterCgroups} cgroups listed), ${attributed.userFilteredSamples} in user space\n`);
+    }
+    if (attributed.procRootUnreadable > 0) process.stderr.write(`${attributed.procRootUnreadable} processes had an unreadable /proc/PID/root (no CAP_SYS_PTRACE over them?): their binaries may not resolve\n`);
     if (summary.bpfRunTime && summary.bpfRunTime.runCount > 0) {
       process.stderr.write(`BPF program: ${(summary.bpfRunTime.runTimeNs / summary.bpfRunTime.runCount).toFixed(0)} ns per sample over ${summary.bpfRunTime.runCount} runs\n`);
     }
@@ -133,8 +187,8 @@ function onShutdown(stop: () => Promise<void>, deadlineMs?: number): void {
   process.on('SIGTERM', handler);
 }
 
-program
-  .command('agent')
+withAttributionOptions(program
+  .command('agent'), false)
   .description('sample this host continuously and push one profile per process name every interval')
   .requiredOption('-s, --server <url>', 'the fleetprof server, e.g. http://profiler:4040')
   .option('-F, --frequency <hz>', 'samples per second per CPU', positiveInteger('--frequency'), 19)
@@ -172,18 +226,21 @@ program
       metricsPort: number | 'off';
       metricsHost: string;
       pid?: number;
-    }) => {
+    } & AttributionCliOptions) => {
       if ((options.clientCert === undefined) !== (options.clientKey === undefined)) throw new InvalidArgumentError('--client-cert and --client-key go together');
       const Agent = await loadAgent();
+      const { selection, kubernetes, nodeName } = await attributionFromCli(options);
       let profilesMade = 0;
       const agent = await Agent.start({
+        attribution: { selection, kubernetes },
+        onWarning: warn('fleetprof agent'),
         serverUrl: options.server,
         ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
         tls: { caFile: options.caFile, certFile: options.clientCert, keyFile: options.clientKey },
         intervalMs: options.interval * 1000,
         frequencyHz: options.frequency,
         labels: options.label,
-        nodeName: options.node,
+        nodeName,
         spoolDir: options.spoolDir,
         spoolMaxBytes: options.spoolMaxMb * 1024 * 1024,
         metricsPort: options.metricsPort === 'off' ? undefined : options.metricsPort,

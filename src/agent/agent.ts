@@ -8,6 +8,9 @@ import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/pr
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import { Shipper, type ShipperTlsOptions } from './shipper.js';
+import { Attribution, type AttributionOptions } from '../attribution/attribution.js';
+import { labelsKey } from '../attribution/labels.js';
+import { kernelSymbolsVisible } from '../attribution/visibility.js';
 import { DiskSpool } from './spool.js';
 import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
 
@@ -35,6 +38,10 @@ export interface AgentOptions {
   metricsPort?: number;
   metricsHost?: string;
   onError?: (error: unknown) => void;
+  /** --include/--exclude and the Kubernetes API for pod labels (container ids come from cgroups regardless). */
+  attribution?: Pick<AttributionOptions, 'selection' | 'kubernetes' | 'cgroupRefreshMs'>;
+  /** What the agent cannot see (hidden kernel addresses, API unreachable, ...), one line each, also counted in /metrics. */
+  onWarning?: (message: string) => void;
   /** Called for every profile handed to the shipper, with its sample count. */
   onProfile?: (labels: Record<string, string>, sampleCount: number) => void;
 }
@@ -58,6 +65,7 @@ export class Agent {
   readonly collector: Collector;
   readonly shipper: Shipper;
   readonly spool: DiskSpool;
+  readonly attribution: Attribution;
   private readonly options: Required<Pick<AgentOptions, 'intervalMs' | 'frequencyHz' | 'nodeName'>> & AgentOptions;
   private readonly metrics: PrometheusMetrics;
   private readonly timer: NodeJS.Timeout;
@@ -70,8 +78,9 @@ export class Agent {
   private readonly droppedCounter;
   private readonly userStacksCounter;
 
-  private constructor(options: AgentOptions) {
+  private constructor(options: AgentOptions, attribution: Attribution, kernelSymbolsHidden: boolean) {
     this.options = { intervalMs: 10_000, frequencyHz: 19, nodeName: hostname(), ...options };
+    this.attribution = attribution;
     this.metrics = createPrometheusMetrics('fleetprof-agent');
     const meter = this.metrics.meter;
     this.samplesCounter = meter.createCounter('fleetprof_agent_samples', { description: 'CPU samples taken and counted' });
@@ -95,6 +104,7 @@ export class Agent {
         if (!ok) pushFailures.add(1);
       },
     });
+    this.observeVisibility(kernelSymbolsHidden);
     this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
     this.collector = Collector.start({
       frequencyHz: this.options.frequencyHz,
@@ -102,6 +112,7 @@ export class Agent {
       limits: cacheLimits(this.memoryBudgetMb),
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+      ...attribution.collectorHooks,
     });
     meter.createObservableGauge('fleetprof_agent_memory_budget_bytes', { unit: 'By', description: 'the memory budget the caches are sized from' }).addCallback((result) => {
       result.observe(this.memoryBudgetMb * 2 ** 20);
@@ -149,7 +160,17 @@ export class Agent {
   }
 
   static async start(options: AgentOptions): Promise<Agent> {
-    const agent = new Agent(options);
+    const onWarning = options.onWarning ?? (() => {});
+    const symbols = kernelSymbolsVisible();
+    if (!symbols.visible) onWarning(`${symbols.reason}: kernel frames will be unnamed`);
+    const attribution = await Attribution.start({ ...options.attribution, onWarning });
+    let agent: Agent;
+    try {
+      agent = new Agent(options, attribution, !symbols.visible);
+    } catch (error) {
+      await attribution.stop();
+      throw error;
+    }
     if (options.metricsPort !== undefined) {
       const host = options.metricsHost ?? '127.0.0.1';
       try {
@@ -180,7 +201,9 @@ export class Agent {
   async stop(flushTimeoutMs = STOP_FLUSH_MS): Promise<void> {
     clearInterval(this.timer);
     await this.cycle;
+    this.attribution.freezeKernelCounters();
     await this.collectAndShip(true);
+    await this.attribution.stop();
     await this.shipper.flush(flushTimeoutMs);
     await this.shipper.stop();
     if (this.metricsServer?.listening) this.metricsServer.close();
@@ -198,22 +221,61 @@ export class Agent {
     for (const name of DROP_STATS) if (result.kernelStats[name] > 0) this.droppedCounter.add(result.kernelStats[name], { reason: name });
     for (const name of UNWIND_OUTCOME_STATS) if (result.kernelStats[name] > 0) this.userStacksCounter.add(result.kernelStats[name], { outcome: name.replace(/^unwind/, '') });
     const periodNs = Math.round(1e9 / this.options.frequencyHz);
-    const builders = new Map<string, CpuProfileBuilder>();
-    for (const sample of result.samples) {
-      const series = sample.labels.processName ?? sample.labels.comm;
-      let builder = builders.get(series);
-      if (!builder) {
-        builder = new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs });
-        builders.set(series, builder);
+    // One series per process name and place (container, pod, unit): a flame graph narrows to a pod or namespace.
+    const builders = new Map<string, { builder: CpuProfileBuilder; labels: Record<string, string> }>();
+    for (const sample of this.attribution.apply(result.samples)) {
+      const comm = sample.labels.processName ?? sample.labels.comm;
+      const place = sample.labels.attribution ?? {};
+      const series = `${comm}\u0000${labelsKey(place)}`;
+      let entry = builders.get(series);
+      if (!entry) {
+        const labels: Record<string, string> = { ...this.options.labels, node: this.options.nodeName, comm };
+        for (const [name, value] of Object.entries(place)) if (value !== undefined) labels[name] = value;
+        entry = { builder: new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs }), labels };
+        builders.set(series, entry);
       }
+      const builder = entry.builder;
       builder.addSample(sample.frames, sample.count, sample.labels);
       this.samplesCounter.add(sample.count);
     }
-    for (const [comm, builder] of builders) {
-      const labels = { ...this.options.labels, node: this.options.nodeName, comm };
+    for (const { builder, labels } of builders.values()) {
       this.shipper.enqueue(labels, gzipSync(builder.encode()));
       this.options.onProfile?.(labels, builder.sampleCount);
     }
+  }
+
+  /** What the agent cannot see, as metrics (each also said once at start or when it happens). */
+  private observeVisibility(kernelSymbolsHidden: boolean): void {
+    const meter = this.metrics.meter;
+    meter.createObservableGauge('fleetprof_agent_kernel_symbols_hidden', { description: '1 when /proc/kallsyms reads as zeros (kptr_restrict, no CAP_SYSLOG): kernel frames unnamed' }).addCallback((result) => {
+      result.observe(kernelSymbolsHidden ? 1 : 0);
+    });
+    meter.createObservableCounter('fleetprof_agent_proc_root_unreadable', { description: 'processes whose /proc/PID/root could not be followed (their binaries may not resolve)' }).addCallback((result) => {
+      result.observe(this.attribution.stats().procRootUnreadable);
+    });
+    meter.createObservableCounter('fleetprof_agent_cgroup_unreadable', { description: 'processes gone before their cgroup was read (unattributed)' }).addCallback((result) => {
+      result.observe(this.attribution.stats().cgroupUnreadable);
+    });
+    meter.createObservableCounter('fleetprof_agent_samples_filtered', { description: 'samples dropped by --include/--exclude, by where' }).addCallback((result) => {
+      const stats = this.attribution.stats();
+      result.observe(stats.kernelFilteredSamples, { where: 'kernel' });
+      result.observe(stats.userFilteredSamples, { where: 'user' });
+    });
+    meter.createObservableGauge('fleetprof_agent_cgroup_filter_cgroups', { description: 'cgroup ids in the kernel filter set' }).addCallback((result) => {
+      result.observe(this.attribution.stats().kernelFilterCgroups);
+    });
+    meter.createObservableCounter('fleetprof_agent_kubernetes_api_errors', { description: 'failed pod lists or watches (API server unreachable, 5xx, 403)' }).addCallback((result) => {
+      const kubernetes = this.attribution.stats().kubernetes;
+      if (kubernetes) result.observe(kubernetes.errors);
+    });
+    meter.createObservableGauge('fleetprof_agent_kubernetes_api_reachable', { description: '1 while the pod watch works, 0 while the API is unreachable' }).addCallback((result) => {
+      const kubernetes = this.attribution.stats().kubernetes;
+      if (kubernetes) result.observe(kubernetes.reachable ? 1 : 0);
+    });
+    meter.createObservableCounter('fleetprof_agent_kubernetes_pod_lists', { description: 'full pod lists (start, 410 Gone, restarts)' }).addCallback((result) => {
+      const kubernetes = this.attribution.stats().kubernetes;
+      if (kubernetes) result.observe(kubernetes.lists);
+    });
   }
 
   private async serveMetrics(port: number, host: string): Promise<void> {

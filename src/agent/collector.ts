@@ -28,6 +28,8 @@ export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 
   /** With unwind 'dwarf': bytes of table rows the BPF maps may lock (the budget). */
   unwindTableBudgetBytes?: number;
   log?: (line: string) => void;
+  /** Called when the kernel first samples a process (or after it execs), after the collector's own snapshot. */
+  onNewProcess?: (tgid: Tgid) => void;
 }
 
 export type UnwindMode = 'fp' | 'dwarf';
@@ -131,8 +133,10 @@ export class Collector {
   readonly evictions: CollectorEvictions = { processes: 0, stacks: 0 };
   /** Loads unwind tables as processes appear (unwind 'dwarf' only). */
   private readonly unwindTables: UnwindTableManager | undefined;
+  private readonly onProcess: ((tgid: Tgid) => void) | undefined;
 
   private constructor(options: CollectorOptions) {
+    this.onProcess = options.onNewProcess;
     this.procRoot = options.procRoot ?? '/proc';
     const limits = options.limits ?? {};
     this.maxProcesses = limits.maxProcesses ?? Number.POSITIVE_INFINITY;
@@ -206,6 +210,7 @@ export class Collector {
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
     this.unwindTables?.requestLoad(tgid);
+    this.onProcess?.(tgid);
   }
 
   private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {

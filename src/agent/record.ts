@@ -6,6 +6,8 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { DROP_STATS, droppedTotal, mapStats, sumStats, UNWIND_OUTCOME_STATS, type KernelStats } from '../sampler/bpf-layout.js';
 import type { UnwindTableStats } from '../unwind/table-manager.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
+import { Attribution, type AttributionOptions, type AttributionStats } from '../attribution/attribution.js';
+import { kernelSymbolsVisible } from '../attribution/visibility.js';
 
 export interface RecordOptions {
   durationMs: number;
@@ -21,6 +23,10 @@ export interface RecordOptions {
   /** How user stacks are walked (default 'fp'). */
   unwind?: UnwindMode;
   unwindTableBudgetBytes?: number;
+  /** --include/--exclude and the Kubernetes API for pod labels (container ids come from cgroups regardless). */
+  attribution?: Pick<AttributionOptions, 'selection' | 'kubernetes'>;
+  /** What the recording cannot see (hidden kernel addresses, API unreachable, ...), one line each. */
+  onWarning?: (message: string) => void;
 }
 
 export interface RecordProgress {
@@ -44,6 +50,8 @@ export interface RecordSummary {
   bpfRunTime?: { runTimeNs: number; runCount: number };
   /** With unwind 'dwarf': how each user stack ended, and the tables' memory. */
   unwind?: UnwindSummary;
+  /** Filtered samples, processes that could not be attributed, the API watch. */
+  attribution: AttributionStats;
 }
 
 export interface UnwindSummary {
@@ -62,18 +70,29 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
   const drainIntervalMs = options.drainIntervalMs ?? 1000;
   const startTimeNs = BigInt(Date.now()) * 1_000_000n;
   const startedAt = performance.now();
-  const collector = Collector.start({
-    frequencyHz: options.frequencyHz,
-    filterTgid: options.pid,
-    unwind: options.unwind,
-    unwindTableBudgetBytes: options.unwindTableBudgetBytes,
-  });
+  const onWarning = options.onWarning ?? (() => {});
+  const symbols = kernelSymbolsVisible();
+  if (!symbols.visible) onWarning(`${symbols.reason}: kernel frames will be unnamed`);
+  const attribution = await Attribution.start({ ...options.attribution, onWarning });
+  let collector: Collector;
+  try {
+    collector = Collector.start({
+      frequencyHz: options.frequencyHz,
+      filterTgid: options.pid,
+      unwind: options.unwind,
+      unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+      ...attribution.collectorHooks,
+    });
+  } catch (error) {
+    await attribution.stop();
+    throw error;
+  }
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
   if (options.measureBpfRunTime) collector.enableRunTimeStats();
   let kernelStats = mapStats(() => 0);
   let bpfRunTime: RecordSummary['bpfRunTime'];
   const take = (result: CollectResult): void => {
-    for (const sample of result.samples) builder.addSample(sample.frames, sample.count, sample.labels);
+    for (const sample of attribution.apply(result.samples)) builder.addSample(sample.frames, sample.count, sample.labels);
     kernelStats = sumStats(kernelStats, result.kernelStats);
   };
   try {
@@ -94,7 +113,12 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
     }
   } finally {
     if (options.measureBpfRunTime) bpfRunTime = collector.programRunTime();
-    take(await collector.stop());
+    try {
+      attribution.freezeKernelCounters();
+      take(await collector.stop());
+    } finally {
+      await attribution.stop();
+    }
   }
   const durationNs = BigInt(Math.round((performance.now() - startedAt) * 1e6));
   const drops = Object.fromEntries(DROP_STATS.filter((name) => kernelStats[name] > 0).map((name) => [name, kernelStats[name]]));
@@ -120,5 +144,6 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
         tables: collector.unwindStats(),
       },
     }),
+    attribution: attribution.stats(),
   };
 }

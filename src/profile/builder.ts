@@ -28,6 +28,8 @@ export interface SampleLabels {
   comm: string;
   /** The process's name (its main thread's comm), when known. */
   processName?: string;
+  /** Where the process runs (container_id, namespace, pod, container, service_name, systemd_unit): string labels. */
+  attribution?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface CpuProfileOptions {
@@ -103,7 +105,7 @@ export class CpuProfileBuilder {
       if (prev !== undefined && this.unnamedJit.has(id) && this.unnamedJit.has(prev)) continue;
       locationIds.push(id);
     }
-    const key = `${locationIds.join(',')}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}`;
+    const key = `${locationIds.join(',')}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}|${this.attributionKey(labels.attribution)}`;
     const existing = this.sampleIndex.get(key);
     if (existing !== undefined) {
       this.samples[existing]!.count += count;
@@ -125,6 +127,7 @@ export class CpuProfileBuilder {
     const samples = this.samples.map(({ locationIds, labels, count }) => {
       const label = [new Label({ key: keyPid, num: labels.pid }), new Label({ key: keyTid, num: labels.tid }), new Label({ key: keyComm, str: s(labels.comm) })];
       if (labels.processName !== undefined) label.push(new Label({ key: keyProcess, str: s(labels.processName) }));
+      for (const [name, value] of Object.entries(labels.attribution ?? {})) if (value !== undefined) label.push(new Label({ key: s(name), str: s(value) }));
       return new Sample({ locationId: locationIds, value: [count, count * periodNs], label });
     });
     return new Profile({
@@ -149,6 +152,19 @@ export class CpuProfileBuilder {
 
   async encodeGzip(): Promise<Buffer> {
     return gzipAsync(this.encode());
+  }
+
+  /** Attribution label sets are shared per process: their key string is built once per set. */
+  private readonly attributionKeys = new WeakMap<object, string>();
+
+  private attributionKey(attribution: SampleLabels['attribution']): string {
+    if (attribution === undefined) return '';
+    let key = this.attributionKeys.get(attribution);
+    if (key === undefined) {
+      key = JSON.stringify(attribution);
+      this.attributionKeys.set(attribution, key);
+    }
+    return key;
   }
 
   private mappingId(frame: ProfileFrame, pid: number): MappingId | 0 {

@@ -31,6 +31,8 @@ export interface SamplerOptions {
   unwindTables?: UnwindMapSizes;
   /** With unwindTables: a process ran code outside the mappings loaded for it (dlopen, new JIT code). */
   onMappingsStale?: (tgid: Tgid) => void;
+  /** Called after load, before the program is attached: fill maps that must hold before the first sample (the cgroup filter). */
+  onLoaded?: (mapInfo: (name: string) => MapInfo) => void;
 }
 
 /** The unwind maps, as src/unwind/table-manager.ts writes them. */
@@ -128,6 +130,7 @@ export class Sampler {
           }
         });
       }
+      options.onLoaded?.((name) => object.mapInfo(name));
       object.attachProgram('process_exec');
       for (const cpu of onlineCpus()) object.attachPerfEvent('sample_stack', cpu, options.frequencyHz);
       return sampler;
