@@ -293,10 +293,6 @@ export class UnwindTableManager {
    * smallest (a new program's own binary is built in milliseconds).
    */
   private buildNextFile(): boolean {
-    if (this.job !== undefined) {
-      this.stepJob();
-      return true;
-    }
     // Small files first (a new program's own binaries, libc: milliseconds
     // each, and its stacks are whole from then on), the most-mapped first;
     // big runtimes after them, a slice at a time.
@@ -310,6 +306,11 @@ export class UnwindTableManager {
     for (const file of this.files.values()) {
       if (file.state !== 'pending' || file.references === 0) continue;
       if (next === undefined || before(file, next)) next = file;
+    }
+    // A big file being built yields to small ones that came in meanwhile (a new program's own binary).
+    if (this.job !== undefined && (next === undefined || next.sizeHint > SMALL_FILE_BYTES)) {
+      this.stepJob();
+      return true;
     }
     if (next === undefined) return false;
     if (next.sizeHint <= SMALL_FILE_BYTES) {
