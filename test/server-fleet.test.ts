@@ -132,6 +132,23 @@ describe.each(BACKENDS)('a server that holds a fleet (real BPF, real binaries, g
     expect(burn).toHaveLength(1);
     const total = runs.reduce((sum, p) => sum + sumCounts(flattenProfile(p).map((x) => ({ ...x, values: [x.values[1]!] }))), 0);
     expect(fg.body.total).toBe(total);
+    // The first run again at four more ASLR bases (every user mapping and its addresses moved by whole
+    // pages, as a restart does): the gauges stay exactly where they were.
+    const before = await symbolRows(s);
+    for (let k = 1; k <= 4; k++) {
+      const moved = Profile.decode(runs[0]!.encode());
+      const shift = BigInt(k) * 0x7000000n;
+      const user = new Set<number>();
+      for (const m of moved.mapping) {
+        if (frameKindOfMapping(moved.stringTable.strings[Number(m.filename)]) !== 'native') continue;
+        user.add(Number(m.id));
+        m.memoryStart = BigInt(m.memoryStart) + shift;
+        m.memoryLimit = BigInt(m.memoryLimit) + shift;
+      }
+      for (const l of moved.location) if (user.has(Number(l.mappingId))) l.address = BigInt(l.address) + shift;
+      expect((await ingest(s.url, moved.encode(), { service: 'burn', node: `moved${k}` })).status).toBe(200);
+      expect(await symbolRows(s)).toEqual(before);
+    }
   }, 120_000);
 
   it('keeps a stripped binary re-symbolizable: frames show as binary+offset and go tool pprof names them from the binary', async () => {

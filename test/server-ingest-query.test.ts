@@ -83,6 +83,23 @@ describe.each(BACKENDS)('server ingest + query (%s)', (backend) => {
     expect(body.functions.kind[body.tree.func[main]!]).toBe('native');
   });
 
+  it('keeps samples without frames, also when one comes first (the root has a value of its own)', async () => {
+    // Its own server: the shared one's series are counted by the other tests.
+    const own = await startTestServer({ backend });
+    try {
+      const p = buildProfile({ timeMs: T0 + 30_000, samples: [{ stack: [], values: v(2) }, { stack: ['main', 'only'], values: v(3) }] });
+      expect((await ingest(own.url, p, { node: 'frameless' })).status).toBe(200);
+      const fg = await getJson<FlameGraphResponse>(own.url, '/api/v1/flamegraph', { query: '{node="frameless"}', ...RANGE });
+      expect(fg.body.total).toBe(5 * PERIOD);
+      expect(fg.body.tree.self[0]).toBe(2 * PERIOD);
+      const res = await fetch(`${own.url}/api/v1/profile?${new URLSearchParams({ query: '{node="frameless"}', ...RANGE })}`);
+      const back = Profile.decode(gunzipSync(Buffer.from(await res.arrayBuffer())));
+      expect(back.sample.reduce((a, x) => a + Number(x.value[0]), 0)).toBe(5);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('selects series with =, !=, =~, !~ (anchored regexes)', async () => {
     const total = async (query: string) => (await getJson<FlameGraphResponse>(s.url, '/api/v1/flamegraph', { query, ...RANGE, sampleType: 'samples' })).body.total;
     expect(await total('{node="a"}')).toBe(11);

@@ -3,6 +3,8 @@
 // not the size of the stack table: a query touches what it reads.
 import { IdMap } from './id-map.js';
 
+const ROOT_KEY = 2 ** 53;
+
 export class StackAccumulator {
   private readonly slots = new IdMap(1024);
   /** Stack id of each slot, in first-seen order. */
@@ -16,7 +18,9 @@ export class StackAccumulator {
   }
 
   slotOf(stackId: number): number {
-    let s = this.slots.get(stackId);
+    // IdMap keys must be non-zero; the empty stack (id 0: a sample without frames) gets 2^53, above every id.
+    const key = stackId === 0 ? ROOT_KEY : stackId;
+    let s = this.slots.get(key);
     if (s < 0) {
       s = this.length++;
       if (s === this.ids.length) {
@@ -28,7 +32,7 @@ export class StackAccumulator {
         this.values = vals;
       }
       this.ids[s] = stackId;
-      this.slots.set(stackId, s);
+      this.slots.set(key, s);
     }
     return s;
   }

@@ -2,6 +2,7 @@
 // backed by typed arrays. Ingest probes it once per location and once per
 // sample (the marks cache), and queries once per stack-value pair (the merge
 // accumulator); a Map would box every key and cost several times the memory.
+// Keys must be non-zero numbers (0 marks an empty slot); content ids never are 0.
 export class IdMap {
   private keys: Float64Array;
   private v1: Int32Array;
