@@ -189,7 +189,9 @@ describe('deploy/kubernetes', () => {
     expect(server.spec.volumeClaimTemplates[0].spec.accessModes).toEqual(['ReadWriteOnce']);
     expect(container.volumeMounts.find((mount: Obj) => mount.name === server.spec.volumeClaimTemplates[0].metadata.name).mountPath).toBe('/data');
     expect(container.args).toContain('--data-dir=/data');
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) expect(container[probe].httpGet.path).toBe('/healthz');
+    // Alive is /healthz; ready is /readyz (the store answers a read), so a server whose database is gone leaves the Service.
+    for (const probe of ['startupProbe', 'livenessProbe']) expect(container[probe].httpGet.path).toBe('/healthz');
+    expect(container.readinessProbe.httpGet.path).toBe('/readyz');
     const headless = byKind(objects, 'Service', server.spec.serviceName);
     expect(headless.spec.clusterIP).toBe('None');
     const labels = server.spec.template.metadata.labels;
