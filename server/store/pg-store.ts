@@ -17,6 +17,7 @@
 // on them; a deadlock or serialization failure is still retried.
 import pg from 'pg';
 import { IdMap } from './id-map.js';
+import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision } from '../errors.js';
 import {
@@ -38,7 +39,6 @@ import {
   type StackRow,
   type SymbolKind,
 } from './store.js';
-import { MARKS_CACHE_MAX_ROWS } from './sqlite-store.js';
 
 export const PARTITION_MS = 24 * 60 * 60 * 1000;
 const dayOf = (ms: number) => Math.floor(ms / PARTITION_MS);
@@ -315,26 +315,11 @@ export class PgStore implements ProfileStore {
     } finally {
       c.release();
     }
-    if (this.marks.size > MARKS_CACHE_MAX_ROWS) this.marks.clear();
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
     let next = 0;
     for (const q of queued) {
-      const b = q.batch;
-      b.checks.forEach((id, check) => {
-        if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
-      });
-      for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
-      for (const s of b.series) {
-        if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      }
-      for (const p of b.profiles) {
-        const s = this.series.get(p.seriesId);
-        if (!s) continue;
-        s.typeIds.add(p.profileTypeId);
-        s.firstMs = Math.min(s.firstMs, p.timeMs);
-        s.lastMs = Math.max(s.lastMs, p.timeMs);
-      }
-      q.resolve(ids.slice(next, next + b.profiles.length));
-      next += b.profiles.length;
+      q.resolve(ids.slice(next, next + q.batch.profiles.length));
+      next += q.batch.profiles.length;
     }
   }
 

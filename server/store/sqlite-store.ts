@@ -13,6 +13,7 @@ import { migrate } from './schema.js';
 import { addSamples, encodeSamples } from './sample-codec.js';
 import { StackAccumulator } from './accumulator.js';
 import { IdMap } from './id-map.js';
+import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision } from '../errors.js';
 import {
@@ -52,8 +53,6 @@ import {
  */
 
 export const DB_FILE = 'fleetprof.db';
-/** Rows kept in the ingest marks cache before it starts over (about 16 bytes each, doubled by the hash table). */
-export const MARKS_CACHE_MAX_ROWS = 2_000_000;
 
 const TABLE: Record<SymbolKind, string> = { mapping: 'mappings', function: 'functions', location: 'locations', stack: 'stacks' };
 const hex = (v: bigint) => v.toString(16);
@@ -232,24 +231,8 @@ export class SqliteStore implements ProfileStore {
       return;
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
-    if (this.marks.size > MARKS_CACHE_MAX_ROWS) this.marks.clear();
-    queued.forEach((q, i) => {
-      const b = q.batch;
-      b.checks.forEach((id, check) => {
-        if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
-      });
-      for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
-      for (const s of b.series) {
-        if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      }
-      for (const p of b.profiles) {
-        const s = this.series.get(p.seriesId)!;
-        s.typeIds.add(p.profileTypeId);
-        s.firstMs = Math.min(s.firstMs, p.timeMs);
-        s.lastMs = Math.max(s.lastMs, p.timeMs);
-      }
-      q.resolve(ids[i]!);
-    });
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
+    queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
   }
 
