@@ -10,13 +10,15 @@
 // `series_id` leads the profile and rollup keys, so the same schema can be
 // distributed by Citus (docs/architecture.md says how).
 //
-// Writes are group-committed per server as in the SQLite backend: every
-// ingest waiting in the queue goes into one transaction, acknowledged after
-// COMMIT. Rows are written in a fixed order (kind, then ascending id), so two
+// Writes are group-committed per server as in the SQLite backend
+// (group-commit.ts): every ingest waiting in the queue goes into one
+// transaction, acknowledged after COMMIT. Rows are written in a fixed order (kind, then ascending id), so two
 // servers' transactions take row locks in the same order and cannot deadlock
 // on them; a deadlock or serialization failure is still retried.
 import pg from 'pg';
 import { IdMap } from './id-map.js';
+import { rememberCommitted } from './committed-memory.js';
+import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision } from '../errors.js';
 import {
   canonicalLabels,
@@ -37,7 +39,6 @@ import {
   type StackRow,
   type SymbolKind,
 } from './store.js';
-import { MARKS_CACHE_MAX_ROWS } from './sqlite-store.js';
 
 export const PARTITION_MS = 24 * 60 * 60 * 1000;
 const dayOf = (ms: number) => Math.floor(ms / PARTITION_MS);
@@ -84,12 +85,6 @@ function isRetryable(e: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
-interface QueuedBatch {
-  batch: IngestBatch;
-  resolve: (ids: number[]) => void;
-  reject: (e: unknown) => void;
-}
-
 const TABLE: Record<SymbolKind, string> = { mapping: 'mappings', function: 'functions', location: 'locations', stack: 'stacks' };
 
 /** Columns (with array types for unnest) and the "same content" condition of each symbol upsert. */
@@ -121,10 +116,8 @@ export class PgStore implements ProfileStore {
   private readonly profileTypes = new Map<number, ProfileType>();
   private seriesVersion = 0;
   private readonly partitions = new Set<number>();
-  private queue: QueuedBatch[] = [];
-  private flushing: Promise<void> | undefined;
+  private readonly commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group));
   private lastGcBound = -Infinity;
-  private closed = false;
 
   private constructor(private readonly pool: pg.Pool) {}
 
@@ -202,25 +195,7 @@ export class PgStore implements ProfileStore {
   }
 
   write(batch: IngestBatch): Promise<number[]> {
-    if (this.closed) return Promise.reject(new Error('store is closed'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
-      this.kick();
-    });
-  }
-
-  private kick(): void {
-    if (this.flushing) return;
-    this.flushing = new Promise<void>((resolve) => setImmediate(() => void this.flushLoop().finally(resolve)));
-  }
-
-  private async flushLoop(): Promise<void> {
-    try {
-      while (this.queue.length > 0) await this.flushOnce();
-    } finally {
-      this.flushing = undefined;
-    }
-    if (this.queue.length > 0) this.kick();
+    return this.commits.write(batch);
   }
 
   private async ensurePartitions(c: Client, days: Set<number>): Promise<void> {
@@ -238,9 +213,8 @@ export class PgStore implements ProfileStore {
     }
   }
 
-  private async flushOnce(): Promise<void> {
-    const queued = this.queue;
-    this.queue = [];
+  /** Commits one group (group-commit.ts) in one transaction. */
+  private async flushOnce(queued: PendingWrite<IngestBatch, number[]>[]): Promise<void> {
     const rows: Record<SymbolKind, Map<number, unknown[]>> = { mapping: new Map(), function: new Map(), location: new Map(), stack: new Map() };
     const put = (kind: SymbolKind, id: number, row: unknown[], mark: number) => {
       const cur = rows[kind].get(id);
@@ -336,42 +310,16 @@ export class PgStore implements ProfileStore {
         }
       }
     } catch (e) {
-      if (collided) {
-        const bad = collided;
-        for (const q of queued) {
-          const b = q.batch;
-          const hit =
-            [b.rows.mappings, b.rows.functions, b.rows.locations, b.rows.stacks].some((rs) => rs.some((r) => bad.has(r.id))) ||
-            b.series.some((s) => bad.has(s.id)) ||
-            b.profileTypes.some((t) => bad.has(t.id));
-          if (hit) q.reject(e);
-          else this.queue.push(q);
-        }
-      } else for (const q of queued) q.reject(e);
+      failIngestGroup(this.commits, queued, e, collided);
       return;
     } finally {
       c.release();
     }
-    if (this.marks.size > MARKS_CACHE_MAX_ROWS) this.marks.clear();
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
     let next = 0;
     for (const q of queued) {
-      const b = q.batch;
-      b.checks.forEach((id, check) => {
-        if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
-      });
-      for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
-      for (const s of b.series) {
-        if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      }
-      for (const p of b.profiles) {
-        const s = this.series.get(p.seriesId);
-        if (!s) continue;
-        s.typeIds.add(p.profileTypeId);
-        s.firstMs = Math.min(s.firstMs, p.timeMs);
-        s.lastMs = Math.max(s.lastMs, p.timeMs);
-      }
-      q.resolve(ids.slice(next, next + b.profiles.length));
-      next += b.profiles.length;
+      q.resolve(ids.slice(next, next + q.batch.profiles.length));
+      next += q.batch.profiles.length;
     }
   }
 
@@ -397,11 +345,8 @@ export class PgStore implements ProfileStore {
     await this.idle();
   }
 
-  async idle(): Promise<void> {
-    while (this.flushing || this.queue.length > 0) {
-      this.kick();
-      await this.flushing;
-    }
+  idle(): Promise<void> {
+    return this.commits.idle();
   }
 
   /** Rollups are not kept in PostgreSQL yet: queries read raw profiles (see docs/architecture.md). */
@@ -541,8 +486,7 @@ export class PgStore implements ProfileStore {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    while (this.flushing) await this.flushing;
+    await this.commits.close();
     await this.pool.end();
   }
 }

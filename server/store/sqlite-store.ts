@@ -13,6 +13,8 @@ import { migrate } from './schema.js';
 import { addSamples, encodeSamples } from './sample-codec.js';
 import { StackAccumulator } from './accumulator.js';
 import { IdMap } from './id-map.js';
+import { rememberCommitted } from './committed-memory.js';
+import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision } from '../errors.js';
 import {
   markEpoch,
@@ -50,15 +52,7 @@ import {
  * back to raw rows, and the window is rolled up again later.
  */
 
-interface QueuedBatch {
-  batch: IngestBatch;
-  resolve: (ids: number[]) => void;
-  reject: (e: unknown) => void;
-}
-
 export const DB_FILE = 'fleetprof.db';
-/** Rows kept in the ingest marks cache before it starts over (about 16 bytes each, doubled by the hash table). */
-export const MARKS_CACHE_MAX_ROWS = 2_000_000;
 
 const TABLE: Record<SymbolKind, string> = { mapping: 'mappings', function: 'functions', location: 'locations', stack: 'stacks' };
 const hex = (v: bigint) => v.toString(16);
@@ -69,9 +63,8 @@ export class SqliteStore implements ProfileStore {
   readonly marks = new IdMap(1 << 16);
   private readonly series = new Map<number, Series>();
   private readonly profileTypes = new Map<number, ProfileType>();
-  private queue: QueuedBatch[] = [];
-  private jobs: (() => Promise<void>)[] = [];
-  private flushing: Promise<void> | undefined;
+  // Ingest groups, with rollup and retention jobs run between them.
+  private readonly commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group));
   private nextProfileId = 1;
   // Rollup bookkeeping: window indices per series (time_ms / ROLLUP_WINDOW_MS).
   private readonly rolledUp = new Map<number, Set<number>>();
@@ -80,7 +73,6 @@ export class SqliteStore implements ProfileStore {
   private compacting = '';
   private pendingInvalidations: [number, number][] = [];
   private lastGcCutoff = -Infinity;
-  private closed = false;
 
   private constructor(
     readonly dataDir: string,
@@ -159,29 +151,7 @@ export class SqliteStore implements ProfileStore {
   }
 
   write(batch: IngestBatch): Promise<number[]> {
-    if (this.closed) return Promise.reject(new Error('store is closed'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
-      this.kick();
-    });
-  }
-
-  private kick(): void {
-    if (this.flushing) return;
-    this.flushing = new Promise<void>((resolve) => setImmediate(() => void this.flushLoop().finally(resolve)));
-  }
-
-  private async flushLoop(): Promise<void> {
-    try {
-      while (this.queue.length > 0 || this.jobs.length > 0) {
-        if (this.queue.length > 0) await this.flushOnce();
-        const job = this.jobs.shift();
-        if (job) await job();
-      }
-    } finally {
-      this.flushing = undefined;
-    }
-    if (this.queue.length > 0 || this.jobs.length > 0) this.kick();
+    return this.commits.write(batch);
   }
 
   /** Upserts rows of one kind; returns the ids whose stored content differs (collisions). */
@@ -206,9 +176,8 @@ export class SqliteStore implements ProfileStore {
     return [...rows.keys()].filter((id) => !accepted.has(id));
   }
 
-  private async flushOnce(): Promise<void> {
-    const queued = this.queue;
-    this.queue = [];
+  /** Commits one group (group-commit.ts) in one transaction. */
+  private async flushOnce(queued: PendingWrite<IngestBatch, number[]>[]): Promise<void> {
     // Rows of all queued batches, deduplicated by id (the highest mark wins).
     const rows: Record<SymbolKind, Map<number, SqlValue[]>> = { mapping: new Map(), function: new Map(), location: new Map(), stack: new Map() };
     const put = (kind: SymbolKind, id: number, row: SqlValue[], mark: number) => {
@@ -258,40 +227,12 @@ export class SqliteStore implements ProfileStore {
       });
     } catch (e) {
       this.pendingInvalidations = [...invalidations, ...this.pendingInvalidations];
-      if (collided) {
-        // Refuse only the batches that brought a colliding row; the others go again.
-        const bad = collided;
-        for (const q of queued) {
-          const b = q.batch;
-          const hit = [b.rows.mappings, b.rows.functions, b.rows.locations, b.rows.stacks].some((rs) => rs.some((r) => bad.has(r.id))) ||
-            b.series.some((s) => bad.has(s.id)) || b.profileTypes.some((t) => bad.has(t.id));
-          if (hit) q.reject(e);
-          else this.queue.push(q);
-        }
-      } else {
-        for (const q of queued) q.reject(e);
-      }
+      failIngestGroup(this.commits, queued, e, collided);
       return;
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
-    if (this.marks.size > MARKS_CACHE_MAX_ROWS) this.marks.clear();
-    queued.forEach((q, i) => {
-      const b = q.batch;
-      b.checks.forEach((id, check) => {
-        if (this.marks.get(id, -1) < b.mark) this.marks.set(id, b.mark, check);
-      });
-      for (const t of b.profileTypes) if (!this.profileTypes.has(t.id)) this.profileTypes.set(t.id, t);
-      for (const s of b.series) {
-        if (!this.series.has(s.id)) this.series.set(s.id, { id: s.id, labels: s.labels, firstMs: Infinity, lastMs: -Infinity, typeIds: new Set() });
-      }
-      for (const p of b.profiles) {
-        const s = this.series.get(p.seriesId)!;
-        s.typeIds.add(p.profileTypeId);
-        s.firstMs = Math.min(s.firstMs, p.timeMs);
-        s.lastMs = Math.max(s.lastMs, p.timeMs);
-      }
-      q.resolve(ids[i]!);
-    });
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
+    queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
   }
 
@@ -330,10 +271,10 @@ export class SqliteStore implements ProfileStore {
         const key = rollupKey(seriesId, w);
         if (w < 1 || (w + 1) * ROLLUP_WINDOW_MS + ROLLUP_GRACE_MS > s.lastMs || this.rollupScheduled.has(key)) continue;
         this.rollupScheduled.add(key);
-        this.jobs.push(() => this.rollUp(seriesId, w).catch(() => undefined));
+        this.commits.addJob(() => this.rollUp(seriesId, w).catch(() => undefined));
       }
     }
-    if (this.jobs.length > 0) this.kick();
+    if (this.commits.jobsPending > 0) this.commits.kick();
   }
 
   async ingestBarrier(): Promise<void> {
@@ -341,11 +282,8 @@ export class SqliteStore implements ProfileStore {
     await this.idle();
   }
 
-  async idle(): Promise<void> {
-    while (this.flushing || this.queue.length > 0 || this.jobs.length > 0) {
-      this.kick();
-      await this.flushing;
-    }
+  idle(): Promise<void> {
+    return this.commits.idle();
   }
 
   /** Merges the profiles of one series window into rollup rows; runs on the write queue. */
@@ -353,7 +291,7 @@ export class SqliteStore implements ProfileStore {
     const key = rollupKey(seriesId, w);
     this.rollupScheduled.delete(key);
     const dirty = this.dirty.get(seriesId);
-    if (!dirty?.has(w) || this.closed) return;
+    if (!dirty?.has(w) || this.commits.closed) return;
     dirty.delete(w);
     this.compacting = key;
     let ok = false;
@@ -407,14 +345,14 @@ export class SqliteStore implements ProfileStore {
 
   retain(cutoffMs: number, nowMs: number): Promise<RetentionResult> {
     return new Promise((resolve, reject) => {
-      this.jobs.push(async () => {
+      this.commits.addJob(async () => {
         try {
           resolve(await this.retainNow(cutoffMs, nowMs));
         } catch (e) {
           reject(e);
         }
       });
-      this.kick();
+      this.commits.kick();
     });
   }
 
@@ -425,7 +363,7 @@ export class SqliteStore implements ProfileStore {
       const r = await this.writer.run('DELETE FROM profiles WHERE id IN (SELECT id FROM profiles WHERE time_ms < ? LIMIT 5000)', [cutoffMs]);
       result.profiles += r.changes;
       if (r.changes < 5000) break;
-      if (this.queue.length > 0) await this.flushOnce();
+      await this.commits.flushPending();
     }
     if (result.profiles > 0) {
       // Rollups of windows that lost profiles go too (raw rows serve what is
@@ -542,8 +480,7 @@ export class SqliteStore implements ProfileStore {
 
   /** Waits for queued writes, then closes both connections. */
   async close(): Promise<void> {
-    this.closed = true;
-    while (this.flushing) await this.flushing;
+    await this.commits.close();
     await this.writer.exec('PRAGMA wal_checkpoint(TRUNCATE)').catch(() => undefined);
     await this.reader.close();
     await this.writer.close();

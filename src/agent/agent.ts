@@ -8,9 +8,9 @@ import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/pr
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import { Shipper, type ShipperTlsOptions } from './shipper.js';
-import { Attribution, type AttributionOptions } from '../attribution/attribution.js';
+import type { Attribution, AttributionOptions } from '../attribution/attribution.js';
 import { labelsKey } from '../attribution/labels.js';
-import { kernelSymbolsVisible } from '../attribution/visibility.js';
+import { startWithAttribution } from './start-attribution.js';
 import { DiskSpool } from './spool.js';
 import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
 
@@ -161,16 +161,7 @@ export class Agent {
 
   static async start(options: AgentOptions): Promise<Agent> {
     const onWarning = options.onWarning ?? (() => {});
-    const symbols = kernelSymbolsVisible();
-    if (!symbols.visible) onWarning(`${symbols.reason}: kernel frames will be unnamed`);
-    const attribution = await Attribution.start({ ...options.attribution, onWarning });
-    let agent: Agent;
-    try {
-      agent = new Agent(options, attribution, !symbols.visible);
-    } catch (error) {
-      await attribution.stop();
-      throw error;
-    }
+    const { built: agent } = await startWithAttribution(options.attribution, onWarning, (attribution, kernelSymbolsHidden) => new Agent(options, attribution, kernelSymbolsHidden));
     if (options.metricsPort !== undefined) {
       const host = options.metricsHost ?? '127.0.0.1';
       try {

@@ -6,8 +6,8 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { DROP_STATS, droppedTotal, mapStats, sumStats, UNWIND_OUTCOME_STATS, type KernelStats } from '../sampler/bpf-layout.js';
 import type { UnwindTableStats } from '../unwind/table-manager.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
-import { Attribution, type AttributionOptions, type AttributionStats } from '../attribution/attribution.js';
-import { kernelSymbolsVisible } from '../attribution/visibility.js';
+import type { AttributionOptions, AttributionStats } from '../attribution/attribution.js';
+import { startWithAttribution } from './start-attribution.js';
 
 export interface RecordOptions {
   durationMs: number;
@@ -71,22 +71,15 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
   const startTimeNs = BigInt(Date.now()) * 1_000_000n;
   const startedAt = performance.now();
   const onWarning = options.onWarning ?? (() => {});
-  const symbols = kernelSymbolsVisible();
-  if (!symbols.visible) onWarning(`${symbols.reason}: kernel frames will be unnamed`);
-  const attribution = await Attribution.start({ ...options.attribution, onWarning });
-  let collector: Collector;
-  try {
-    collector = Collector.start({
+  const { attribution, built: collector } = await startWithAttribution(options.attribution, onWarning, (attribution) =>
+    Collector.start({
       frequencyHz: options.frequencyHz,
       filterTgid: options.pid,
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
       ...attribution.collectorHooks,
-    });
-  } catch (error) {
-    await attribution.stop();
-    throw error;
-  }
+    }),
+  );
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
   if (options.measureBpfRunTime) collector.enableRunTimeStats();
   let kernelStats = mapStats(() => 0);

@@ -1,0 +1,136 @@
+// The group-commit write queue both store backends (sqlite-store.ts,
+// pg-store.ts) put their ingests through. The backend supplies the commit of
+// one group (its own transaction logic); this class owns the queueing.
+//
+// What it guarantees:
+// - A batch's promise settles only from the backend's commit callback, which
+//   resolves it after the transaction holding it committed (or rejects it, or
+//   hands it back with `requeue` to go again): 2xx means durable.
+// - One flush at a time: commits never overlap, so a backend needs a single
+//   writer connection and its in-memory state changes in commit order.
+// - Batches arriving during a flush wait and go together in the next one.
+// - Background jobs (SQLite rollups, retention) run on the same queue, between
+//   flushes, so they never interleave with a commit.
+import type { IngestBatch } from './store.js';
+
+/** One ingest waiting for its commit. */
+export interface PendingWrite<B, R> {
+  batch: B;
+  resolve: (result: R) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Commits every batch of `group` in one transaction, settling or requeueing each; must not leave one unsettled. */
+export type CommitGroup<B, R> = (group: PendingWrite<B, R>[]) => Promise<void>;
+
+export class GroupCommitQueue<B, R> {
+  private queue: PendingWrite<B, R>[] = [];
+  private readonly jobs: (() => Promise<void>)[] = [];
+  private flushing: Promise<void> | undefined;
+  private closedFlag = false;
+
+  constructor(private readonly commit: CommitGroup<B, R>) {}
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Batches waiting for the next flush. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Jobs waiting to run. */
+  get jobsPending(): number {
+    return this.jobs.length;
+  }
+
+  /** Resolves after the transaction holding `batch` committed. */
+  write(batch: B): Promise<R> {
+    if (this.closedFlag) return Promise.reject(new Error('store is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ batch, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Puts a batch of a failed group back: it goes in the next flush (after those already waiting). */
+  requeue(write: PendingWrite<B, R>): void {
+    this.queue.push(write);
+  }
+
+  /** Queues a job to run between flushes; `kick` starts it. */
+  addJob(job: () => Promise<void>): void {
+    this.jobs.push(job);
+  }
+
+  /** Starts a flush loop unless one is running. */
+  kick(): void {
+    if (this.flushing) return;
+    this.flushing = new Promise<void>((resolve) => setImmediate(() => void this.flushLoop().finally(resolve)));
+  }
+
+  /** From inside a job: commits what waits now, so a long job does not hold ingest back. */
+  async flushPending(): Promise<void> {
+    if (this.queue.length > 0) await this.flushOnce();
+  }
+
+  private async flushOnce(): Promise<void> {
+    const group = this.queue;
+    this.queue = [];
+    await this.commit(group);
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0 || this.jobs.length > 0) {
+        if (this.queue.length > 0) await this.flushOnce();
+        const job = this.jobs.shift();
+        if (job) await job();
+      }
+    } finally {
+      this.flushing = undefined;
+    }
+    if (this.queue.length > 0 || this.jobs.length > 0) this.kick();
+  }
+
+  /** Resolves once nothing is queued or running. */
+  async idle(): Promise<void> {
+    while (this.flushing || this.queue.length > 0 || this.jobs.length > 0) {
+      this.kick();
+      await this.flushing;
+    }
+  }
+
+  /** Refuses new writes, then waits for the running flush loop (which drains what was queued). */
+  async close(): Promise<void> {
+    this.closedFlag = true;
+    while (this.flushing) await this.flushing;
+  }
+}
+
+/**
+ * After a group's transaction failed: with `collided` (ids another row already
+ * holds with different content), refuse only the batches that brought one and
+ * put the others back for the next flush; otherwise refuse them all.
+ */
+export function failIngestGroup<R>(
+  queue: GroupCommitQueue<IngestBatch, R>,
+  group: PendingWrite<IngestBatch, R>[],
+  e: unknown,
+  collided: ReadonlySet<number> | undefined,
+): void {
+  if (!collided) {
+    for (const q of group) q.reject(e);
+    return;
+  }
+  for (const q of group) {
+    const b = q.batch;
+    const hit =
+      [b.rows.mappings, b.rows.functions, b.rows.locations, b.rows.stacks].some((rs) => rs.some((r) => collided.has(r.id))) ||
+      b.series.some((s) => collided.has(s.id)) ||
+      b.profileTypes.some((t) => collided.has(t.id));
+    if (hit) q.reject(e);
+    else queue.requeue(q);
+  }
+}
