@@ -246,7 +246,15 @@ export class PgStore implements ProfileStore {
     const profiles = queued.flatMap((q) => q.batch.profiles);
     let ids: number[] = [];
     let collided: Set<number> | undefined;
-    const c = await this.pool.connect();
+    // A database that cannot be reached answers every queued ingest with the
+    // error (a 5xx the agent retries from its spool), never with silence.
+    let c: Client;
+    try {
+      c = await this.pool.connect();
+    } catch (e) {
+      failIngestGroup(this.commits, queued, e, undefined);
+      return;
+    }
     try {
       await this.ensurePartitions(c, days);
       for (let attempt = 0; ; attempt++) {
