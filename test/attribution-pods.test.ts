@@ -110,6 +110,27 @@ describe('pod metadata from the Kubernetes API', () => {
     expect(pods.lookup(hex('1'), undefined)?.pod.name).toBe('web-1');
   }, 30_000);
 
+  it('a quiet watch the server ends at its timeoutSeconds is watched again, not counted as a stall', async () => {
+    api.addPod(pod(1));
+    const warnings: string[] = [];
+    // A wide margin: the server (which honours timeoutSeconds) always ends the watch well before the watchdog would.
+    metadata = await PodMetadata.start({
+      nodeName: 'node-a',
+      kubeConfig: api.kubeConfig(),
+      watchTimeoutMinSeconds: 1,
+      watchStallMarginMs: 10_000,
+      onWarning: (message) => warnings.push(message),
+    });
+    const pods = metadata;
+    // No pod changes: the watch is quiet until the server ends it, twice over.
+    await expect.poll(() => api.countRequests(true), { timeout: 20_000, interval: 100 }).toBeGreaterThanOrEqual(3);
+    expect(pods.stats().watchStalls).toBe(0);
+    expect(warnings).toEqual([]);
+    expect(pods.stats().lists).toBe(1);
+    api.addPod(pod(2));
+    await expect.poll(() => pods.lookup(hex('2'), undefined)?.pod.name, { timeout: 10_000 }).toBe('web-2');
+  }, 40_000);
+
   it('410 Gone makes it re-list, and what changed meanwhile is there after', async () => {
     api.addPod(pod(1));
     api.addPod(pod(2));
