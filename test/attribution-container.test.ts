@@ -168,6 +168,7 @@ describe('a containerised process', () => {
       const metrics = await agent.renderMetrics();
       expect(metrics).toMatch(/^fleetprof_agent_samples_filtered_total\{where="kernel"[^}]*\} [1-9]\d*$/m);
       expect(metrics).toMatch(/^fleetprof_agent_kubernetes_api_reachable\{[^}]*\} 1$/m);
+      expect(metrics).toMatch(/^fleetprof_agent_kubernetes_watch_stalls_total\{[^}]*\} 0$/m);
       expect(metrics).toMatch(/^fleetprof_agent_kernel_symbols_hidden\{[^}]*\} [01]$/m);
       expect(metrics).toMatch(/^fleetprof_agent_cgroup_filter_cgroups\{[^}]*\} [1-9]\d*$/m);
       await agent.stop();

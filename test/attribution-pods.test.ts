@@ -1,6 +1,6 @@
 // Pod metadata through @kubernetes/client-node against a local API server
 // speaking the real list/watch JSON: only this node's pods, surviving a
-// dropped watch, a 410 Gone (re-list), an API server restart, and a pod
+// dropped watch, a watch gone silent (watchdog), a 410 Gone (re-list), an API server restart, and a pod
 // deleted while its process still runs.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PodMetadata } from '../src/attribution/pods.js';
@@ -72,6 +72,64 @@ describe('pod metadata from the Kubernetes API', () => {
     expect(Number(watches.at(-1)!.query.resourceVersion)).toBeGreaterThanOrEqual(Number(watches[0]!.query.resourceVersion));
     expect(watches.every((request) => Number(request.query.resourceVersion) > 0)).toBe(true);
   });
+
+  it('a watch that goes silent without closing is aborted by the watchdog and watched again; a pod added meanwhile shows up', async () => {
+    api.addPod(pod(1));
+    const warnings: string[] = [];
+    // Short durations so the watchdog fires within the test: the server is
+    // asked to end each watch after 1-2 s; 200 ms of margin on top.
+    metadata = await PodMetadata.start({
+      nodeName: 'node-a',
+      kubeConfig: api.kubeConfig(),
+      retryInitialMs: 50,
+      retryMaxMs: 200,
+      watchTimeoutMinSeconds: 1,
+      watchStallMarginMs: 200,
+      onWarning: (message) => warnings.push(message),
+    });
+    const pods = metadata;
+    await expect.poll(() => api.countRequests(true)).toBeGreaterThanOrEqual(1);
+    // Every watch asks for a bounded timeout in [min, 2 min] and for bookmarks.
+    for (const request of api.requests.filter((r) => r.query.watch === 'true')) {
+      expect(Number(request.query.timeoutSeconds)).toBeGreaterThanOrEqual(1);
+      expect(Number(request.query.timeoutSeconds)).toBeLessThanOrEqual(2);
+      expect(request.query.allowWatchBookmarks).toBe('true');
+    }
+    api.silenceWatches(); // the connection stays open; nothing more comes on it
+    const watchesBefore = api.countRequests(true);
+    api.addPod(pod(9));
+    await expect.poll(() => pods.lookup(hex('9'), undefined)?.pod.name, { timeout: 20_000, interval: 100 }).toBe('web-9');
+    expect(api.countRequests(true)).toBeGreaterThan(watchesBefore);
+    expect(pods.stats().watchStalls).toBeGreaterThanOrEqual(1);
+    // One warning per stall, never more.
+    expect(warnings.length).toBe(pods.stats().watchStalls);
+    expect(warnings[0]).toMatch(/watch silent/);
+    // It watched again from the last resource version: no re-list, no error.
+    expect(pods.stats().lists).toBe(1);
+    expect(pods.stats().errors).toBe(0);
+    expect(pods.lookup(hex('1'), undefined)?.pod.name).toBe('web-1');
+  }, 30_000);
+
+  it('a quiet watch the server ends at its timeoutSeconds is watched again, not counted as a stall', async () => {
+    api.addPod(pod(1));
+    const warnings: string[] = [];
+    // A wide margin: the server (which honours timeoutSeconds) always ends the watch well before the watchdog would.
+    metadata = await PodMetadata.start({
+      nodeName: 'node-a',
+      kubeConfig: api.kubeConfig(),
+      watchTimeoutMinSeconds: 1,
+      watchStallMarginMs: 10_000,
+      onWarning: (message) => warnings.push(message),
+    });
+    const pods = metadata;
+    // No pod changes: the watch is quiet until the server ends it, twice over.
+    await expect.poll(() => api.countRequests(true), { timeout: 20_000, interval: 100 }).toBeGreaterThanOrEqual(3);
+    expect(pods.stats().watchStalls).toBe(0);
+    expect(warnings).toEqual([]);
+    expect(pods.stats().lists).toBe(1);
+    api.addPod(pod(2));
+    await expect.poll(() => pods.lookup(hex('2'), undefined)?.pod.name, { timeout: 10_000 }).toBe('web-2');
+  }, 40_000);
 
   it('410 Gone makes it re-list, and what changed meanwhile is there after', async () => {
     api.addPod(pod(1));

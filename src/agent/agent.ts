@@ -263,6 +263,10 @@ export class Agent {
       const kubernetes = this.attribution.stats().kubernetes;
       if (kubernetes) result.observe(kubernetes.reachable ? 1 : 0);
     });
+    meter.createObservableCounter('fleetprof_agent_kubernetes_watch_stalls', { description: 'pod watches silent past their timeout (a partition without FIN/RST), aborted and watched again' }).addCallback((result) => {
+      const kubernetes = this.attribution.stats().kubernetes;
+      if (kubernetes) result.observe(kubernetes.watchStalls);
+    });
     meter.createObservableCounter('fleetprof_agent_kubernetes_pod_lists', { description: 'full pod lists (start, 410 Gone, restarts)' }).addCallback((result) => {
       const kubernetes = this.attribution.stats().kubernetes;
       if (kubernetes) result.observe(kubernetes.lists);

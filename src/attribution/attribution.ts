@@ -17,7 +17,7 @@ export interface AttributionOptions {
   procRoot?: string;
   selection?: Selection;
   /** Pod metadata from the Kubernetes API; undefined: labels from the cgroup path only. */
-  kubernetes?: Omit<PodMetadataOptions, 'onChange' | 'onError'>;
+  kubernetes?: Omit<PodMetadataOptions, 'onChange' | 'onError' | 'onWarning'>;
   /** How often the cgroup tree is walked for new cgroups to filter (default 5 s); pod changes trigger a walk too. */
   cgroupRefreshMs?: number;
   onWarning?: (message: string) => void;
@@ -81,6 +81,7 @@ export class Attribution {
         ...options.kubernetes,
         onChange: () => attribution.podsChanged(),
         onError: (message) => attribution.apiFailed(message),
+        onWarning: (message) => attribution.onWarning(message),
       });
       if (!attribution.pods.stats().reachable) attribution.apiFailed('no answer to the first list');
     }

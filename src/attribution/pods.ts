@@ -4,7 +4,9 @@
 // spec.nodeName), through the official client's ListWatch. The client
 // re-lists on 410 Gone and re-watches when a watch ends; what it does not do
 // is come back after an error (API server down, connection refused), so that
-// is retried here with backoff, starting again from a list.
+// is retried here with backoff, starting again from a list. Nor does it
+// notice a watch that goes silent without closing (a network partition with
+// no FIN/RST): that is the watchdog's job here (see openWatch below).
 import type { KubeConfig, ListWatch, V1Pod } from '@kubernetes/client-node';
 
 export interface PodRecord {
@@ -32,6 +34,8 @@ export interface PodWatchStats {
   watches: number;
   /** Failed lists or watches (API server unreachable, 5xx, 403). */
   errors: number;
+  /** Watches aborted by the watchdog: nothing (not even a bookmark) came for longer than the server was asked to keep them open. */
+  watchStalls: number;
   reachable: boolean;
   pods: number;
   deletedPodsKept: number;
@@ -45,15 +49,32 @@ export interface PodMetadataOptions {
   onChange?: () => void;
   /** Called with a one-line description of each failure to reach the API. */
   onError?: (message: string) => void;
+  /** Called once per stalled watch the watchdog aborted, with a one-line warning. */
+  onWarning?: (message: string) => void;
   /** How long a deleted pod is still answered for (its processes may outlive it). */
   deletedRetentionMs?: number;
   retryInitialMs?: number;
   retryMaxMs?: number;
   /** How long start() waits for the first list before going on without it. */
   initialListTimeoutMs?: number;
+  /**
+   * Each watch asks the server to end it after timeoutSeconds, drawn between
+   * this and twice this (as client-go's reflector does, so a fleet of agents
+   * does not re-watch in step). Default 300 (client-go's minWatchTimeout).
+   */
+  watchTimeoutMinSeconds?: number;
+  /** The watchdog aborts a watch silent for its timeoutSeconds plus this. */
+  watchStallMarginMs?: number;
 }
 
-const DEFAULTS = { deletedRetentionMs: 10 * 60_000, retryInitialMs: 500, retryMaxMs: 30_000, initialListTimeoutMs: 5_000 };
+const DEFAULTS = {
+  deletedRetentionMs: 10 * 60_000,
+  retryInitialMs: 500,
+  retryMaxMs: 30_000,
+  initialListTimeoutMs: 5_000,
+  watchTimeoutMinSeconds: 300,
+  watchStallMarginMs: 30_000,
+};
 
 export class PodMetadata {
   private readonly byUid = new Map<string, PodRecord>();
@@ -63,7 +84,9 @@ export class PodMetadata {
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private readonly counters = { lists: 0, watches: 0, errors: 0 };
+  private readonly counters = { lists: 0, watches: 0, errors: 0, watchStalls: 0 };
+  /** Open watch requests, aborted on stop(): ListWatch only remembers the last one it was handed, which a stalled one can overwrite. */
+  private readonly openWatches = new Set<AbortController>();
   private reachable = false;
   private firstList: (() => void) | undefined;
 
@@ -101,6 +124,8 @@ export class PodMetadata {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     await this.informer?.stop();
+    for (const controller of this.openWatches) controller.abort();
+    this.openWatches.clear();
   }
 
   private async begin(): Promise<void> {
@@ -119,18 +144,65 @@ export class PodMetadata {
       this.firstList?.();
       return result;
     };
-    // The watch as the client makes it, told when a connection is up (the
-    // client only says when one ends): after an outage with no pod changes,
-    // that is the only sign the API is back.
+    // The watch as the client makes it, with three additions. It is told
+    // when a connection is up (the client only says when one ends): after an
+    // outage with no pod changes, that is the only sign the API is back. It
+    // asks the server to end the watch after a bounded time and to send
+    // bookmarks, so a healthy watch is never silent for longer than that.
+    // And a watchdog: the client never notices a connection that goes silent
+    // without closing (a partition without FIN/RST: the socket just waits),
+    // so a watch with no event or bookmark for timeoutSeconds plus a margin
+    // is aborted and ended as a normal close, which makes ListWatch watch
+    // again from its last resource version (re-listing if the server says 410).
     const watch = new k8s.Watch(kubeConfig);
     const openWatch = watch.watch.bind(watch);
     watch.watch = async (path, query, callback, done) => {
+      const timeoutSeconds = Math.max(1, Math.round(this.options.watchTimeoutMinSeconds * (1 + Math.random())));
+      const stallMs = timeoutSeconds * 1000 + this.options.watchStallMarginMs;
+      let finished = false;
+      let stalled = false;
       let failedAtOnce = false;
-      const controller = await openWatch(path, query, callback, (error) => {
-        if (error) failedAtOnce = true;
+      // Set once the client hands the request's controller back (after the response headers).
+      const request: { controller?: AbortController } = {};
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (error: unknown): void => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        if (request.controller) this.openWatches.delete(request.controller);
         done(error);
-      });
-      if (!failedAtOnce) this.connected();
+      };
+      const arm = (): void => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          if (finished || this.stopped) return;
+          stalled = true;
+          this.counters.watchStalls++;
+          this.options.onWarning?.(`Kubernetes pod watch silent for ${stallMs} ms (asked to end after ${timeoutSeconds} s): aborted, watching again`);
+          request.controller?.abort();
+          finish(null);
+        }, stallMs);
+        timer.unref();
+      };
+      arm(); // from the request on: a stall before the response headers counts too
+      const controller = await openWatch(
+        path,
+        { ...query, timeoutSeconds, allowWatchBookmarks: true },
+        (phase, object, event) => {
+          if (finished) return; // lines still buffered from an aborted watch
+          arm();
+          callback(phase, object, event);
+        },
+        // The abort makes the client report an error; the watchdog has already ended this watch.
+        (error) => {
+          if (error && !request.controller) failedAtOnce = true;
+          finish(error);
+        },
+      );
+      request.controller = controller;
+      if (stalled) controller.abort();
+      else if (!finished) this.openWatches.add(controller);
+      if (!stalled && !failedAtOnce) this.connected();
       return controller;
     };
     const informer = new k8s.ListWatch<V1Pod>('/api/v1/pods', watch, list, false, undefined, fieldSelector);

@@ -29,7 +29,7 @@ export class FakeKubeApi {
   private compactedBefore = 0;
   private readonly pods = new Map<string, { spec: FakePodSpec; resourceVersion: number }>();
   private readonly history: { resourceVersion: number; type: WatchEventType; pod: object }[] = [];
-  private readonly watchers = new Set<{ response: ServerResponse; nodeName: string | undefined }>();
+  private readonly watchers = new Set<{ response: ServerResponse; nodeName: string | undefined; timeout?: NodeJS.Timeout }>();
   private readonly sockets = new Set<Socket>();
   readonly requests: { path: string; query: Record<string, string> }[] = [];
 
@@ -104,6 +104,16 @@ export class FakeKubeApi {
     this.watchers.clear();
   }
 
+  /**
+   * Every open watch goes silent without closing, as behind a network
+   * partition that sends no FIN or RST: the connection stays open, nothing
+   * more is written to it, and its timeoutSeconds is no longer honoured.
+   */
+  silenceWatches(): void {
+    for (const watcher of this.watchers) clearTimeout(watcher.timeout);
+    this.watchers.clear();
+  }
+
   /** Compacts history: watches from any resource version before now get 410 Gone; open watches are told so and closed. */
   expireHistory(): void {
     this.compactedBefore = this.resourceVersion;
@@ -163,9 +173,20 @@ export class FakeKubeApi {
         const pod = event.pod as { spec: { nodeName: string } };
         if (nodeName === undefined || pod.spec.nodeName === nodeName) response.write(JSON.stringify({ type: event.type, object: event.pod }) + '\n');
       }
-      const watcher = { response, nodeName };
+      const watcher: { response: ServerResponse; nodeName: string | undefined; timeout?: NodeJS.Timeout } = { response, nodeName };
+      // Like the API server, end the watch cleanly after the timeoutSeconds asked for.
+      const timeoutSeconds = Number(query.timeoutSeconds ?? '0');
+      if (timeoutSeconds > 0) {
+        watcher.timeout = setTimeout(() => {
+          this.watchers.delete(watcher);
+          response.end();
+        }, timeoutSeconds * 1000);
+      }
       this.watchers.add(watcher);
-      response.on('close', () => this.watchers.delete(watcher));
+      response.on('close', () => {
+        clearTimeout(watcher.timeout);
+        this.watchers.delete(watcher);
+      });
       return;
     }
     const items = [...this.pods.values()]
