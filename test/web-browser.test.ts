@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './helpers/browser.js';
 import { startServer, type RunningServer } from '../server/index.js';
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 
@@ -133,15 +134,7 @@ describe('web viewer against the real server', () => {
       });
       expect(res.status, await res.text()).toBeLessThan(300);
     }
-    ctx = await chromium.launchPersistentContext(userData, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1200, height: 800 },
-      colorScheme: 'light',
-    });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.on('pageerror', (e) => console.error('pageerror', e));
+    ({ ctx, page } = await launchChromium(userData, { width: 1200, height: 800 }));
   });
 
   afterAll(async () => {

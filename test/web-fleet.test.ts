@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { execFileSync, spawn } from 'node:child_process';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './helpers/browser.js';
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import { startServer, type RunningServer } from '../server/index.js';
 import { Agent } from '../src/agent/agent.js';
@@ -243,15 +244,7 @@ describe('the viewer a fleet needs', () => {
     pushes.push(ingest({ svc: 'wide', node: 'web-1' }, seedProfile(wide, now - 60_000, 10_000)));
     for (const r of await Promise.all(pushes)) expect(r.status, await r.text()).toBeLessThan(300);
 
-    ctx = await chromium.launchPersistentContext(userData, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1280, height: 820 },
-      colorScheme: 'light',
-    });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.on('pageerror', (e) => console.error('pageerror', e));
+    ({ ctx, page } = await launchChromium(userData, { width: 1280, height: 820 }));
   }, 240_000);
 
   afterAll(async () => {
