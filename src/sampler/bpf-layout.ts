@@ -22,6 +22,17 @@ export interface SampleKey {
   comm: string;
 }
 
+/** How table-walked user stacks ended (--unwind dwarf), one counter per outcome. */
+export const UNWIND_OUTCOME_STATS = [
+  'unwindComplete',
+  'unwindNoTable',
+  'unwindBadRead',
+  'unwindBadReturnAddress',
+  'unwindDepthLimit',
+  'unwindUnsupported',
+  'unwindProcessNotLoaded',
+] as const;
+
 /** Order of enum fp_stat. */
 export const STAT_NAMES = [
   'samples',
@@ -32,13 +43,8 @@ export const STAT_NAMES = [
   'kernelStackErrors',
   'countsMapFull',
   'processEventsLost',
-  'unwindComplete',
-  'unwindNoTable',
-  'unwindBadRead',
-  'unwindBadReturnAddress',
-  'unwindDepthLimit',
-  'unwindUnsupported',
-  'unwindProcessNotLoaded',
+  // enum fp_stat's unwind outcomes follow the drops, in the same order.
+  ...UNWIND_OUTCOME_STATS,
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<StatName, number>;
@@ -50,17 +56,6 @@ export const DROP_STATS = [
   'kernelStackErrors',
   'countsMapFull',
   'processEventsLost',
-] as const satisfies readonly StatName[];
-
-/** How table-walked user stacks ended (--unwind dwarf), one counter per outcome. */
-export const UNWIND_OUTCOME_STATS = [
-  'unwindComplete',
-  'unwindNoTable',
-  'unwindBadRead',
-  'unwindBadReturnAddress',
-  'unwindDepthLimit',
-  'unwindUnsupported',
-  'unwindProcessNotLoaded',
 ] as const satisfies readonly StatName[];
 
 export function mapStats(fn: (name: StatName) => number): KernelStats {
