@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -266,6 +266,38 @@ describe('symbolizing with bad inputs (fake /proc)', () => {
     expect(st.binaryParseErrors).toBe(1);
     expect(st.malformedMapsLines).toBe(1);
     expect(st.unresolvedFrames).toBe(4);
+  });
+
+  it('ignores a perf map left in /tmp by an earlier process with the same pid, and counts it', () => {
+    // A pid beyond any pid_max, so /tmp/perf-<pid>.map is this test's alone.
+    const pid = 4_999_001;
+    const mapPath = `/tmp/perf-${pid}.map`;
+    const bootSeconds = Math.floor(Date.now() / 1000) - 3600;
+    writeFileSync(join(proc, 'stat'), `cpu  1 2 3 4\nbtime ${bootSeconds}\nprocesses 10\n`);
+    fakeProcess(pid, '7f0000000000-7f0000100000 r-xp 00000000 00:00 0 \n');
+    // Started 30 minutes after boot (starttime in USER_HZ ticks), comm with a space and a parenthesis.
+    const startTicks = 30 * 60 * 100;
+    writeFileSync(join(proc, String(pid), 'stat'), `${pid} (we (ird) S 1 ${pid} ${pid} 0 -1 4194304 ${'0 '.repeat(12)}${startTicks} 0 0\n`);
+    writeFileSync(mapPath, '7f0000001000 100 JS:*oldProgramFunction /old/program.js:1\n');
+    try {
+      // Last written 10 minutes after boot: 20 minutes before this process started.
+      const staleSeconds = bootSeconds + 600;
+      utimesSync(mapPath, staleSeconds, staleSeconds);
+      const stale = new Symbolizer({ procRoot: proc });
+      expect(stale.observeProcess(pid)).toBe(true);
+      expect(stale.symbolizeUser(pid, [0x7f0000001010n])[0]!.functionName).toBeNull();
+      expect(stale.stats()).toMatchObject({ stalePerfMaps: 1, perfMapReaders: 0 });
+
+      // Written after the process started: its own, and used.
+      const freshSeconds = bootSeconds + 30 * 60 + 5;
+      utimesSync(mapPath, freshSeconds, freshSeconds);
+      const fresh = new Symbolizer({ procRoot: proc });
+      expect(fresh.observeProcess(pid)).toBe(true);
+      expect(fresh.symbolizeUser(pid, [0x7f0000001010n])[0]).toMatchObject({ functionName: 'oldProgramFunction', kind: 'jit' });
+      expect(fresh.stats()).toMatchObject({ stalePerfMaps: 0, perfMapReaders: 1 });
+    } finally {
+      rmSync(mapPath, { force: true });
+    }
   });
 
   it('reads a deleted binary through map_files', () => {

@@ -132,6 +132,9 @@ export class Agent {
       result.observe(s.binaryCacheBytes, { cache: 'binaries' });
       result.observe(s.perfMapBytes, { cache: 'perf_maps' });
     });
+    meter.createObservableCounter('fleetprof_agent_stale_perf_maps', { description: 'perf map files ignored as older than their process (left by an earlier process with the same pid)' }).addCallback((result) => {
+      result.observe(this.collector.symbolizer.stats().stalePerfMaps);
+    });
     this.userStacksCounter = meter.createCounter('fleetprof_agent_user_stacks', {
       description: 'user stacks walked with unwind tables (--unwind dwarf), by how the walk ended',
     });

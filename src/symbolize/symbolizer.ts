@@ -78,6 +78,11 @@ export interface SymbolizerStats {
   perfMapBytes: number;
   /** Perf maps dropped to stay within perfMapMaxBytes (read again if needed). */
   perfMapEvictions: number;
+  /**
+   * Perf map files ignored because they are older than the process observed:
+   * left in /tmp by an earlier process that had the same pid.
+   */
+  stalePerfMaps: number;
 }
 
 /**
@@ -131,6 +136,17 @@ const MAX_OPEN_BINARIES = 256;
 
 /** A miss in a snapshot's mappings re-reads /proc/PID/maps (dlopen, new JIT regions) at most this often. */
 const MAPS_REFRESH_INTERVAL_MS = 1000;
+/**
+ * A perf map last written this long before its process started belongs to an
+ * earlier process with the same pid. The slack covers /proc/stat's whole-second
+ * boot time and the file system's timestamp granularity.
+ */
+const STALE_PERF_MAP_SLACK_MS = 2000;
+/**
+ * USER_HZ: the unit of /proc/PID/stat's times. 100 on every Linux architecture
+ * fleetprof builds for (x86-64, arm64); Node has no sysconf to ask.
+ */
+const USER_HZ = 100;
 
 function mappingKey(m: Mapping): string {
   return `${m.dev}:${m.inode}:${m.path}`;
@@ -149,6 +165,8 @@ export class Symbolizer {
   private readonly kallsymsRefreshIntervalMs: number;
   private kernelBuildId: string | null = null;
   private vdso: BinaryInfo | null | undefined;
+  /** Boot time (Unix ms) from /proc/stat, read once: process start times are relative to it. */
+  private bootTimeMs: number | null = null;
   private readonly counters = {
     processesObserved: 0,
     processesVanished: 0,
@@ -160,6 +178,7 @@ export class Symbolizer {
     malformedMapsLines: 0,
     mapsRefreshes: 0,
     perfMapEvictions: 0,
+    stalePerfMaps: 0,
   };
   private readonly perfMapMaxBytes: number;
 
@@ -470,6 +489,28 @@ export class Symbolizer {
 
   /** One reader per perf-map file (each keeps every line it read). */
   private perfMapFiles(pid: Pid, nsPid: Pid): PerfMapFile[] {
+    const path = this.perfMapPath(pid, nsPid);
+    // Nothing writes perf maps away: /tmp keeps one for every JIT process that
+    // ever ran, and pids are reused (pid_max is often 32768). Attaching such a
+    // file to the new process would name its frames after another program's
+    // JIT code, and reading it for every short-lived process that inherits the
+    // pid costs memory and CPU. A file last written before the process
+    // started cannot be its own.
+    const startedMs = this.processStartMs(pid);
+    if (startedMs !== null) {
+      try {
+        if (statSync(path).mtimeMs < startedMs - STALE_PERF_MAP_SLACK_MS) {
+          this.counters.stalePerfMaps++;
+          return [];
+        }
+      } catch {
+        // Not there (yet): the process may still create it.
+      }
+    }
+    return [new PerfMapFile(path)];
+  }
+
+  private perfMapPath(pid: Pid, nsPid: Pid): string {
     const name = `/tmp/perf-${nsPid}.map`;
     // /proc/PID/root disappears with the process, but the perf map stays in
     // /tmp. If the process's /tmp is ours, the host path is the same file and
@@ -477,11 +518,29 @@ export class Symbolizer {
     try {
       const theirs = statSync(`${this.procRoot}/${pid}/root/tmp`, { bigint: true });
       const ours = statSync('/tmp', { bigint: true });
-      if (theirs.dev === ours.dev && theirs.ino === ours.ino) return [new PerfMapFile(name)];
+      if (theirs.dev === ours.dev && theirs.ino === ours.ino) return name;
     } catch {
       // Its root cannot be compared with ours (gone, or no /tmp): read it through /proc if at all.
     }
-    return [new PerfMapFile(`${this.procRoot}/${pid}/root${name}`)];
+    return `${this.procRoot}/${pid}/root${name}`;
+  }
+
+  /** When the process started (Unix ms), from its start time in /proc/PID/stat and the boot time; null if unreadable. */
+  private processStartMs(pid: Pid): number | null {
+    try {
+      if (this.bootTimeMs === null) {
+        const m = /^btime (\d+)$/m.exec(readFileSync(`${this.procRoot}/stat`, 'utf8'));
+        if (m === null) return null;
+        this.bootTimeMs = Number(m[1]) * 1000;
+      }
+      const stat = readFileSync(`${this.procRoot}/${pid}/stat`, 'utf8');
+      // Fields after the command (which may hold spaces and parentheses); starttime is field 22.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const startTicks = Number(fields[19]);
+      return Number.isFinite(startTicks) ? this.bootTimeMs + (startTicks * 1000) / USER_HZ : null;
+    } catch {
+      return null;
+    }
   }
 
   private resolveUser(snap: ProcessSnapshot, address: Address, lookup: Address, refreshPerfMaps: () => void): ResolvedFrame {
