@@ -37,6 +37,19 @@ if (!(warmupMs < runMs)) throw new Error('--warmup-minutes must be shorter than 
 const CLI = join(packageRoot(), 'dist', 'src', 'cli.js');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const work = mkdtempSync(join(tmpdir(), 'fleetprof-soak-'));
+/** Every child this bench starts, so an interrupted run leaves none behind (an orphaned JIT process would grow its perf map forever). */
+const children = new Set<ChildProcess>();
+function ownChild(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of children) child.kill('SIGKILL');
+    process.exit(130);
+  });
+}
 
 interface Point {
   atMs: number;
@@ -93,19 +106,19 @@ function startChurn(dlchurn: string): { stop(): Promise<void>; cpuSeconds(): num
     child.once('exit', () => live.delete(child));
   };
   // Short-lived processes every 100 ms.
-  const shortLived = setInterval(() => track(spawn('/bin/sh', ['-c', 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done'], { stdio: 'ignore' })), 100);
+  const shortLived = setInterval(() => track(ownChild(spawn('/bin/sh', ['-c', 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done'], { stdio: 'ignore' }))), 100);
   // A JIT process restarted every 30 s.
   const jitScript = 'const f = []; setInterval(() => { f.push(new Function("x", "return x * " + f.length)); for (let i = 0; i < 2000; i++) f[f.length - 1](i); }, 20);';
   let jit: ChildProcess | undefined;
   const restartJit = () => {
     jit?.kill('SIGKILL');
-    jit = spawn(process.execPath, ['--perf-basic-prof', '-e', jitScript], { stdio: 'ignore' });
+    jit = ownChild(spawn(process.execPath, ['--perf-basic-prof', '-e', jitScript], { stdio: 'ignore' }));
     track(jit);
   };
   restartJit();
   const jitTimer = setInterval(restartJit, 30_000);
   // The dlopen/dlclose loop.
-  const dl = spawn(dlchurn, [join(work, 'libchurn.so')], { stdio: 'ignore' });
+  const dl = ownChild(spawn(dlchurn, [join(work, 'libchurn.so')], { stdio: 'ignore' }));
   track(dl);
   const started = process.cpuUsage();
   return {
@@ -150,12 +163,14 @@ async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExp
 }
 
 async function soak(frequencyHz: number, dlchurn: string): Promise<{ points: Point[]; churnCpuPercent: number }> {
-  const server = spawn(process.execPath, [CLI, 'server', '--port', '0', '--data-dir', join(work, `data-${frequencyHz}`), '--retention', '1h'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = ownChild(spawn(process.execPath, [CLI, 'server', '--port', '0', '--data-dir', join(work, `data-${frequencyHz}`), '--retention', '1h'], { stdio: ['ignore', 'ignore', 'pipe'] }));
   const url = (await waitForLine(server, /listening on (\S+)/))[1]!;
   const churn = startChurn(dlchurn);
-  const agent = spawn(process.execPath, [CLI, 'agent', '--server', url, '--frequency', String(frequencyHz), '--interval', '10', '--spool-dir', join(work, `spool-${frequencyHz}`), '--metrics-port', 'off'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const agent = ownChild(
+    spawn(process.execPath, [CLI, 'agent', '--server', url, '--frequency', String(frequencyHz), '--interval', '10', '--spool-dir', join(work, `spool-${frequencyHz}`), '--metrics-port', 'off'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
   await waitForLine(agent, /sampling at/);
   const pid = agent.pid!;
   const points: Point[] = [];
