@@ -7,11 +7,11 @@
 #   FLEETPROF_IMAGE_CACHE=/var/cache/...   where the debootstrap tarball is kept
 #   FLEETPROF_IMAGE_ARCHIVE=out.tar        also write the image as an OCI archive
 #
-# Slow (measured on a shared, loaded 2-core machine: ~25 min the first time,
-# debootstrap + apt + npm ci + native builds; ~10.5 min when only the source
-# changed, since vfs copies every layer); later builds reuse the base image and
-# buildah's layer cache. Hence a separate step (npm run test:image), not part
-# of npm test.
+# Measured on a shared, loaded 2-core machine: ~10 min with the base image
+# already imported (build-stage packages, npm ci with its sqlite3 compile, the
+# build, the runtime stage), 2-3 min more the first time for debootstrap;
+# later builds reuse the base image and buildah's layer cache.
+# test/deploy-image.test.ts (part of npm test) runs this and test-image.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tag=${1:-localhost/fleetprof:dev}

@@ -25,6 +25,10 @@ SYSTEM_PACKAGES=(
   "chromium:/usr/bin/chromium"
   "postgresql:/usr/lib/postgresql/15/bin/initdb"
   "strace:/usr/bin/strace"
+  # The image test (test/deploy-image.test.ts) builds the container image
+  # without a Docker engine: buildah on a debootstrap Debian base.
+  "buildah:/usr/bin/buildah"
+  "debootstrap:/usr/sbin/debootstrap"
 )
 
 missing=()
