@@ -115,13 +115,17 @@ export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCf
       if (kind === '.debug_frame' && overlaps(covered, fde.pcBegin, fde.pcEnd)) continue;
       headers.push({ fde, kind });
     }
-    if (kind === '.eh_frame') {
+    // Only a .debug_frame after it needs .eh_frame's ranges.
+    if (kind === '.eh_frame' && sections.length > 1) {
       for (const h of headers) covered.push({ begin: h.fde.pcBegin, end: h.fde.pcEnd });
       covered.sort((a, b) => a.begin - b.begin);
     }
     yield;
   }
-  headers.sort((a, b) => a.fde.pcBegin - b.fde.pcBegin);
+  // Linkers emit .eh_frame nearly in address order: skip the sort when it already is.
+  let sorted = true;
+  for (let i = 1; i < headers.length && sorted; i++) sorted = headers[i - 1]!.fde.pcBegin <= headers[i]!.fde.pcBegin;
+  if (!sorted) headers.sort((a, b) => a.fde.pcBegin - b.fde.pcBegin);
   const flattener = new RowFlattener();
   // One FDE of look-ahead: an FDE's end row depends on where the next runnable one starts.
   let pending: { fde: Fde; rows: CfaRow[] } | undefined;
