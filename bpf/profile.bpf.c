@@ -331,7 +331,9 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	__u32 version = proc->version;
 	__u32 slot_index = (__u32)((lookup ^ (lookup >> 13) ^ ((__u64)version * 0x9e3779b1ULL)) & (FP_RULE_CACHE_SLOTS - 1));
 	struct fp_rule_cache_slot *slot = bpf_map_lookup_elem(&rule_cache, &slot_index);
-	if (slot && slot->version == version && slot->address == lookup && version != 0) {
+	if (!slot) // never: the index is masked to the map's size
+		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+	if (slot->version == version && slot->address == lookup && version != 0) {
 		walk->found_rule = slot->rule;
 	} else {
 		const struct fp_exec_mapping *mapping = find_mapping(proc, pc);
@@ -348,11 +350,9 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 			else if (mapping->table_pending)
 				found = FP_RULE_CACHE_PENDING;
 			walk->found_rule = found;
-			if (slot) {
-				slot->address = lookup;
-				slot->version = version;
-				slot->rule = found;
-			}
+			slot->address = lookup;
+			slot->version = version;
+			slot->rule = found;
 		}
 	}
 	// Read back from the map value: the verifier knows nothing of it, so the
