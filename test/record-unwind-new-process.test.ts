@@ -21,11 +21,11 @@ const RECORD_MS = 6_000;
 const WORKLOAD_SECONDS = 3;
 const FREQUENCY_HZ = 499;
 const START_AFTER_MS = 300;
-// Measured on the shared 2-CPU machine: >= 90% in two runs at load 3-8, 66-82% in four while other jobs kept
+// Measured on the shared 2-CPU machine: >= 90% in two runs at load 3-8, 60-82% in five while other jobs kept
 // it at load 7-8 (the agent's event loop, which still writes each new table into the maps, was held by
 // single symbolization steps of up to a second). The single-threaded loader gave 3.8%: leaf-only until
 // the host's backlog was done. The bound catches that, not the machine's load.
-const WHOLE_MIN_PERCENT = 60;
+const WHOLE_MIN_PERCENT = 40;
 
 const userFrames = (s: FlatSample): string[] => s.stack.filter((_, i) => !s.mappings[i]!.startsWith('[kernel.kallsyms]'));
 
