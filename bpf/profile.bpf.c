@@ -61,6 +61,8 @@ struct unwind_walk {
 	__u32 depth;
 	__u32 outcome; // an enum fp_stat once the walk has ended, else 0
 	__u32 after_signal; // pc is an interrupted instruction, not a return address
+	__u32 table_pending; // a frame used the frame-pointer rule because its file's table was not built yet
+	__u32 found_rule; // this frame's rule id (| FP_RULE_CACHE_PENDING), kept here so the verifier merges the ways to it
 };
 
 struct sample_scratch {
@@ -127,7 +129,10 @@ struct {
 // ---- Unwind tables (--unwind dwarf), written by src/unwind/table-manager.ts.
 // Sizes are set by user space before load; with tables off they stay at 1.
 
-// Every loaded file's rows, each file in one contiguous range.
+// Every loaded file's rows, each file in one contiguous range. An array map
+// rounds each value up to 8 bytes, so a row locks 8 (user space sizes the
+// map by that). Two rows per element would halve it, but picking the half
+// made the verifier track every search step precisely (3x its work).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -161,6 +166,13 @@ struct {
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } process_mappings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_rule_cache_slot);
+	__uint(max_entries, FP_RULE_CACHE_SLOTS);
+} rule_cache SEC(".maps");
 
 static __always_inline void count_stat(__u32 index)
 {
@@ -282,40 +294,77 @@ static __always_inline long end_walk(struct unwind_walk *walk, __u32 outcome)
 	return 1;
 }
 
-// One frame: records walk->pc, then finds the caller's pc, sp and fp.
-static long unwind_step(__u64 index, void *ctx)
+// What every step of a walk needs, found once per sample: the verifier keeps
+// the pointers' types through the caller's stack, so a frame costs no map
+// lookups for them (two hash/array lookups per frame before).
+struct walk_context {
+	struct sample_scratch *scratch;
+	struct fp_process_mappings *proc;
+};
+
+// Reads the two words at `address` (a saved rbp and the return address above
+// it, in every frame that keeps rbp) in one helper call instead of two.
+static __always_inline bool read_user_pair(__u64 *low, __u64 *high, __u64 address)
 {
-	__u32 zero = 0;
-	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
-	if (!scratch)
-		return 1;
+	__u64 pair[2];
+	if (bpf_probe_read_user(pair, sizeof(pair), (const void *)address) != 0)
+		return false;
+	*low = pair[0];
+	*high = pair[1];
+	return true;
+}
+
+// One frame: records walk->pc, then finds the caller's pc, sp and fp.
+static __attribute__((unused)) long unwind_step(__u64 index, void *data)
+{
+	struct walk_context *context = data;
+	struct sample_scratch *scratch = context->scratch;
+	struct fp_process_mappings *proc = context->proc;
 	struct unwind_walk *walk = &scratch->walk;
-	struct fp_process_mappings *proc = bpf_map_lookup_elem(&process_mappings, &walk->tgid);
-	if (!proc)
-		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 
 	__u64 pc = walk->pc;
-	const struct fp_exec_mapping *mapping = find_mapping(proc, pc);
 	__u32 depth = walk->depth;
-	if (!mapping) {
-		report_stale_mappings(proc, walk->tgid);
-		// A caller's pc outside all code is a bad unwind, never a frame.
-		if (depth > 0)
-			return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
+	// A return address may be one past a call at a function's very end:
+	// look up the call instruction instead.
+	__u64 lookup = pc - (depth > 0 && !walk->after_signal ? 1 : 0);
+	walk->after_signal = 0;
+	__u32 version = proc->version;
+	__u32 slot_index = (__u32)((lookup ^ (lookup >> 13) ^ ((__u64)version * 0x9e3779b1ULL)) & (FP_RULE_CACHE_SLOTS - 1));
+	struct fp_rule_cache_slot *slot = bpf_map_lookup_elem(&rule_cache, &slot_index);
+	if (!slot) // never: the index is masked to the map's size
+		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+	if (slot->version == version && slot->address == lookup && version != 0) {
+		walk->found_rule = slot->rule;
+	} else {
+		const struct fp_exec_mapping *mapping = find_mapping(proc, pc);
+		if (!mapping) {
+			report_stale_mappings(proc, walk->tgid);
+			// A caller's pc outside all code is a bad unwind, never a frame.
+			if (depth > 0)
+				return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
+			walk->found_rule = 0;
+		} else {
+			__u32 found = 0;
+			if (mapping->file_id)
+				found = find_rule(mapping->file_id, lookup - mapping->bias);
+			else if (mapping->table_pending)
+				found = FP_RULE_CACHE_PENDING;
+			walk->found_rule = found;
+			slot->address = lookup;
+			slot->version = version;
+			slot->rule = found;
+		}
 	}
+	// Read back from the map value: the verifier knows nothing of it, so the
+	// paths above join into one state instead of each walking the rest.
+	__u32 found_rule = walk->found_rule;
+	__u32 rule_id = found_rule & ~FP_RULE_CACHE_PENDING;
 	if (depth >= FP_MAX_STACK_DEPTH)
 		return end_walk(walk, FP_STAT_UNWIND_DEPTH_LIMIT);
 	scratch->user.addresses[depth] = pc;
 	walk->depth = depth + 1;
-
-	__u32 rule_id = 0;
-	if (mapping && mapping->file_id) {
-		// A return address may be one past a call at a function's very end:
-		// look up the call instruction instead.
-		__u64 address = pc - mapping->bias - (depth > 0 && !walk->after_signal ? 1 : 0);
-		rule_id = find_rule(mapping->file_id, address);
-	}
-	walk->after_signal = 0;
+	if (found_rule & FP_RULE_CACHE_PENDING)
+		walk->table_pending = 1;
 
 	__u64 sp = walk->sp;
 	__u64 fp = walk->fp;
@@ -330,7 +379,7 @@ static long unwind_step(__u64 index, void *ctx)
 		if (fp == 0)
 			return end_walk(walk, FP_STAT_UNWIND_NO_TABLE);
 		cfa = fp + 16;
-		if (!read_user_u64(&ra, fp + 8) || !read_user_u64(&fp, fp))
+		if (!read_user_pair(&fp, &ra, cfa - 16))
 			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	} else {
 		switch (rule->cfa_kind) {
@@ -361,22 +410,28 @@ static long unwind_step(__u64 index, void *ctx)
 		default:
 			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
 		}
-		if (!read_user_u64(&ra, cfa - 8))
-			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
-		switch (rule->fp_kind) {
-		case FP_FP_AT_CFA:
-			if (!read_user_u64(&fp, cfa + rule->fp_offset))
+		if (rule->fp_kind == FP_FP_AT_CFA && rule->fp_offset == -16) {
+			// rbp saved right below the return address: the usual frame, one read.
+			if (!read_user_pair(&fp, &ra, cfa - 16))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
-			break;
-		case FP_FP_AT_FP:
-			if (!read_user_u64(&fp, fp + rule->fp_offset))
+		} else {
+			if (!read_user_u64(&ra, cfa - 8))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
-			break;
-		case FP_FP_UNKNOWN:
-			fp = 0;
-			break;
-		default:
-			break;
+			switch (rule->fp_kind) {
+			case FP_FP_AT_CFA:
+				if (!read_user_u64(&fp, cfa + rule->fp_offset))
+					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+				break;
+			case FP_FP_AT_FP:
+				if (!read_user_u64(&fp, fp + rule->fp_offset))
+					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
+				break;
+			case FP_FP_UNKNOWN:
+				fp = 0;
+				break;
+			default:
+				break;
+			}
 		}
 	}
 	if (ra == 0)
@@ -392,18 +447,19 @@ static long unwind_step(__u64 index, void *ctx)
 
 // The user stack through the unwind tables, into `stack`; returns its hash
 // (0: none).
-static __always_inline __u64 walk_user_tables(struct bpf_perf_event_data *ctx, __u32 tgid, struct sample_scratch *scratch, bool user_mode)
+static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf_perf_event_data *ctx, __u32 tgid, struct sample_scratch *scratch, bool user_mode)
 {
 	struct fp_stack *stack = &scratch->user;
 	struct unwind_walk *walk = &scratch->walk;
 	// Not loaded yet (it appeared since the last load): only the leaf is
 	// known to be code, so only the leaf is kept. A frame-pointer walk through
 	// code built without them would report data as callers.
-	bool loaded = bpf_map_lookup_elem(&process_mappings, &tgid) != NULL;
+	struct fp_process_mappings *proc = bpf_map_lookup_elem(&process_mappings, &tgid);
 	walk->tgid = tgid;
 	walk->depth = 0;
 	walk->outcome = 0;
 	walk->after_signal = 0;
+	walk->table_pending = 0;
 	if (user_mode) {
 		walk->pc = ctx->regs.ip;
 		walk->sp = ctx->regs.sp;
@@ -420,14 +476,17 @@ static __always_inline __u64 walk_user_tables(struct bpf_perf_event_data *ctx, _
 	}
 	if (walk->pc == 0)
 		return 0;
-	if (!loaded) {
+	if (!proc) {
 		count_stat(FP_STAT_UNWIND_NOT_LOADED);
 		stack->addresses[0] = walk->pc;
 		stack->addresses[1] = 0;
 		return hash_stack(stack, 1);
 	}
-	bpf_loop(FP_MAX_STACK_DEPTH + 1, unwind_step, NULL, 0);
+	struct walk_context context = { .scratch = scratch, .proc = proc };
+	bpf_loop(FP_MAX_STACK_DEPTH + 1, unwind_step, &context, 0);
 	count_stat(walk->outcome ? walk->outcome : FP_STAT_UNWIND_DEPTH_LIMIT);
+	if (walk->table_pending)
+		count_stat(FP_STAT_UNWIND_TABLE_PENDING);
 	__u32 depth = walk->depth;
 	// bpf_get_stack zeroes the tail; do the same so no older frames show.
 	if (depth < FP_MAX_STACK_DEPTH)
@@ -568,9 +627,14 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	bool user_mode = interrupted_user_mode(ctx);
 	if (!user_mode)
 		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
+#ifdef FP_UNWIND_TABLES
+	// profile-unwind.bpf.o (--unwind dwarf): the table walker. It is built
+	// into its own object so that frame-pointer runs do not pay for its
+	// verification (~4x the rest of the program's).
 	if (cfg->unwind_tables)
 		key.user_stack_hash = walk_user_tables(ctx, tgid, scratch, user_mode);
 	else
+#endif
 		key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
 	// Most samples repeat a key already counted in this generation, and a

@@ -100,14 +100,30 @@ struct fp_exec_mapping {
 	__u64 end;
 	__u64 bias; // runtime address - ELF address
 	__u32 file_id;
-	__u32 reserved;
+	__u32 table_pending; // 1: its file's table is being built (frames use frame pointers meanwhile)
 };
 
 struct fp_process_mappings {
 	__u32 count; // sorted by start, non-overlapping
 	__u32 stale_reported; // set once a stale-mappings event was sent
+	// Different for every write of every process's entry (user space counts
+	// them): a rule found for (version, address) stays right while it holds.
+	__u32 version;
+	__u32 reserved;
 	struct fp_exec_mapping mappings[FP_MAX_PROCESS_MAPPINGS];
 };
+
+// The per-CPU cache of rules found: a direct-mapped slot per (version,
+// address), so the return addresses a busy program keeps passing skip the
+// mapping search, the page lookup and the row search.
+#define FP_RULE_CACHE_SLOTS 4096 // a power of two
+
+struct fp_rule_cache_slot {
+	__u64 address; // the pc looked up (a return address minus 1)
+	__u32 version; // fp_process_mappings.version when found; 0: empty
+	__u32 rule; // 0: no table (frame-pointer rule); | FP_RULE_CACHE_PENDING: its table is being built
+};
+#define FP_RULE_CACHE_PENDING 0x80000000u
 
 enum fp_stat {
 	FP_STAT_SAMPLES = 0,
@@ -126,6 +142,8 @@ enum fp_stat {
 	FP_STAT_UNWIND_DEPTH_LIMIT, // FP_MAX_STACK_DEPTH frames and not done
 	FP_STAT_UNWIND_UNSUPPORTED, // a row whose rule the walker cannot follow
 	FP_STAT_UNWIND_NOT_LOADED, // process not loaded yet: only the leaf was kept
+	// Not an outcome: walks that used the frame-pointer rule in a file whose table was still being built.
+	FP_STAT_UNWIND_TABLE_PENDING,
 	FP_STAT_COUNT,
 };
 

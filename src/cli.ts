@@ -125,7 +125,7 @@ withAttributionOptions(program
       const outcomes = Object.entries(summary.unwind.outcomes).map(([k, v]) => `${k.replace(/^unwind/, '')} ${v}`).join(', ');
       const tables = summary.unwind.tables;
       process.stderr.write(
-        `user stacks: ${outcomes}` +
+        `user stacks: ${outcomes} (frame pointers while a table was being built: ${summary.unwind.tablePending})` +
           (tables ? `; unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB in ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB of maps, over budget ${tables.filesOverBudget}` : '') +
           '\n',
       );

@@ -34,9 +34,9 @@ const userFrames = (s: FlatSample): string[] => s.stack.filter((_, i) => !s.mapp
  * are over the table-walked samples; the leaf-only share is bounded apart.
  */
 const tableWalked = (s: FlatSample): boolean => userFrames(s).length > 1;
-// How long a new process waits for its tables depends on how busy the agent and the machine are: measured
-// on the shared 2-CPU test machine, 3-64% of a 6 s workload's samples were leaf-only. The bound only
-// catches tables that never load; the latency is reported in docs/benchmarks.md, not asserted.
+// How long a new process waits for its tables depends on how busy the machine is (tables are built in a
+// worker thread, processes loaded between slices of symbolization; test/record-unwind-new-process.test.ts
+// holds the latency to account). The bound here only catches tables that never load.
 const LEAF_ONLY_MAX_PERCENT = 80;
 
 /** The outermost user frames are a thread's root: _start and libc's start for the main thread, clone3/start_thread for others. */
@@ -142,19 +142,22 @@ describe('record --unwind dwarf: stacks of code without frame pointers', () => {
     expect(gamma?.mappings.at(-1)).toMatch(/libsplit\.so$/);
   });
 
-  it('gives each leaf of it (one in a shared library) its share near what it measured itself (8 points; the issue asks 3)', () => {
+  it('gives each leaf of it (one in a shared library) its share within 3 points of what it measured itself', () => {
     const leaves = Object.keys(measured);
     const mine = of('cpuSplit').filter((s) => leaves.includes(userFrames(s).at(-1) ?? ''));
     const shares = Object.fromEntries(leaves.map((name) => [name, share(mine, (s) => userFrames(s).at(-1) === name)]));
     const n = sumCounts(mine);
     const context = JSON.stringify({ profile: shares, measured, samples: n });
+    console.log(`known split --unwind dwarf: ${context}`);
     for (const name of leaves) {
-      // The issue asks for 3 points; not met here. On the shared 2-CPU machine beta_leaf comes out 3-5
-      // points under the workload's own measure in this mode, more the busier the machine (the profile
-      // stays near the 5:3:2 the workload is built for; frame-pointer mode showed 1.8). Cause not found
-      // yet: this bound catches misattributed leaves, not that gap.
+      // 3 points, as the issue asks. A leaf's share from n samples has a standard error of
+      // sqrt(p(1-p)/n): with the ~1000 samples a busy 2-CPU machine leaves the workload, 3 points is about
+      // 2 of them for beta, so the bound widens to 3 standard errors when the run got fewer samples than
+      // 3 points needs (it stays 3 from ~2200 samples on). Beside `perf record --call-graph dwarf` on the same
+      // process, three 6 s runs (docs/benchmarks.md): fleetprof's largest gap to the workload's own measure was
+      // 0.6, 2.4 and 0.1 points, perf's 1.1, 3.1 and 1.4 (perf read beta low in all three).
       const p = measured[name as keyof MeasuredShares] / 100;
-      const tolerance = Math.max(8, 300 * Math.sqrt((p * (1 - p)) / n));
+      const tolerance = Math.max(3, 300 * Math.sqrt((p * (1 - p)) / n));
       expect(Math.abs(shares[name]! - measured[name as keyof MeasuredShares]), context).toBeLessThanOrEqual(tolerance);
     }
   });

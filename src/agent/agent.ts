@@ -77,6 +77,7 @@ export class Agent {
   private readonly samplesCounter;
   private readonly droppedCounter;
   private readonly userStacksCounter;
+  private readonly tablePendingCounter;
 
   private constructor(options: AgentOptions, attribution: Attribution, kernelSymbolsHidden: boolean) {
     this.options = { intervalMs: 10_000, frequencyHz: 19, nodeName: hostname(), ...options };
@@ -137,6 +138,9 @@ export class Agent {
     });
     this.userStacksCounter = meter.createCounter('fleetprof_agent_user_stacks', {
       description: 'user stacks walked with unwind tables (--unwind dwarf), by how the walk ended',
+    });
+    this.tablePendingCounter = meter.createCounter('fleetprof_agent_unwind_table_pending_stacks', {
+      description: 'user stacks walked with frame pointers in a file whose unwind table was still being built',
     });
     meter.createObservableGauge('fleetprof_agent_unwind_table_bytes', { unit: 'By', description: 'bytes of unwind tables loaded into BPF maps' }).addCallback((result) => {
       const stats = this.collector.unwindStats();
@@ -214,6 +218,7 @@ export class Agent {
   private ship(result: CollectResult, startNs: bigint, endNs: bigint): void {
     for (const name of DROP_STATS) if (result.kernelStats[name] > 0) this.droppedCounter.add(result.kernelStats[name], { reason: name });
     for (const name of UNWIND_OUTCOME_STATS) if (result.kernelStats[name] > 0) this.userStacksCounter.add(result.kernelStats[name], { outcome: name.replace(/^unwind/, '') });
+    if (result.kernelStats.unwindTablePending > 0) this.tablePendingCounter.add(result.kernelStats.unwindTablePending);
     const periodNs = Math.round(1e9 / this.options.frequencyHz);
     // One series per process name and place (container, pod, unit): a flame graph narrows to a pod or namespace.
     const builders = new Map<string, { builder: CpuProfileBuilder; labels: Record<string, string> }>();

@@ -38,7 +38,8 @@ export type UnwindMode = 'fp' | 'dwarf';
 export const DEFAULT_UNWIND_TABLE_BUDGET_BYTES = 16 << 20;
 
 function unwindMapSizes(budgetBytes: number): UnwindMapSizes {
-  return { rows: Math.max(1024, Math.floor(budgetBytes / 4)), rules: 65536, pages: 262144, processes: 16384 };
+  // Rows: an array map locks 8 bytes per 4-byte row (values are rounded up to 8). Pages: a whole host's code is a few thousand 64 KiB pages (node: ~700).
+  return { rows: Math.max(512, Math.floor(budgetBytes / 8)), rules: 65536, pages: 65536, processes: 16384 };
 }
 
 /** Entries dropped to stay within the limits, by cache. */
@@ -112,6 +113,8 @@ class StackCache {
 }
 
 const NO_JIT = (): number => -1;
+/** Longest stretch symbolization holds the event loop during a drain (see resolve()). */
+const RESOLVE_SLICE_MS = 20;
 
 /**
  * Joins the sampler and the symbolizer: takes raw kernel samples, resolves
@@ -188,7 +191,7 @@ export class Collector {
     // symbolization below holds the event loop; those that exited are freed.
     this.unwindTables?.loadQueued();
     this.unwindTables?.sweepExited();
-    return this.resolve(drained.samples, drained.stats);
+    return this.resolve(drained.samples, drained.stats, RESOLVE_SLICE_MS);
   }
 
   async stop(): Promise<CollectResult> {
@@ -213,10 +216,21 @@ export class Collector {
     this.onProcess?.(tgid);
   }
 
-  private resolve(rawSamples: RawSample[], kernelStats: KernelStats): CollectResult {
+  /**
+   * Symbolizes a drain's samples. With `sliceMs`, it yields to the event loop
+   * after every slice that long: on a host the agent has not seen yet the
+   * first drains take seconds, and meanwhile the ring buffer's new processes
+   * (their /proc snapshot, their unwind tables) must not wait for the end.
+   */
+  private async resolve(rawSamples: RawSample[], kernelStats: KernelStats, sliceMs?: number): Promise<CollectResult> {
     const drain = ++this.drainCount;
     const samples: ResolvedSample[] = [];
+    let sliceStartMs = performance.now();
     for (const raw of rawSamples) {
+      if (sliceMs !== undefined && performance.now() - sliceStartMs >= sliceMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStartMs = performance.now();
+      }
       this.lastSeenDrain.set(raw.tgid, drain);
       let kernel: ProfileFrame[] = [];
       if (raw.kernelStack.length > 0) {

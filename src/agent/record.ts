@@ -58,6 +58,8 @@ export interface UnwindSummary {
   mode: UnwindMode;
   /** User stacks by how the table walk ended (unwindProcessNotLoaded: process not loaded yet, leaf only). */
   outcomes: Record<(typeof UNWIND_OUTCOME_STATS)[number], number>;
+  /** Of those, walks that used frame pointers in a file whose table was still being built. */
+  tablePending: number;
   tables: UnwindTableStats | undefined;
 }
 
@@ -134,6 +136,7 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
       unwind: {
         mode: options.unwind,
         outcomes: Object.fromEntries(UNWIND_OUTCOME_STATS.map((name) => [name, kernelStats[name]])) as UnwindSummary['outcomes'],
+        tablePending: kernelStats.unwindTablePending,
         tables: collector.unwindStats(),
       },
     }),

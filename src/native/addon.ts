@@ -60,8 +60,10 @@ export function loadAddon(): NativeAddon {
   return addon;
 }
 
-export function bpfObjectPath(): string {
-  const path = join(packageRoot(), 'bpf', 'build', 'profile.bpf.o');
+/** The sampler's BPF object; `unwindTables`: the build with the .eh_frame table walker (--unwind dwarf). */
+export function bpfObjectPath(unwindTables = false): string {
+  // FLEETPROF_BPF_OBJECT: a variant of the program (benchmarks compare builds with parts disabled).
+  const path = process.env.FLEETPROF_BPF_OBJECT ?? join(packageRoot(), 'bpf', 'build', unwindTables ? 'profile-unwind.bpf.o' : 'profile.bpf.o');
   if (!existsSync(path)) throw new Error(`the BPF object ${path} is not built. Run: npm run build`);
   return path;
 }

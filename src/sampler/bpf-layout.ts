@@ -45,6 +45,8 @@ export const STAT_NAMES = [
   'processEventsLost',
   // enum fp_stat's unwind outcomes follow the drops, in the same order.
   ...UNWIND_OUTCOME_STATS,
+  // Not an outcome: table walks that used frame pointers in a file whose table was still being built.
+  'unwindTablePending',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<StatName, number>;

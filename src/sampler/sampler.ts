@@ -104,18 +104,20 @@ export class Sampler {
     const stackEntries = options.stackMapEntries ?? 16384;
     const countEntries = options.countMapEntries ?? 16384;
     const unwind = options.unwindTables;
-    const object = new BpfObject(bpfObjectPath(), {
+    const object = new BpfObject(bpfObjectPath(unwind !== undefined), {
       stacks_0: stackEntries,
       stacks_1: stackEntries,
       counts_0: countEntries,
       counts_1: countEntries,
       // Without tables the unwind maps stay at one entry each (they lock almost nothing).
-      ...(unwind && {
-        unwind_rows: unwind.rows,
-        unwind_rules: unwind.rules,
-        unwind_pages: unwind.pages,
-        process_mappings: unwind.processes,
-      }),
+      ...(unwind
+        ? {
+            unwind_rows: unwind.rows,
+            unwind_rules: unwind.rules,
+            unwind_pages: unwind.pages,
+            process_mappings: unwind.processes,
+          }
+        : {}),
     });
     try {
       const sampler = new Sampler(object, options.filterTgid ?? 0, unwind !== undefined);

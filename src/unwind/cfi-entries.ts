@@ -60,11 +60,29 @@ function count(map: Map<string, number>, key: string): void {
  * entry, whose position the length field still gives.
  */
 export function parseCfiSection(bytes: Buffer, kind: CfiSectionKind, sectionAddress: number, bases: Omit<EncodingBases, 'sectionAddress'> = {}): CfiSection {
+  const steps = parseCfiSectionSteps(bytes, kind, sectionAddress, bases);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** Entries read between two yields of parseCfiSectionSteps. */
+const ENTRIES_PER_STEP = 2000;
+
+/** parseCfiSection() in steps (node's .eh_frame has 76k entries: the table worker serves small files in between). */
+export function* parseCfiSectionSteps(
+  bytes: Buffer,
+  kind: CfiSectionKind,
+  sectionAddress: number,
+  bases: Omit<EncodingBases, 'sectionAddress'> = {},
+): Generator<void, CfiSection> {
   const encodingBases: EncodingBases = { ...bases, sectionAddress };
   const cies = new Map<number, Cie | CfiError>();
   const fdes: Fde[] = [];
   const skipped = new Map<string, number>();
   const cursor = new DwarfCursor(bytes);
+  let entries = 0;
 
   const cieAt = (offset: number): Cie | CfiError => {
     let cie = cies.get(offset);
@@ -121,6 +139,7 @@ export function parseCfiSection(bytes: Buffer, kind: CfiSectionKind, sectionAddr
       count(skipped, error.code);
     }
     cursor.pos = entryEnd;
+    if (++entries % ENTRIES_PER_STEP === 0) yield;
   }
   let cieCount = 0;
   for (const cie of cies.values()) if (!(cie instanceof CfiError)) cieCount++;

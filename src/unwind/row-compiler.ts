@@ -16,6 +16,8 @@
 //   BPF side does one hash lookup and a binary search of at most 17 steps.
 
 import { classifyRow, INVALID_RULE, ruleKey, sameRule, type UnwindRule } from './rules.js';
+import type { CfaRow } from './cfa-program.js';
+import type { Fde } from './cfi-entries.js';
 import type { FdeRows } from './elf-cfi.js';
 
 export const PAGE_BITS = 16;
@@ -54,66 +56,90 @@ export function tableBytes(table: CompiledTable): number {
   return table.rowAddressLow.length * 4 + table.pages.length * 16;
 }
 
-interface FlatRow {
-  address: number;
-  rule: UnwindRule;
-}
+type Classified = ReturnType<typeof classifyRow>;
 
-/** Flattens the FDEs (sorted by start) into one address-ordered run of rules, compacted. */
-export function flattenRows(fdes: readonly FdeRows[], unsupported: Map<string, number>): { rows: FlatRow[]; inputRows: number } {
-  const rows: FlatRow[] = [];
-  let inputRows = 0;
-  const push = (address: number, rule: UnwindRule): void => {
-    const last = rows[rows.length - 1];
-    if (last !== undefined && last.address === address) {
-      // Overlapping FDEs (rare, from hand-written assembly): the later start wins.
-      rows.pop();
-    }
-    const previous = rows[rows.length - 1];
-    if (previous !== undefined && sameRule(previous.rule, rule)) return;
-    rows.push({ address, rule });
-  };
+/**
+ * Flattens FDEs, fed one at a time in pcBegin order, into one address-ordered
+ * run of rules, compacted as they come: repeats dropped, padding gaps
+ * skipped. Streaming, so a big file's rows of every FDE (node: 400k row
+ * objects) never exist at once: the table worker runs an FDE's program, feeds
+ * it here and lets its rows go.
+ */
+export class RowFlattener {
+  /** Start address of each compact row, and its rule (interned objects, shared). */
+  readonly addresses: number[] = [];
+  readonly rules: UnwindRule[] = [];
+  inputRows = 0;
+  fdes = 0;
+  readonly unsupported = new Map<string, number>();
   // Rows share interned rule objects (cfa-program.ts): classify each distinct (cfa, fp, ra) once.
-  const classified = new Map<object, Map<object, Map<object, ReturnType<typeof classifyRow>>>>();
-  const classify = (row: FdeRows['rows'][number], isSignalFrame: boolean): ReturnType<typeof classifyRow> => {
+  private readonly classified = new Map<object, Map<object, Map<object, Classified>>>();
+
+  private push(address: number, rule: UnwindRule): void {
+    const last = this.addresses.length - 1;
+    if (last >= 0 && this.addresses[last] === address) {
+      // Overlapping FDEs (rare, from hand-written assembly): the later start wins.
+      this.addresses.pop();
+      this.rules.pop();
+    }
+    const previous = this.rules[this.rules.length - 1];
+    if (previous !== undefined && sameRule(previous, rule)) return;
+    this.addresses.push(address);
+    this.rules.push(rule);
+  }
+
+  private classify(row: CfaRow, isSignalFrame: boolean): Classified {
     if (isSignalFrame) return classifyRow(row, true);
-    let byFp = classified.get(row.cfa);
-    if (byFp === undefined) classified.set(row.cfa, (byFp = new Map()));
+    let byFp = this.classified.get(row.cfa);
+    if (byFp === undefined) this.classified.set(row.cfa, (byFp = new Map()));
     let byRa = byFp.get(row.fp);
     if (byRa === undefined) byFp.set(row.fp, (byRa = new Map()));
     let result = byRa.get(row.ra);
     if (result === undefined) byRa.set(row.ra, (result = classifyRow(row, false)));
     return result;
-  };
-  for (let i = 0; i < fdes.length; i++) {
-    const { fde, rows: fdeRows } = fdes[i]!;
-    for (const row of fdeRows) {
-      inputRows++;
-      const { rule, unsupported: reason } = classify(row, fde.cie.isSignalFrame);
-      if (reason !== undefined) unsupported.set(reason, (unsupported.get(reason) ?? 0) + 1);
-      push(row.address, rule);
-    }
-    const next = fdes[i + 1];
-    if (next === undefined || next.fde.pcBegin - fde.pcEnd >= PADDING_BYTES) push(fde.pcEnd, INVALID_RULE);
   }
-  return { rows, inputRows };
+
+  /** Adds one FDE's rows; `nextPcBegin` is where the next FDE starts (undefined: the last). */
+  add(fde: Fde, rows: readonly CfaRow[], nextPcBegin: number | undefined): void {
+    this.fdes++;
+    for (const row of rows) {
+      this.inputRows++;
+      const { rule, unsupported: reason } = this.classify(row, fde.cie.isSignalFrame);
+      if (reason !== undefined) this.unsupported.set(reason, (this.unsupported.get(reason) ?? 0) + 1);
+      this.push(row.address, rule);
+    }
+    if (nextPcBegin === undefined || nextPcBegin - fde.pcEnd >= PADDING_BYTES) this.push(fde.pcEnd, INVALID_RULE);
+  }
+
+  /** The paged table of everything added. */
+  compile(): CompiledTable {
+    return compileFlatRows(this.addresses, this.rules, { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported });
+  }
 }
 
 export function compileTable(fdes: readonly FdeRows[]): CompiledTable {
-  const unsupported = new Map<string, number>();
-  const { rows, inputRows } = flattenRows(fdes, unsupported);
+  const flattener = new RowFlattener();
+  for (let i = 0; i < fdes.length; i++) flattener.add(fdes[i]!.fde, fdes[i]!.rows, fdes[i + 1]?.fde.pcBegin);
+  return flattener.compile();
+}
 
+function compileFlatRows(addresses: readonly number[], flatRules: readonly UnwindRule[], stats: Pick<CompileStats, 'fdes' | 'inputRows' | 'unsupported'>): CompiledTable {
   const rules: UnwindRule[] = [];
-  const ruleIds = new Map<string, number>();
+  const ruleIds = new Map<UnwindRule, number>();
+  const ruleIdsByKey = new Map<string, number>();
+  // Most rule objects are interned, so identity finds them; the key catches equal copies.
   const ruleId = (rule: UnwindRule): number => {
+    let id = ruleIds.get(rule);
+    if (id !== undefined) return id;
     const key = ruleKey(rule);
-    let id = ruleIds.get(key);
+    id = ruleIdsByKey.get(key);
     if (id === undefined) {
       id = rules.length;
       if (id > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
       rules.push(rule);
-      ruleIds.set(key, id);
+      ruleIdsByKey.set(key, id);
     }
+    ruleIds.set(rule, id);
     return id;
   };
   ruleId(INVALID_RULE); // id 0 is "no information"
@@ -123,30 +149,30 @@ export function compileTable(fdes: readonly FdeRows[]): CompiledTable {
   const pageCount: number[] = [];
   const addressLow: number[] = [];
   const rowRule: number[] = [];
+  const n = addresses.length;
   let i = 0;
-  while (i < rows.length) {
-    const row = rows[i]!;
+  while (i < n) {
+    const address = addresses[i]!;
     // Pages between rows: covered by the previous row's rule, if it is one.
-    const previous = rows[i - 1];
-    let page = Math.floor(row.address / PAGE_SIZE);
-    if (previous !== undefined && previous.rule.cfa !== INVALID_RULE.cfa) {
-      for (let p = Math.floor(previous.address / PAGE_SIZE) + 1; p < page; p++) {
+    const previousRule = i > 0 ? flatRules[i - 1]! : undefined;
+    const page = Math.floor(address / PAGE_SIZE);
+    if (previousRule !== undefined && previousRule.cfa !== INVALID_RULE.cfa) {
+      for (let p = Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1; p < page; p++) {
         pages.push(p);
         pageFirst.push(addressLow.length);
         pageCount.push(1);
         addressLow.push(0);
-        rowRule.push(ruleId(previous.rule));
+        rowRule.push(ruleId(previousRule));
       }
     }
-    page = Math.floor(row.address / PAGE_SIZE);
     const first = addressLow.length;
-    if (row.address % PAGE_SIZE !== 0 && previous !== undefined && previous.rule.cfa !== INVALID_RULE.cfa) {
+    if (address % PAGE_SIZE !== 0 && previousRule !== undefined && previousRule.cfa !== INVALID_RULE.cfa) {
       addressLow.push(0);
-      rowRule.push(ruleId(previous.rule));
+      rowRule.push(ruleId(previousRule));
     }
-    while (i < rows.length && Math.floor(rows[i]!.address / PAGE_SIZE) === page) {
-      addressLow.push(rows[i]!.address % PAGE_SIZE);
-      rowRule.push(ruleId(rows[i]!.rule));
+    while (i < n && Math.floor(addresses[i]! / PAGE_SIZE) === page) {
+      addressLow.push(addresses[i]! % PAGE_SIZE);
+      rowRule.push(ruleId(flatRules[i]!));
       i++;
     }
     pages.push(page);
@@ -160,7 +186,7 @@ export function compileTable(fdes: readonly FdeRows[]): CompiledTable {
     pageRowCount: Uint32Array.from(pageCount),
     rowAddressLow: Uint16Array.from(addressLow),
     rowRule: Uint16Array.from(rowRule),
-    stats: { fdes: fdes.length, inputRows, compactRows: rows.length, tableRows: addressLow.length, unsupported },
+    stats: { ...stats, compactRows: n, tableRows: addressLow.length },
   };
 }
 

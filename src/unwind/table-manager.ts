@@ -1,7 +1,9 @@
 // Keeps the BPF unwind maps in step with the processes on the host:
-// - a file's table is built (elf-cfi.ts, row-compiler.ts) and loaded the first
-//   time a process that maps it is seen, shared by every process mapping the
-//   same file (same device and inode), and removed when none maps it any more;
+// - a file's table is built the first time a process that maps it is seen, in
+//   the table worker (table-build-pool.ts: parse and compile off the event
+//   loop), loaded here into the maps, shared by every process mapping the
+//   same file (same device and inode, built once), and removed when none maps
+//   it any more;
 // - each process gets the list of its executable mappings (address range,
 //   load bias, file id; file id 0 for code without a table: JIT, vdso);
 // - rows go into one preallocated array whose size is the memory budget; a
@@ -9,27 +11,26 @@
 //   the frame-pointer rule.
 // The layouts are bpf/profile.h's fp_unwind_* and fp_process_mappings.
 
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { loadAddon } from '../native/addon.js';
-import { ElfError, ElfReader, FileByteSource, PT_LOAD } from '../symbolize/elf.js';
 import { isExecutable, isFileBacked, parseProcMaps, type Mapping } from '../symbolize/proc-maps.js';
 import type { Tgid } from '../sampler/bpf-layout.js';
 import type { UnwindMaps } from '../sampler/sampler.js';
-import { readCfiSteps } from './elf-cfi.js';
-import { compileTable } from './row-compiler.js';
+import { TableBuildPool, type WorkerReply } from './table-build-pool.js';
+import { decodeRule, type BuiltTable, type LoadSegment } from './table-builder.js';
 import { INVALID_RULE, ruleKey, UNSUPPORTED_RULE, type UnwindRule } from './rules.js';
 
 export const MAX_PROCESS_MAPPINGS = 256;
 const MAPPING_SIZE = 32;
-export const PROCESS_MAPPINGS_SIZE = 8 + MAX_PROCESS_MAPPINGS * MAPPING_SIZE;
+/** bpf/profile.h's struct fp_process_mappings: count, stale_reported, version, reserved, then the mappings. */
+const PROCESS_HEADER_SIZE = 16;
+export const PROCESS_MAPPINGS_SIZE = PROCESS_HEADER_SIZE + MAX_PROCESS_MAPPINGS * MAPPING_SIZE;
 const ROW_SIZE = 4;
+/** Rows per element of the rows map (one: see unwind_rows in bpf/profile.bpf.c). */
+const ROWS_PER_ELEMENT = 1;
 const RULE_SIZE = 8;
 const PAGE_KEY_SIZE = 8;
 const PAGE_VALUE_SIZE = 8;
-/** Executable mappings up to this size are built in one go, before bigger ones (a few ms each). */
-const SMALL_FILE_BYTES = 4 << 20;
-/** Table building per event-loop turn. */
-const PUMP_SLICE_MS = 20;
 /** Rows written per batch syscall (bounds the temporary buffers). */
 const BATCH_ROWS = 1 << 16;
 
@@ -53,8 +54,10 @@ export interface UnwindTableStats {
   unsupportedRows: Record<string, number>;
   /** Processes with more executable mappings than fit (the rest use frame pointers). */
   processesTruncated: number;
-  /** Time spent building tables (parse + compile), over all files loaded so far. */
+  /** Time spent building tables (parse + compile, in the table worker), over all files loaded so far. */
   buildMs: number;
+  /** Files whose table is being built. */
+  filesBuilding: number;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
 }
@@ -62,9 +65,9 @@ export interface UnwindTableStats {
 interface LoadedFile {
   id: number;
   key: string;
-  /** pending: waiting for its table to be built; building: a slice at a time; ready: built (rowCount 0: no table); failed: unreadable. */
-  state: 'pending' | 'building' | 'ready' | 'failed';
-  /** Size of the mapping that first brought it: small files are built first. */
+  /** building: asked of the table worker; ready: loaded (rowCount 0: no table); failed: unreadable. */
+  state: 'building' | 'ready' | 'failed';
+  /** Size of the mapping that first brought it: the worker builds small files first. */
   sizeHint: number;
   /** A way to open it: a process that maps it and the mapping (tried again through other users if gone). */
   opener: { tgid: Tgid; mapping: Mapping };
@@ -73,7 +76,7 @@ interface LoadedFile {
   rowCount: number;
   pages: Uint32Array;
   /** PT_LOAD segments, for the load bias. */
-  segments: { offset: number; vaddr: number; fileSize: number }[];
+  segments: LoadSegment[];
   references: number;
   /** The sweep count when its last process went (undefined while mapped). */
   unusedSinceSweep?: number;
@@ -126,6 +129,9 @@ export class UnwindTableManager {
   private readonly ruleIds = new Map<string, number>();
   private readonly allocator: RangeAllocator;
   private nextFileId = 1;
+  private readonly rowsCapacity: number;
+  /** Of the last process entry written (0 is never used: an empty cache slot). */
+  private version = 0;
   /** Sweeps so far: files unused since an earlier one are removed. */
   private sweeps = 0;
   private rowsUsed = 0;
@@ -143,6 +149,7 @@ export class UnwindTableManager {
     private readonly options: { procRoot?: string; log?: (line: string) => void } = {},
   ) {
     this.allocator = new RangeAllocator(maps.rows.maxEntries);
+    this.rowsCapacity = maps.rows.maxEntries * ROWS_PER_ELEMENT;
     // Rule 0: no information (a gap between FDEs); rule 1: an unsupported rule (the walk stops, counted).
     this.ruleId(INVALID_RULE);
     this.ruleId(UNSUPPORTED_RULE);
@@ -153,42 +160,31 @@ export class UnwindTableManager {
   }
 
   private readonly queue = new Set<Tgid>();
-  private pumping = false;
-  /** The big file being built a slice per event-loop turn. */
-  private job: { file: LoadedFile; steps: Generator<void> } | undefined;
+  private scheduled = false;
   private closed = false;
+  /** Files opened for builds in flight. */
+  private readonly openFds = new Set<number>();
+  private readonly pool = new TableBuildPool((message) => {
+    this.loadErrors++;
+    this.options.log?.(`fleetprof: unwind tables: ${message}`);
+  });
 
   /**
    * Loads the process soon, off the ring-buffer callback. Its mappings are
-   * read at once (cheap); the tables of files not seen before are built one
-   * per event-loop turn, smallest first, and each process is rewritten as its
-   * files become ready: a new process's own small binaries unwind quickly even
-   * while a big runtime's table is still being built. Until its entry exists
-   * its samples use frame pointers (counted by the BPF program).
+   * read and its entry written on the next event-loop turn (cheap); the
+   * tables of files not seen before are built by the table worker, and the
+   * process's entry is rewritten as each becomes ready. Until its entry
+   * exists its samples keep only their leaf (counted by the BPF program).
    */
   requestLoad(tgid: Tgid): void {
     if (this.closed) return;
     this.queue.add(tgid);
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.pumping) return;
-    this.pumping = true;
-    setImmediate(() => this.pump());
-  }
-
-  private pump(): void {
-    this.pumping = false;
-    if (this.closed) return;
-    // Every queued process gets its entry first (cheap), then tables are
-    // built for a slice of time, so a burst of new processes is not served
-    // one after another's tables.
-    this.loadQueued();
-    const deadline = performance.now() + PUMP_SLICE_MS;
-    let more = true;
-    while (more && performance.now() < deadline) more = this.guard('building a table', () => this.buildNextFile()) === true;
-    if (more) this.schedule();
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.loadQueued();
+    });
   }
 
   /** Runs one step of the background work; a failure is counted and logged, and the work goes on. */
@@ -203,14 +199,15 @@ export class UnwindTableManager {
   }
 
   /**
-   * Loads the queued processes now (their small files included). The
-   * collector calls it after a drain and before symbolizing, which can hold
-   * the event loop for a while on a busy host.
+   * Loads the queued processes now, and the tables the worker has finished.
+   * The collector calls it after a drain and before symbolizing, which can
+   * hold the event loop for a while on a busy host.
    */
   loadQueued(): void {
     const tgids = [...this.queue];
     this.queue.clear();
     for (const tgid of tgids) this.guard(`loading process ${tgid}`, () => this.loadProcess(tgid));
+    this.pool.deliverFinished();
   }
 
   /** Reads a process's executable mappings (again, after an exec or a dlopen) and writes its entry. */
@@ -227,6 +224,7 @@ export class UnwindTableManager {
     if (executable.length > MAX_PROCESS_MAPPINGS) this.processesTruncated++;
     const mappings = executable.slice(0, MAX_PROCESS_MAPPINGS);
     const fileKeys: string[] = [];
+    const newFiles: LoadedFile[] = [];
     for (const mapping of mappings) {
       if (!isFileBacked(mapping)) continue;
       const key = fileKey(mapping);
@@ -235,7 +233,7 @@ export class UnwindTableManager {
         file = {
           id: this.nextFileId++,
           key,
-          state: 'pending',
+          state: 'building',
           sizeHint: Number(mapping.endAddress - mapping.startAddress),
           opener: { tgid, mapping },
           firstRow: 0,
@@ -245,6 +243,7 @@ export class UnwindTableManager {
           references: 0,
         };
         this.files.set(key, file);
+        newFiles.push(file);
       }
       file.references++;
       file.unusedSinceSweep = undefined;
@@ -255,7 +254,7 @@ export class UnwindTableManager {
     this.processes.set(tgid, { fileKeys, mappings });
     if (previous !== undefined) for (const key of previous.fileKeys) this.releaseFile(key);
     this.writeProcess(tgid);
-    if (fileKeys.some((key) => this.files.get(key)?.state === 'pending')) this.schedule();
+    for (const file of newFiles) this.startBuild(file);
     return true;
   }
 
@@ -268,6 +267,7 @@ export class UnwindTableManager {
       let fileId = 0;
       let bias = 0n;
       const file = isFileBacked(mapping) ? this.files.get(fileKey(mapping)) : undefined;
+      const pending = file !== undefined && file.state === 'building';
       if (file !== undefined && file.state === 'ready' && file.rowCount > 0) {
         const b = loadBias(file, mapping);
         if (b !== undefined) {
@@ -275,89 +275,46 @@ export class UnwindTableManager {
           bias = b;
         }
       }
-      const at = 8 + i * MAPPING_SIZE;
+      const at = PROCESS_HEADER_SIZE + i * MAPPING_SIZE;
       value.writeBigUInt64LE(mapping.startAddress, at);
       value.writeBigUInt64LE(mapping.endAddress, at + 8);
       value.writeBigUInt64LE(BigInt.asUintN(64, bias), at + 16);
       value.writeUInt32LE(fileId, at + 24);
+      value.writeUInt32LE(pending ? 1 : 0, at + 28);
     });
     value.writeUInt32LE(process.mappings.length, 0);
+    // A new version for every write: the BPF rule cache keyed by it forgets what this entry said before.
+    this.version = this.version >= 0xffffffff ? 1 : this.version + 1;
+    value.writeUInt32LE(this.version, 8);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(tgid);
     loadAddon().mapUpdate(this.maps.processes.fd, key, value);
   }
 
-  /**
-   * Builds the next pending table; returns whether one was pending. The file
-   * most processes map goes first (libc: every process waits on it), then the
-   * smallest (a new program's own binary is built in milliseconds).
-   */
-  private buildNextFile(): boolean {
-    // Small files first (a new program's own binaries, libc: milliseconds
-    // each, and its stacks are whole from then on), the most-mapped first;
-    // big runtimes after them, a slice at a time.
-    const rank = (file: LoadedFile): [number, number, number] => [file.sizeHint <= SMALL_FILE_BYTES ? 0 : 1, -file.references, file.sizeHint];
-    const before = (a: LoadedFile, b: LoadedFile): boolean => {
-      const [x, y] = [rank(a), rank(b)];
-      for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i]! < y[i]!;
-      return false;
-    };
-    let next: LoadedFile | undefined;
-    for (const file of this.files.values()) {
-      if (file.state !== 'pending' || file.references === 0) continue;
-      if (next === undefined || before(file, next)) next = file;
-    }
-    // A big file being built yields to small ones that came in meanwhile (a new program's own binary).
-    if (this.job !== undefined && (next === undefined || next.sizeHint > SMALL_FILE_BYTES)) {
-      this.stepJob();
-      return true;
-    }
-    if (next === undefined) return false;
-    if (next.sizeHint <= SMALL_FILE_BYTES) {
-      this.buildFile(next);
-      for (const [tgid, process] of this.processes) if (process.fileKeys.includes(next.key)) this.writeProcess(tgid);
-      return true;
-    }
-    next.state = 'building';
-    this.job = { file: next, steps: this.buildSteps(next) };
-    this.stepJob();
-    return true;
-  }
-
-  /** Runs one slice of the background build; when it is done, rewrites the processes that map the file. */
-  private stepJob(): void {
-    const job = this.job!;
-    if (this.files.get(job.file.key) !== job.file) {
-      // Unmapped by every process while it was being built.
-      job.steps.return(undefined);
-      this.job = undefined;
-      return;
-    }
-    const started = performance.now();
-    let done = false;
-    try {
-      done = job.steps.next().done === true;
-    } catch (error) {
-      done = true;
-      throw error;
-    } finally {
-      this.buildMs += performance.now() - started;
-      if (done) this.job = undefined;
-    }
-    if (done) for (const [tgid, process] of this.processes) if (process.fileKeys.includes(job.file.key)) this.writeProcess(tgid);
-  }
-
-  /** Builds a file's table at once (small files, as a process appears). */
-  private buildFile(file: LoadedFile): void {
-    const started = performance.now();
-    try {
-      const steps = this.buildSteps(file);
-      while (steps.next().done !== true) {
-        // all slices now
+  /** Asks the worker for a file's table; loads it when it comes back (if the file is still mapped). */
+  private startBuild(file: LoadedFile): void {
+    // Opened here, while the process that maps it surely lives (a short-lived
+    // one may be gone by the time the worker gets to it); the worker reads it
+    // through /proc/self/fd, and the fd is closed when the reply comes.
+    let fd: number | undefined;
+    for (const path of this.openPaths(file)) {
+      try {
+        fd = openSync(path, 'r');
+        break;
+      } catch {
+        // try the next way in
       }
-    } finally {
-      this.buildMs += performance.now() - started;
     }
+    if (fd !== undefined) this.openFds.add(fd);
+    this.pool.build(fd === undefined ? [] : [`/proc/self/fd/${fd}`], file.sizeHint, (reply) => {
+      if (fd !== undefined) {
+        this.openFds.delete(fd);
+        closeSync(fd);
+      }
+      if (this.closed || this.files.get(file.key) !== file) return; // unmapped by every process meanwhile
+      this.guard(`loading the table of ${file.opener.mapping.path}`, () => this.finishBuild(file, reply));
+      for (const [tgid, process] of this.processes) if (process.fileKeys.includes(file.key)) this.writeProcess(tgid);
+    });
   }
 
   unloadProcess(tgid: Tgid): void {
@@ -396,8 +353,9 @@ export class UnwindTableManager {
   clear(): void {
     this.closed = true;
     this.queue.clear();
-    this.job?.steps.return(undefined);
-    this.job = undefined;
+    this.pool.close();
+    for (const fd of this.openFds) closeSync(fd);
+    this.openFds.clear();
     for (const tgid of [...this.processes.keys()]) this.unloadProcess(tgid);
   }
 
@@ -409,7 +367,7 @@ export class UnwindTableManager {
       filesWithoutTable: { ...this.filesWithoutTable },
       filesOverBudget: this.filesOverBudget,
       rowsUsed: this.rowsUsed,
-      rowsCapacity: this.maps.rows.maxEntries,
+      rowsCapacity: this.rowsCapacity,
       pagesUsed: this.pagesUsed,
       rules,
       tableBytes: this.rowsUsed * ROW_SIZE + this.pagesUsed * (PAGE_KEY_SIZE + PAGE_VALUE_SIZE) + rules * RULE_SIZE,
@@ -417,6 +375,7 @@ export class UnwindTableManager {
       unsupportedRows: { ...this.unsupportedRows },
       processesTruncated: this.processesTruncated,
       buildMs: Math.round(this.buildMs),
+      filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
       loadErrors: this.loadErrors,
     };
   }
@@ -461,7 +420,7 @@ export class UnwindTableManager {
       loadAddon().mapDelete(this.maps.pages.fd, pageKey);
     }
     this.pagesUsed -= file.pages.length;
-    this.allocator.release(file.firstRow, file.rowCount);
+    this.allocator.release(file.firstRow / ROWS_PER_ELEMENT, elementsFor(file.rowCount));
     this.rowsUsed -= file.rowCount;
   }
 
@@ -469,93 +428,95 @@ export class UnwindTableManager {
     this.filesWithoutTable[reason] = (this.filesWithoutTable[reason] ?? 0) + 1;
   }
 
-  /** Opens a file through a process that maps it: its root (containers), or map_files (deleted files). */
-  private openFile(file: LoadedFile): FileByteSource | undefined {
+  /** Ways to open a file through the processes that map it: their root (containers), or map_files (deleted files). */
+  private openPaths(file: LoadedFile): string[] {
     const openers = [file.opener];
     for (const [tgid, process] of this.processes) {
-      if (!process.fileKeys.includes(file.key)) continue;
+      if (openers.length >= 4) break;
+      if (tgid === file.opener.tgid || !process.fileKeys.includes(file.key)) continue;
       const mapping = process.mappings.find((m) => isFileBacked(m) && fileKey(m) === file.key);
       if (mapping !== undefined) openers.push({ tgid, mapping });
     }
-    for (const { tgid, mapping } of openers) {
-      for (const path of [`${this.procRoot}/${tgid}/root${mapping.path}`, `${this.procRoot}/${tgid}/map_files/${mapping.startAddress.toString(16)}-${mapping.endAddress.toString(16)}`]) {
-        try {
-          return new FileByteSource(path);
-        } catch {
-          // try the next way in
-        }
-      }
-    }
-    return undefined;
+    return openers.flatMap(({ tgid, mapping }) => [
+      `${this.procRoot}/${tgid}/root${mapping.path}`,
+      `${this.procRoot}/${tgid}/map_files/${mapping.startAddress.toString(16)}-${mapping.endAddress.toString(16)}`,
+    ]);
   }
 
-  /** Builds and loads one file's table, yielding between slices of FDEs (state becomes ready, or failed). */
-  private *buildSteps(file: LoadedFile): Generator<void> {
-    const source = this.openFile(file);
-    if (source === undefined) {
+  /** Loads a table the worker built (state becomes ready, or failed). */
+  private finishBuild(file: LoadedFile, reply: WorkerReply): void {
+    if (reply.type === 'failed') {
       file.state = 'failed';
-      this.countWithoutTable('unreadable');
+      throw new Error(reply.message);
+    }
+    const result = reply.result;
+    this.buildMs += result.buildMs;
+    file.segments = result.segments;
+    if (result.kind === 'noTable') {
+      // A file without CFI is ready (its frames use frame pointers); unreadable or not ELF is failed.
+      file.state = result.reason === 'no CFI' ? 'ready' : 'failed';
+      this.countWithoutTable(result.reason);
       return;
     }
+    file.state = 'ready';
+    this.loadTable(file, result);
+  }
+
+  private loadTable(file: LoadedFile, table: BuiltTable): void {
     const path = file.opener.mapping.path;
-    try {
-      const elf = new ElfReader(source);
-      file.segments = elf.programHeaders
-        .filter((p) => p.type === PT_LOAD)
-        .map((p) => ({ offset: p.offset, vaddr: Number(p.vaddr), fileSize: p.fileSizeBytes }));
-      const cfi = yield* readCfiSteps(source);
-      file.state = 'ready';
-      if (cfi.fdes.length === 0) {
-        this.countWithoutTable('no CFI');
-        return;
-      }
-      const table = compileTable(cfi.fdes);
-      for (const [reason, n] of table.stats.unsupported) this.unsupportedRows[reason] = (this.unsupportedRows[reason] ?? 0) + n;
-      const globalRule = table.rules.map((rule) => this.ruleId(rule));
-      if (globalRule.some((id) => id < 0)) {
+    for (const [reason, n] of table.unsupported) this.unsupportedRows[reason] = (this.unsupportedRows[reason] ?? 0) + n;
+    const ruleCount = table.rules.length / 4;
+    const globalRule = new Uint32Array(ruleCount);
+    for (let i = 0; i < ruleCount; i++) {
+      const id = this.ruleId(decodeRule(table.rules, i));
+      if (id < 0) {
         this.countWithoutTable('rule map full');
         return;
       }
-      const rowCount = table.rowAddressLow.length;
-      const firstRow = this.allocator.allocate(rowCount);
-      if (firstRow === undefined) {
-        this.filesOverBudget++;
-        if (!this.overBudgetLogged.has(path)) {
-          this.overBudgetLogged.add(path);
-          this.options.log?.(
-            `fleetprof: unwind table budget full (${this.rowsUsed} of ${this.maps.rows.maxEntries} rows used): ${path} needs ${rowCount} rows and is unwound with frame pointers`,
-          );
-        }
-        return;
-      }
-      this.writeRows(firstRow, table.rowAddressLow, table.rowRule, globalRule);
-      this.writePages(file.id, firstRow, table.pages, table.pageFirstRow, table.pageRowCount);
-      file.firstRow = firstRow;
-      file.rowCount = rowCount;
-      file.pages = table.pages;
-      this.rowsUsed += rowCount;
-      this.pagesUsed += table.pages.length;
-    } catch (error) {
-      file.state = 'failed';
-      if (!(error instanceof ElfError)) throw error;
-      this.countWithoutTable(error.code);
-    } finally {
-      source.close();
+      globalRule[i] = id;
     }
+    const rowCount = table.rows.length;
+    const firstElement = this.allocator.allocate(elementsFor(rowCount));
+    const firstRow = firstElement === undefined ? undefined : firstElement * ROWS_PER_ELEMENT;
+    if (firstRow === undefined) {
+      this.filesOverBudget++;
+      if (!this.overBudgetLogged.has(path)) {
+        this.overBudgetLogged.add(path);
+        this.options.log?.(
+          `fleetprof: unwind table budget full (${this.rowsUsed} of ${this.rowsCapacity} rows used): ${path} needs ${rowCount} rows and is unwound with frame pointers`,
+        );
+      }
+      return;
+    }
+    // The worker's rows name its own rule indices: put the host-wide ids in their place.
+    const rows = table.rows;
+    for (let i = 0; i < rowCount; i++) rows[i] = ((rows[i]! & 0xffff) | (globalRule[rows[i]! >>> 16]! << 16)) >>> 0;
+    this.writeRows(firstRow, rows);
+    this.writePages(file.id, firstRow, table.pages, table.pageFirstRow, table.pageRowCount);
+    file.firstRow = firstRow;
+    file.rowCount = rowCount;
+    file.pages = table.pages;
+    this.rowsUsed += rowCount;
+    this.pagesUsed += table.pages.length;
   }
 
-
-  private writeRows(firstRow: number, addressLow: Uint16Array, rule: Uint16Array, globalRule: number[]): void {
-    for (let start = 0; start < addressLow.length; start += BATCH_ROWS) {
-      const n = Math.min(BATCH_ROWS, addressLow.length - start);
-      const keys = Buffer.alloc(n * 4);
-      const values = Buffer.alloc(n * ROW_SIZE);
-      for (let i = 0; i < n; i++) {
-        keys.writeUInt32LE(firstRow + start + i, i * 4);
-        values.writeUInt16LE(addressLow[start + i]!, i * ROW_SIZE);
-        values.writeUInt16LE(globalRule[rule[start + i]!]!, i * ROW_SIZE + 2);
-      }
-      loadAddon().mapUpdateBatch(this.maps.rows.fd, keys, values, n);
+  /** Rows as the BPF map holds them (address_low | rule << 16, little-endian, two per element), a batch per syscall. */
+  private writeRows(firstRow: number, rows: Uint32Array): void {
+    // An odd count gets a padding row (never searched: it is past the file's last page).
+    let padded = rows;
+    if (rows.length % ROWS_PER_ELEMENT !== 0) {
+      padded = new Uint32Array(rows.length + 1);
+      padded.set(rows);
+    }
+    const firstElement = firstRow / ROWS_PER_ELEMENT;
+    const elements = padded.length / ROWS_PER_ELEMENT;
+    const batch = BATCH_ROWS / ROWS_PER_ELEMENT;
+    for (let start = 0; start < elements; start += batch) {
+      const n = Math.min(batch, elements - start);
+      const keys = new Uint32Array(n);
+      for (let i = 0; i < n; i++) keys[i] = firstElement + start + i;
+      const values = Buffer.from(padded.buffer, padded.byteOffset + start * ROWS_PER_ELEMENT * ROW_SIZE, n * ROWS_PER_ELEMENT * ROW_SIZE);
+      loadAddon().mapUpdateBatch(this.maps.rows.fd, Buffer.from(keys.buffer), values, n);
     }
   }
 
@@ -570,6 +531,10 @@ export class UnwindTableManager {
     }
     loadAddon().mapUpdateBatch(this.maps.pages.fd, keys, values, pages.length);
   }
+}
+
+function elementsFor(rowCount: number): number {
+  return Math.ceil(rowCount / ROWS_PER_ELEMENT);
 }
 
 /** Files are shared by device and inode: the same file in every process and container that maps it. */

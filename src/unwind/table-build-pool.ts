@@ -1,0 +1,125 @@
+// The main thread's side of the table worker (table-worker.ts): sends it the
+// files to build and hands each finished table to a callback. One worker: the
+// machines this runs on give the agent a core at best, and one thread that
+// builds while the event loop keeps draining and symbolizing is what keeps a
+// new process's first samples whole. It is started on the first request and
+// ended after a while without any, so an idle agent does not keep its heap.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { packageRoot } from '../util/package-root.js';
+import type { BuildResult } from './table-builder.js';
+
+/** The worker ends after this long without work (its heap goes with it); the next request starts another. */
+const IDLE_EXIT_MS = 10_000;
+
+export interface BuildRequest {
+  id: number;
+  /** Ways to open the file, tried in order (through different processes' roots and map_files). */
+  paths: string[];
+  /** The mapping's size: the worker steps the smallest file first. */
+  sizeBytes: number;
+}
+
+export type WorkerReply = { type: 'built'; id: number; result: BuildResult } | { type: 'failed'; id: number; message: string };
+
+/** The compiled worker script: next to this file when running from dist/, else in dist/ (vitest runs src/). */
+function workerScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return here.replace(/table-build-pool\.js$/, 'table-worker.js');
+  const built = join(packageRoot(), 'dist', 'src', 'unwind', 'table-worker.js');
+  if (!existsSync(built)) throw new Error(`fleetprof: the unwind table worker ${built} is missing: build with \`npx tsc -p tsconfig.json\``);
+  return built;
+}
+
+export class TableBuildPool {
+  private worker: Worker | undefined;
+  private replies: MessagePort | undefined;
+  private readonly pending = new Map<number, (reply: WorkerReply) => void>();
+  private nextId = 1;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Workers started so far (one at a time). */
+  started = 0;
+
+  constructor(private readonly onError: (message: string) => void) {}
+
+  /** Asks for a file's table; `done` runs on the main thread with the result. */
+  build(paths: string[], sizeBytes: number, done: (reply: WorkerReply) => void): void {
+    if (this.closed) return;
+    const id = this.nextId++;
+    this.pending.set(id, done);
+    this.ensureWorker().postMessage({ id, paths, sizeBytes } satisfies BuildRequest);
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  get busy(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /**
+   * Delivers the tables finished so far, now: the collector calls it before
+   * symbolizing, which may hold the event loop for a while, so a table ready
+   * meanwhile is not kept waiting for it.
+   */
+  deliverFinished(): void {
+    if (this.replies === undefined) return;
+    for (;;) {
+      const message = receiveMessageOnPort(this.replies);
+      if (message === undefined) return;
+      this.dispatch(message.message as WorkerReply);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pending.clear();
+    this.stopWorker();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(workerScript(), { workerData: { replies: port2 }, transferList: [port2] });
+    // Neither keeps the agent alive: the agent's own timers and the sampler do.
+    worker.unref();
+    port1.unref();
+    port1.on('message', (reply: WorkerReply) => this.dispatch(reply));
+    worker.on('error', (error) => {
+      // Every table it was building is lost: the processes concerned keep using frame pointers.
+      this.onError(`the table worker failed: ${error.message}`);
+      const lost = [...this.pending];
+      this.pending.clear();
+      this.stopWorker();
+      for (const [id, done] of lost) done({ type: 'failed', id, message: 'table worker failed' });
+    });
+    this.worker = worker;
+    this.replies = port1;
+    this.started++;
+    return worker;
+  }
+
+  private dispatch(reply: WorkerReply): void {
+    const done = this.pending.get(reply.id);
+    if (done === undefined) return;
+    this.pending.delete(reply.id);
+    if (this.pending.size === 0 && !this.closed) {
+      this.idleTimer = setTimeout(() => this.stopWorker(), IDLE_EXIT_MS);
+      this.idleTimer.unref();
+    }
+    done(reply);
+  }
+
+  private stopWorker(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (this.pending.size > 0) return;
+    this.replies?.close();
+    this.replies = undefined;
+    void this.worker?.terminate();
+    this.worker = undefined;
+  }
+}
