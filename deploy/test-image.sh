@@ -5,7 +5,7 @@
 # and the spool, and uid 0 whose capability bounding set holds only the
 # DaemonSet's six (setpriv: nothing inheritable or ambient, no new privileges).
 # Then checks: `fleetprof --version`, `fleetprof record --duration 1` with
-# samples, and that the limits are real: without CAP_BPF record fails, and
+# samples (also with --unwind dwarf), and that the limits are real: without CAP_BPF record fails, and
 # without CAP_SYSLOG it warns that kernel addresses are hidden (when the host's
 # sysctls hide them from such a reader).
 #
@@ -76,6 +76,12 @@ samples=$(node -p "require('$out/record.json').samples")
 [ -s "$out/record.pb.gz" ] || fail "record wrote no profile"
 if grep -q "kernel addresses are hidden" "$out/record.err"; then fail "kernel addresses hidden despite CAP_SYSLOG"; fi
 echo "test-image: record --duration 1: $samples samples" >&2
+
+# The unwinder's BPF object and its table worker are in the image too.
+run "$DAEMONSET_CAPS" fleetprof record --duration 1 --unwind dwarf --output /tmp/unwind.pb.gz --stats-json /tmp/unwind.json 2> "$out/unwind.err" || { cat "$out/unwind.err" >&2; fail "record --unwind dwarf exited non-zero"; }
+unwind_samples=$(node -p "require('$out/unwind.json').samples")
+[ "$unwind_samples" -gt 0 ] || fail "record --unwind dwarf took no samples"
+echo "test-image: record --duration 1 --unwind dwarf: $unwind_samples samples" >&2
 
 if run "${DAEMONSET_CAPS/bpf,/}" fleetprof record --duration 1 --output /tmp/nobpf.pb.gz 2> "$out/nobpf.err"; then
   fail "record worked without CAP_BPF: the capability set is not what it seems"

@@ -79,6 +79,7 @@ describe('container image', () => {
     const samples = /test-image: record --duration 1: (\d+) samples/.exec(check.stderr);
     expect(samples, 'record inside the image reported no sample count').not.toBeNull();
     expect(Number(samples![1])).toBeGreaterThan(0);
+    expect(check.stderr).toMatch(/test-image: record --duration 1 --unwind dwarf: [1-9]\d* samples/);
     expect(check.stderr).toMatch(/test-image: without CAP_BPF: /);
     expect(check.stderr).toMatch(/test-image: ok/);
 
@@ -89,6 +90,7 @@ describe('container image', () => {
       const app = join(rootfs, 'opt', 'fleetprof');
       expect(existsSync(join(app, 'dist', 'src', 'cli.js'))).toBe(true);
       expect(existsSync(join(app, 'bpf', 'build', 'profile.bpf.o'))).toBe(true);
+      expect(existsSync(join(app, 'bpf', 'build', 'profile-unwind.bpf.o')), 'the unwinder BPF object (--unwind dwarf) is missing').toBe(true);
       expect(existsSync(join(app, 'native', 'build', 'Release', 'fleetprof_native.node'))).toBe(true);
       expect(existsSync(join(app, 'web', 'dist', 'index.html'))).toBe(true);
       expect(existsSync(join(rootfs, 'usr', 'bin', 'clang')), 'the compiler is in the runtime image').toBe(false);
