@@ -1,12 +1,16 @@
 // Merged stack values -> flame tree (api-types.ts FlameTree), top table.
-// Each merged stack is walked root to leaf once: every location becomes a
-// chain of flame nodes (one per inlined frame, outermost first), keyed by
-// (parent flame node, function), adding the stack's value to each node's
-// total on the way. Cost: O(frames of the merged stacks).
+// Every location becomes a chain of flame nodes (one per inlined frame,
+// outermost first), keyed by (parent flame node, function). Each distinct
+// location prefix of the merged stacks is mapped once (the symbol cache keeps
+// the stacks as a prefix tree), self values land on the stacks' flame nodes
+// and totals are summed up the tree. Cost: O(distinct prefixes + flame nodes).
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from '../store/int-pair-map.js';
-import type { ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
+import type { PrefixNode, ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
+
+/** Stamps flame-tree builds in the prefix tree's scratch fields (one build runs at a time: it is synchronous). */
+let buildStamp = 0;
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -71,45 +75,44 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
   const child = new IntPairMap(1 << 12);
-  // Stacks in root-first lexicographic order of their locations: each one
-  // shares its longest prefix with the one before, so only the frames past
-  // that prefix are looked up (about one per stored prefix-tree node, not one
-  // per frame of every stack).
-  const n = sc.stackIds.length;
-  const locsOf = sc.stackIds.map((id) => sym.get(id)?.locations ?? []);
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => {
-    const A = locsOf[a]!;
-    const B = locsOf[b]!;
-    let i = A.length - 1;
-    let j = B.length - 1;
-    for (; i >= 0 && j >= 0; i--, j--) if (A[i] !== B[j]) return A[i]!.id - B[j]!.id;
-    return i - j;
-  });
-  const pathNode: number[] = []; // flame node after the first d + 1 locations (root first) of the previous stack
-  let prev: readonly ResolvedLocation[] = [];
-  for (const i of order) {
-    const locs = locsOf[i]!;
-    let common = 0;
-    for (let a = locs.length - 1, b = prev.length - 1; a >= 0 && b >= 0 && locs[a] === prev[b]; a--, b--) common++;
-    let node = common > 0 ? pathNode[common - 1]! : 0;
-    for (let d = common; d < locs.length; d++) {
-      const frames = fi.frames(locs[locs.length - 1 - d]!);
+  // Each stack's node in the symbol cache's prefix tree (symbols.ts) is
+  // mapped to its flame node once per distinct prefix: a stack walks up only
+  // to the first ancestor this build has already mapped (stamped), then
+  // maps the frames below it. Cost: O(distinct prefixes of the stacks read)
+  // lookups, not O(frames of every stack), and no sort.
+  const stamp = ++buildStamp;
+  const chain: PrefixNode[] = [];
+  const flameOf = (leaf: PrefixNode): number => {
+    let n: PrefixNode = leaf;
+    while (n.parent !== undefined && n.stamp !== stamp) {
+      chain.push(n);
+      n = n.parent;
+    }
+    let node = n.parent === undefined ? 0 : n.flame;
+    while (chain.length > 0) {
+      const c = chain.pop()!;
+      const frames = fi.frames(c.loc!);
       for (let q = 0; q < frames.length; q++) {
         const fn = frames[q]!;
-        let c = child.get(node, fn);
-        if (c === -1) {
-          c = fParent.length;
+        let f = child.get(node, fn);
+        if (f === -1) {
+          f = fParent.length;
           fParent.push(node);
           fFunc.push(fn);
           for (let k = 0; k < K; k++) fSelf[k]!.push(0);
-          child.insert(node, fn, c);
+          child.insert(node, fn, f);
         }
-        node = c;
+        node = f;
       }
-      pathNode[d] = node;
+      c.stamp = stamp;
+      c.flame = node;
     }
-    prev = locs;
+    return node;
+  };
+  const n = sc.stackIds.length;
+  for (let i = 0; i < n; i++) {
+    const s = sym.get(sc.stackIds[i]!);
+    const node = s ? flameOf(s.node) : 0;
     for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i]!;
   }
   // Totals: children are created after their parents, so one backward pass.

@@ -27,7 +27,26 @@ export interface ResolvedStack {
   id: number;
   /** Leaf first, as in pprof; a location the store no longer has is left out. */
   locations: ResolvedLocation[];
+  /** Its node in the cache's prefix tree of location paths (root first). */
+  node: PrefixNode;
 }
+
+/**
+ * The cached stacks as a tree of location paths from the root: stacks that
+ * share a prefix share its nodes, so a flame graph maps each distinct prefix
+ * to its flame node once (query/flamegraph.ts) instead of walking every frame
+ * of every stack. Built once per stack when it is first resolved, dropped
+ * with the cache. `stamp`/`flame` are scratch for one flame-tree build.
+ */
+export interface PrefixNode {
+  loc: ResolvedLocation | undefined; // undefined at the root
+  parent: PrefixNode | undefined;
+  children: Map<ResolvedLocation, PrefixNode> | undefined;
+  stamp: number;
+  flame: number;
+}
+
+const newRoot = (): PrefixNode => ({ loc: undefined, parent: undefined, children: undefined, stamp: 0, flame: 0 });
 
 /** The resolved stacks of one query, by stack id. */
 export type Symbols = Map<number, ResolvedStack>;
@@ -37,6 +56,7 @@ export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 export class SymbolCache {
   private stacks = new Map<number, ResolvedStack>();
   private locations = new Map<number, ResolvedLocation>();
+  private root = newRoot();
 
   constructor(
     private readonly store: ProfileStore,
@@ -48,6 +68,7 @@ export class SymbolCache {
       // Start over rather than track recency per row: a query refills what it needs.
       this.stacks = new Map();
       this.locations = new Map();
+      this.root = newRoot();
     }
     const out: Symbols = new Map();
     const missing: number[] = [];
@@ -63,11 +84,20 @@ export class SymbolCache {
     for (const r of rows) for (const l of r.locations) if (!this.locations.has(l)) needLoc.add(l);
     if (needLoc.size > 0) await this.loadLocations([...needLoc]);
     for (const r of rows) {
-      const s: ResolvedStack = { id: r.id, locations: [] };
+      const locations: ResolvedLocation[] = [];
       for (const l of r.locations) {
         const loc = this.locations.get(l);
-        if (loc) s.locations.push(loc);
+        if (loc) locations.push(loc);
       }
+      let node = this.root;
+      for (let d = locations.length - 1; d >= 0; d--) {
+        const loc = locations[d]!;
+        node.children ??= new Map();
+        let next = node.children.get(loc);
+        if (!next) node.children.set(loc, (next = { loc, parent: node, children: undefined, stamp: 0, flame: 0 }));
+        node = next;
+      }
+      const s: ResolvedStack = { id: r.id, locations, node };
       this.stacks.set(r.id, s);
       out.set(r.id, s);
     }
