@@ -24,7 +24,9 @@ export interface BuiltTree {
 class FunctionInterner {
   readonly table: FunctionTable = { name: [], binary: [], kind: [] };
   private readonly ids = new Map<string, number>();
-  private readonly locFrames = new Map<ResolvedLocation, number[]>();
+
+  /** `stamp` names this build in the locations' scratch fields (symbols.ts), which cache their frames. */
+  constructor(private readonly stamp: number) {}
 
   private intern(name: string, binary: string): number {
     const key = `${name}\0${binary}`;
@@ -41,10 +43,9 @@ class FunctionInterner {
 
   /** Function indices of a location's frames, outermost (caller) first. */
   frames(loc: ResolvedLocation): number[] {
-    let out = this.locFrames.get(loc);
-    if (out) return out;
+    if (loc.framesStamp === this.stamp) return loc.frames;
     const binary = loc.mapping?.filename ?? '';
-    out = [];
+    const out: number[] = [];
     if (loc.lines.length === 0) {
       // Unsymbolized: the binary and the file-relative address are all we
       // know; the same code in every process shows as one frame.
@@ -58,7 +59,8 @@ class FunctionInterner {
         out.push(this.intern(f ? f.name || f.systemName || '?' : '?', binary));
       }
     }
-    this.locFrames.set(loc, out);
+    loc.framesStamp = this.stamp;
+    loc.frames = out;
     return out;
   }
 }
@@ -70,7 +72,8 @@ class FunctionInterner {
 export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const values = sc.self;
   const K = values.length;
-  const fi = new FunctionInterner();
+  const stamp = ++buildStamp;
+  const fi = new FunctionInterner(stamp);
   const fParent: number[] = [-1];
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
@@ -80,7 +83,6 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   // to the first ancestor this build has already mapped (stamped), then
   // maps the frames below it. Cost: O(distinct prefixes of the stacks read)
   // lookups, not O(frames of every stack), and no sort.
-  const stamp = ++buildStamp;
   const chain: PrefixNode[] = [];
   const flameOf = (leaf: PrefixNode): number => {
     let n: PrefixNode = leaf;
@@ -137,19 +139,21 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
     rank[byNameOrder[i]!] = r;
   }
   const byName = (a: number, b: number) => rank[fFunc[a]!]! - rank[fFunc[b]!]!;
-  const tree: FlameTree = { func: [], parent: [], self: [], total: [] };
+  // Filled by index (m nodes): no growth copies of 100k-node arrays.
+  const tree: FlameTree = { func: new Array<number>(m), parent: new Array<number>(m), self: new Array<number>(m), total: new Array<number>(m) };
+  let next = 0;
   const extraSelf: number[][] = values.slice(1).map(() => []);
   const extraTotal: number[][] = values.slice(1).map(() => []);
   const newIndex = new Int32Array(m);
   const stack: number[] = [0];
   while (stack.length > 0) {
     const j = stack.pop()!;
-    const idx = tree.func.length;
+    const idx = next++;
     newIndex[j] = idx;
-    tree.func.push(fFunc[j]!);
-    tree.parent.push(j === 0 ? -1 : newIndex[fParent[j]!]!);
-    tree.self.push(fSelf[0]![j]!);
-    tree.total.push(fTotal[0]![j]!);
+    tree.func[idx] = fFunc[j]!;
+    tree.parent[idx] = j === 0 ? -1 : newIndex[fParent[j]!]!;
+    tree.self[idx] = fSelf[0]![j]!;
+    tree.total[idx] = fTotal[0]![j]!;
     for (let k = 1; k < K; k++) {
       extraSelf[k - 1]!.push(fSelf[k]![j]!);
       extraTotal[k - 1]!.push(fTotal[k]![j]!);

@@ -21,6 +21,9 @@ export interface ResolvedLocation {
   isFolded: boolean;
   /** Innermost frame first, as in pprof. */
   lines: ResolvedLine[];
+  /** Scratch of one flame-tree build (query/flamegraph.ts): its frames' function indices in that build. */
+  framesStamp: number;
+  frames: number[];
 }
 
 export interface ResolvedStack {
@@ -48,8 +51,10 @@ export interface PrefixNode {
 
 const newRoot = (): PrefixNode => ({ loc: undefined, parent: undefined, children: undefined, stamp: 0, flame: 0 });
 
-/** The resolved stacks of one query, by stack id. */
-export type Symbols = Map<number, ResolvedStack>;
+/** The resolved stacks of one query, by stack id (a view of the cache, not a copy: no per-stack work when all are cached). */
+export interface Symbols {
+  get(stackId: number): ResolvedStack | undefined;
+}
 
 export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 
@@ -70,26 +75,25 @@ export class SymbolCache {
       this.locations = new Map();
       this.root = newRoot();
     }
-    const out: Symbols = new Map();
+    // This query's view: the maps as they are now (a later reset by another query leaves them to this one).
+    const stacks = this.stacks;
+    const locMap = this.locations;
+    const root = this.root;
+    const out: Symbols = { get: (id) => stacks.get(id) };
     const missing: number[] = [];
-    for (const id of stackIds) {
-      if (id === 0) continue;
-      const s = this.stacks.get(id);
-      if (s) out.set(id, s);
-      else missing.push(id);
-    }
+    for (const id of stackIds) if (id !== 0 && !stacks.has(id)) missing.push(id);
     if (missing.length === 0) return out;
     const rows = await this.store.fetchStacks(missing);
     const needLoc = new Set<number>();
-    for (const r of rows) for (const l of r.locations) if (!this.locations.has(l)) needLoc.add(l);
-    if (needLoc.size > 0) await this.loadLocations([...needLoc]);
+    for (const r of rows) for (const l of r.locations) if (!locMap.has(l)) needLoc.add(l);
+    if (needLoc.size > 0) await this.loadLocations([...needLoc], locMap);
     for (const r of rows) {
       const locations: ResolvedLocation[] = [];
       for (const l of r.locations) {
-        const loc = this.locations.get(l);
+        const loc = locMap.get(l);
         if (loc) locations.push(loc);
       }
-      let node = this.root;
+      let node = root;
       for (let d = locations.length - 1; d >= 0; d--) {
         const loc = locations[d]!;
         node.children ??= new Map();
@@ -97,14 +101,12 @@ export class SymbolCache {
         if (!next) node.children.set(loc, (next = { loc, parent: node, children: undefined, stamp: 0, flame: 0 }));
         node = next;
       }
-      const s: ResolvedStack = { id: r.id, locations, node };
-      this.stacks.set(r.id, s);
-      out.set(r.id, s);
+      stacks.set(r.id, { id: r.id, locations, node });
     }
     return out;
   }
 
-  private async loadLocations(ids: number[]): Promise<void> {
+  private async loadLocations(ids: number[], into: Map<number, ResolvedLocation>): Promise<void> {
     const locs = await this.store.fetchLocations(ids);
     const fnIds = new Set<number>();
     const mapIds = new Set<number>();
@@ -118,7 +120,7 @@ export class SymbolCache {
     for (const l of locs) {
       const lines: ResolvedLine[] = [];
       for (let i = 0; i < l.lines.length; i += 2) lines.push({ fn: fnById.get(l.lines[i]!), line: l.lines[i + 1]! });
-      this.locations.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines });
+      into.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines, framesStamp: 0, frames: [] });
     }
   }
 }
