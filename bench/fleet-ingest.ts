@@ -8,7 +8,10 @@
 // minutes and gets a new ASLR base (one of --aslr-slots per binary), and the
 // run is split into --days simulated days; each day a --churn share of the
 // binaries is rebuilt (new build ID, its code moves), so that much of the
-// code is new. The bench counts the distinct code the fleet ran (binaries,
+// code is new. A simulated day is a churn epoch, not 24 hours of profiles:
+// the --minutes of profile time are cut into --days equal parts (60 minutes,
+// 3 days: 20 minutes each, 10 restarts of every process per day at the
+// default --restart-min 2). The bench counts the distinct code the fleet ran (binaries,
 // locations, functions, stacks; by the server's identity rules) and compares
 // the server's symbol row gauges with it after the first day and at the end.
 //
@@ -25,7 +28,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -422,6 +425,8 @@ interface Result {
   end: { rows: Record<string, number>; distinct: Record<string, number> };
   queries: { name: string; ms: number; nodes: number }[];
   rssMiB: number;
+  /** 1-minute load average, sampled every 5 s while this configuration ran: min and max. */
+  load: [number, number];
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -480,6 +485,9 @@ async function runConfig(
   const serverCpuNow = () => servers.reduce((a, s) => a + cpuSeconds(s.proc.pid!), 0);
   const cpu0 = cpuNow();
   const serverCpu0 = serverCpuNow();
+  // The machine is shared: say how loaded it was while this ran.
+  const loads: number[] = [loadavg()[0]!];
+  const loadTimer = setInterval(() => loads.push(loadavg()[0]!), 5000);
   const t0 = performance.now();
   let firstDay: Result['firstDay'] | undefined;
   for (let day = 0; day < DAYS; day++) {
@@ -536,6 +544,8 @@ async function runConfig(
     queries.push({ name, ms: median(ms), nodes });
   }
   const rssMiB = Math.max(...servers.map((s) => peakRssMiB(s.proc.pid!)));
+  clearInterval(loadTimer);
+  loads.push(loadavg()[0]!);
   for (const s of servers) await s.stop();
   if (sqliteDir) rmSync(sqliteDir, { recursive: true, force: true });
   return {
@@ -551,6 +561,7 @@ async function runConfig(
     end: { rows: end.rows, distinct: count() },
     queries,
     rssMiB,
+    load: [Math.min(...loads), Math.max(...loads)],
   };
 }
 
@@ -616,6 +627,7 @@ async function main() {
     });
   }
   row('server peak RSS (largest server)', (r) => `${r.rssMiB.toFixed(0)} MiB`);
+  row('load average (1 min) while it ran, min-max', (r) => `${r.load[0].toFixed(1)}-${r.load[1].toFixed(1)}`);
 }
 
 await main();

@@ -10,8 +10,9 @@
 //   not make new rows; resolved kernel and JIT frames keep no address at all
 //   (KASLR differs per host, JIT addresses die with the process), unresolved
 //   ones keep theirs;
-// - a function is (name, system name, file, start line); a stack is (parent
-//   stack, leaf location). Ids are content hashes (store/hash.ts).
+// - a function is (name, system name, file, start line); a stack is its
+//   location list. Ids are content hashes (store/hash.ts); the store gives
+//   stacks dense ids too (store/stack-ids.ts).
 //
 // Labels: string sample labels become series labels (as Pyroscope does), so a
 // whole-host profile keeps `comm`/`process` per sample. Labels named in
@@ -27,7 +28,6 @@
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
-import { encodeSamples } from './store/sample-codec.js';
 import { StackAccumulator } from './store/accumulator.js';
 import { Hasher, SEED, textId } from './store/hash.js';
 import { IdMap } from './store/id-map.js';
@@ -455,12 +455,13 @@ export async function ingestProfile(
     const known = store.seriesById(seriesId);
     if (known && canonicalLabels(known.labels) !== key) throw errIdCollision(`series id ${seriesId} is taken by ${canonicalLabels(known.labels)}`);
     if (!known) batch.series.push({ id: seriesId, labels: JSON.parse(key) as Record<string, string> });
-    const { ids, vals } = acc.sortedColumns();
+    // Unsorted: the store packs them once it knows their dense ids (store/stack-ids.ts).
+    const stackHashes = acc.ids.slice(0, acc.length);
+    const vals = acc.values.slice(0, acc.length * nTypes);
     const totals = new Array<number>(nTypes).fill(0);
     for (let k = 0; k < vals.length; k++) totals[k % nTypes]! += vals[k]!;
-    const { blob, scales } = encodeSamples(ids, vals, nTypes);
-    nStacksTotal += ids.length;
-    const row: NewProfile = { seriesId, timeMs, durationNs: p.durationNanos, period: p.period, profileTypeId, scales, totals, nStacks: ids.length, samples: blob };
+    nStacksTotal += acc.length;
+    const row: NewProfile = { seriesId, timeMs, durationNs: p.durationNanos, period: p.period, profileTypeId, totals, nTypes, stackHashes, values: vals };
     batch.profiles.push(row);
   }
   const ids = await store.write(batch);

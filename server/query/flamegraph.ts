@@ -1,12 +1,16 @@
 // Merged stack values -> flame tree (api-types.ts FlameTree), top table.
-// Each merged stack is walked root to leaf once: every location becomes a
-// chain of flame nodes (one per inlined frame, outermost first), keyed by
-// (parent flame node, function), adding the stack's value to each node's
-// total on the way. Cost: O(frames of the merged stacks).
+// Every location becomes a chain of flame nodes (one per inlined frame,
+// outermost first), keyed by (parent flame node, function). Each distinct
+// location prefix of the merged stacks is mapped once (the symbol cache keeps
+// the stacks as a prefix tree), self values land on the stacks' flame nodes
+// and totals are summed up the tree. Cost: O(distinct prefixes + flame nodes).
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from '../store/int-pair-map.js';
-import type { ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
+import type { PrefixNode, ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
+
+/** Stamps flame-tree builds in the prefix tree's scratch fields (one build runs at a time: it is synchronous). */
+let buildStamp = 0;
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -20,7 +24,9 @@ export interface BuiltTree {
 class FunctionInterner {
   readonly table: FunctionTable = { name: [], binary: [], kind: [] };
   private readonly ids = new Map<string, number>();
-  private readonly locFrames = new Map<ResolvedLocation, number[]>();
+
+  /** `stamp` names this build in the locations' scratch fields (symbols.ts), which cache their frames. */
+  constructor(private readonly stamp: number) {}
 
   private intern(name: string, binary: string): number {
     const key = `${name}\0${binary}`;
@@ -37,10 +43,9 @@ class FunctionInterner {
 
   /** Function indices of a location's frames, outermost (caller) first. */
   frames(loc: ResolvedLocation): number[] {
-    let out = this.locFrames.get(loc);
-    if (out) return out;
+    if (loc.framesStamp === this.stamp) return loc.frames;
     const binary = loc.mapping?.filename ?? '';
-    out = [];
+    const out: number[] = [];
     if (loc.lines.length === 0) {
       // Unsymbolized: the binary and the file-relative address are all we
       // know; the same code in every process shows as one frame.
@@ -54,7 +59,8 @@ class FunctionInterner {
         out.push(this.intern(f ? f.name || f.systemName || '?' : '?', binary));
       }
     }
-    this.locFrames.set(loc, out);
+    loc.framesStamp = this.stamp;
+    loc.frames = out;
     return out;
   }
 }
@@ -66,50 +72,49 @@ class FunctionInterner {
 export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const values = sc.self;
   const K = values.length;
-  const fi = new FunctionInterner();
+  const stamp = ++buildStamp;
+  const fi = new FunctionInterner(stamp);
   const fParent: number[] = [-1];
   const fFunc: number[] = [-1];
   const fSelf: number[][] = values.map(() => [0]);
   const child = new IntPairMap(1 << 12);
-  // Stacks in root-first lexicographic order of their locations: each one
-  // shares its longest prefix with the one before, so only the frames past
-  // that prefix are looked up (about one per stored prefix-tree node, not one
-  // per frame of every stack).
-  const n = sc.stackIds.length;
-  const locsOf = sc.stackIds.map((id) => sym.get(id)?.locations ?? []);
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => {
-    const A = locsOf[a]!;
-    const B = locsOf[b]!;
-    let i = A.length - 1;
-    let j = B.length - 1;
-    for (; i >= 0 && j >= 0; i--, j--) if (A[i] !== B[j]) return A[i]!.id - B[j]!.id;
-    return i - j;
-  });
-  const pathNode: number[] = []; // flame node after the first d + 1 locations (root first) of the previous stack
-  let prev: readonly ResolvedLocation[] = [];
-  for (const i of order) {
-    const locs = locsOf[i]!;
-    let common = 0;
-    for (let a = locs.length - 1, b = prev.length - 1; a >= 0 && b >= 0 && locs[a] === prev[b]; a--, b--) common++;
-    let node = common > 0 ? pathNode[common - 1]! : 0;
-    for (let d = common; d < locs.length; d++) {
-      const frames = fi.frames(locs[locs.length - 1 - d]!);
+  // Each stack's node in the symbol cache's prefix tree (symbols.ts) is
+  // mapped to its flame node once per distinct prefix: a stack walks up only
+  // to the first ancestor this build has already mapped (stamped), then
+  // maps the frames below it. Cost: O(distinct prefixes of the stacks read)
+  // lookups, not O(frames of every stack), and no sort.
+  const chain: PrefixNode[] = [];
+  const flameOf = (leaf: PrefixNode): number => {
+    let n: PrefixNode = leaf;
+    while (n.parent !== undefined && n.stamp !== stamp) {
+      chain.push(n);
+      n = n.parent;
+    }
+    let node = n.parent === undefined ? 0 : n.flame;
+    while (chain.length > 0) {
+      const c = chain.pop()!;
+      const frames = fi.frames(c.loc!);
       for (let q = 0; q < frames.length; q++) {
         const fn = frames[q]!;
-        let c = child.get(node, fn);
-        if (c === -1) {
-          c = fParent.length;
+        let f = child.get(node, fn);
+        if (f === -1) {
+          f = fParent.length;
           fParent.push(node);
           fFunc.push(fn);
           for (let k = 0; k < K; k++) fSelf[k]!.push(0);
-          child.insert(node, fn, c);
+          child.insert(node, fn, f);
         }
-        node = c;
+        node = f;
       }
-      pathNode[d] = node;
+      c.stamp = stamp;
+      c.flame = node;
     }
-    prev = locs;
+    return node;
+  };
+  const n = sc.stackIds.length;
+  for (let i = 0; i < n; i++) {
+    const s = sym.get(sc.stackIds[i]!);
+    const node = s ? flameOf(s.node) : 0;
     for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i]!;
   }
   // Totals: children are created after their parents, so one backward pass.
@@ -134,19 +139,35 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
     rank[byNameOrder[i]!] = r;
   }
   const byName = (a: number, b: number) => rank[fFunc[a]!]! - rank[fFunc[b]!]!;
-  const tree: FlameTree = { func: [], parent: [], self: [], total: [] };
+  // All children ordered at once by (parent, name rank, index), packed into
+  // doubles for the native numeric sort, instead of one comparator sort per
+  // node (when the packed key fits in 53 bits; else per node below).
+  let nodeBits = 1;
+  while (nodeBits < m) nodeBits *= 2;
+  let rankBits = 1;
+  while (rankBits < names.length + 1) rankBits *= 2;
+  const presorted = m > 1 && m * rankBits * nodeBits < 2 ** 53;
+  if (presorted) {
+    const keys = new Float64Array(m - 1);
+    for (let c = 1; c < m; c++) keys[c - 1] = (fParent[c]! * rankBits + rank[fFunc[c]!]!) * nodeBits + c;
+    keys.sort();
+    for (let k = 0; k < m - 1; k++) kids[k] = keys[k]! % nodeBits;
+  }
+  // Filled by index (m nodes): no growth copies of 100k-node arrays.
+  const tree: FlameTree = { func: new Array<number>(m), parent: new Array<number>(m), self: new Array<number>(m), total: new Array<number>(m) };
+  let next = 0;
   const extraSelf: number[][] = values.slice(1).map(() => []);
   const extraTotal: number[][] = values.slice(1).map(() => []);
   const newIndex = new Int32Array(m);
   const stack: number[] = [0];
   while (stack.length > 0) {
     const j = stack.pop()!;
-    const idx = tree.func.length;
+    const idx = next++;
     newIndex[j] = idx;
-    tree.func.push(fFunc[j]!);
-    tree.parent.push(j === 0 ? -1 : newIndex[fParent[j]!]!);
-    tree.self.push(fSelf[0]![j]!);
-    tree.total.push(fTotal[0]![j]!);
+    tree.func[idx] = fFunc[j]!;
+    tree.parent[idx] = j === 0 ? -1 : newIndex[fParent[j]!]!;
+    tree.self[idx] = fSelf[0]![j]!;
+    tree.total[idx] = fTotal[0]![j]!;
     for (let k = 1; k < K; k++) {
       extraSelf[k - 1]!.push(fSelf[k]![j]!);
       extraTotal[k - 1]!.push(fTotal[k]![j]!);
@@ -154,6 +175,7 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
     const from = start[j]!;
     const to = j + 1 < m ? start[j + 1]! : m - 1;
     if (to - from === 1) stack.push(kids[from]!);
+    else if (presorted) for (let c = to - 1; c >= from; c--) stack.push(kids[c]!);
     else if (to - from > 1) {
       const sorted = Array.from(kids.subarray(from, to)).sort(byName);
       for (let c = sorted.length - 1; c >= 0; c--) stack.push(sorted[c]!);

@@ -3,7 +3,7 @@
 // The result is a hash accumulator holding only the stacks read: cost is
 // O(pairs read), independent of the size of the stack table. Tree building
 // happens elsewhere.
-import { ROLLUP_WINDOW_MS, rollupKey, type ProfileStore, type SampleTypeDesc, type Series } from '../store/store.js';
+import { FLEET_SERIES_ID, FLEET_WINDOW_MS, ROLLUP_WINDOW_MS, rollupKey, type ProfileStore, type SampleTypeDesc, type Series } from '../store/store.js';
 import { addSamples } from '../store/sample-codec.js';
 import { StackAccumulator } from '../store/accumulator.js';
 import { matches, type Selector } from '../selector.js';
@@ -54,6 +54,23 @@ export function chooseSampleType(store: ProfileStore, series: Series[], requeste
   return seen.find((s) => s.type === 'cpu') ?? seen.find((s) => s.type === 'wall') ?? seen.find((s) => s.type === 'samples') ?? seen[0];
 }
 
+/** The whole windows of length lenMs inside [fromMs, toMs) as [start of the first, end of the last). */
+function wholeWindows(fromMs: number, toMs: number, lenMs: number): [number, number] {
+  return [Math.max(lenMs, Math.ceil(fromMs / lenMs) * lenMs), Math.floor(toMs / lenMs) * lenMs];
+}
+
+/** [fromMs, toMs) minus the windows of length lenMs starting at `covered`, as ordered intervals. */
+function uncovered(fromMs: number, toMs: number, covered: ReadonlySet<number>, lenMs: number): [number, number][] {
+  const out: [number, number][] = [];
+  let start = fromMs;
+  for (const w of [...covered].sort((a, b) => a - b)) {
+    if (w > start) out.push([start, w]);
+    start = Math.max(start, w + lenMs);
+  }
+  if (start < toMs) out.push([start, toMs]);
+  return out;
+}
+
 export interface Merged {
   /** Summed self values, one column per requested type. */
   acc: StackAccumulator;
@@ -100,14 +117,13 @@ export async function mergeStacks(
   };
   const add = (seriesId: number, profileTypeId: number, scalesText: string, samples: Buffer, nProfiles: number, durationNs: number, periods: number[]) => {
     const idx = indexFor(profileTypeId);
-    const nTypes = store.profileType(profileTypeId)?.sampleTypes.length ?? 0;
     const scales = scalesText.split(',').map(Number);
     const acc = accFor(seriesId);
     let used = false;
     for (let k = 0; k < idx.length; k++) {
       const ti = idx[k]!;
-      if (ti < 0) continue;
-      merged.pairs += addSamples(samples, nTypes, ti, scales[ti]!, acc, k);
+      if (ti < 0 || ti >= scales.length) continue;
+      merged.pairs += addSamples(samples, scales, ti, acc, k);
       used = true;
     }
     if (used) {
@@ -116,25 +132,41 @@ export async function mergeStacks(
       for (const p of periods) if (!merged.periods.includes(p)) merged.periods.push(p);
     }
   };
-  // Whole rollup windows inside the range come from rollups, the rest
-  // (edges, windows not rolled up yet) from raw rows; see sqlite-store.ts.
-  const wFrom = Math.max(ROLLUP_WINDOW_MS, Math.ceil(range.fromMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS);
-  const wTo = Math.floor(range.toMs / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS;
-  const covered = new Set<string>();
-  if (wTo > wFrom) {
-    await store.eachRollup(sel.ids, wFrom, wTo, (r) => {
-      covered.add(rollupKey(r.series_id, r.window_ms / ROLLUP_WINDOW_MS));
-      add(r.series_id, r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
-    });
+  // A merge of every series reads the fleet rollups (one row per minute and
+  // profile kind) for the whole windows they cover; what is left of the range
+  // (its edges, windows not rolled up yet) goes through the per-series path.
+  let rest: [number, number][] = [[range.fromMs, range.toMs]];
+  if (sel.ids === null && !merged.bySeries) {
+    const [wFrom, wTo] = wholeWindows(range.fromMs, range.toMs, FLEET_WINDOW_MS);
+    if (wTo > wFrom) {
+      const fleet = new Set<number>();
+      await store.eachRollup([FLEET_SERIES_ID], wFrom, wTo, (r) => {
+        fleet.add(r.window_ms);
+        add(r.series_id, r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
+      });
+      rest = uncovered(range.fromMs, range.toMs, fleet, FLEET_WINDOW_MS);
+    }
   }
-  await store.eachProfile(
-    sel.ids,
-    range.fromMs,
-    range.toMs,
-    ['series_id', 'profile_type_id', 'scales', 'duration_ns', 'period', 'samples'],
-    (row) => add(row.series_id, row.profile_type_id, row.scales, row.samples, 1, row.duration_ns, [row.period]),
-    -1,
-    covered,
-  );
+  for (const [fromMs, toMs] of rest) {
+    // Whole rollup windows inside the interval come from the series' rollups,
+    // the rest (edges, windows not rolled up yet) from raw rows; see sqlite-store.ts.
+    const [wFrom, wTo] = wholeWindows(fromMs, toMs, ROLLUP_WINDOW_MS);
+    const covered = new Set<string>();
+    if (wTo > wFrom) {
+      await store.eachRollup(sel.ids, wFrom, wTo, (r) => {
+        covered.add(rollupKey(r.series_id, r.window_ms / ROLLUP_WINDOW_MS));
+        add(r.series_id, r.profile_type_id, r.scales, r.samples, r.n_profiles, r.duration_ns, r.periods.split(',').map(Number));
+      });
+    }
+    await store.eachProfile(
+      sel.ids,
+      fromMs,
+      toMs,
+      ['series_id', 'profile_type_id', 'scales', 'duration_ns', 'period', 'samples'],
+      (row) => add(row.series_id, row.profile_type_id, row.scales, row.samples, 1, row.duration_ns, [row.period]),
+      -1,
+      covered,
+    );
+  }
   return merged;
 }

@@ -255,7 +255,7 @@ export async function queryRoutes(app: FastifyInstance, o: QueryRouteOptions): P
     const row = await store.getProfile(id);
     if (!row) throw errNotFound(`no stored profile with id ${id}`);
     const pt = store.profileType(row.profile_type_id)!;
-    const { stackIds, values } = decodeSamples(row.samples, pt.sampleTypes.length, row.scales.split(',').map(Number));
+    const { stackIds, values } = decodeSamples(row.samples, row.scales.split(',').map(Number));
     const sym = await symbols.resolve(stackIds);
     const body = await encodePprof(sym, {
       sampleTypes: pt.sampleTypes,

@@ -1,95 +1,94 @@
-// Open-addressing hash map from a 53-bit id (a double) to two int32 values,
-// backed by typed arrays. Ingest probes it once per location and once per
-// sample (the marks cache), and queries once per stack-value pair (the merge
-// accumulator); a Map would box every key and cost several times the memory.
+// Open-addressing hash map from a 53-bit id (a double) to a double and an
+// int32, in one Float64Array of (key, value 1, value 2) slots so a probe
+// touches one cache line, not three arrays. Ingest probes it once per
+// location and once per sample (the marks cache), and queries once per
+// stack-value pair (the merge accumulator); a Map would box every key and
+// cost several times the memory.
 // Keys must be non-zero numbers (0 marks an empty slot); content ids never are 0.
 export class IdMap {
-  private keys: Float64Array;
-  private v1: Int32Array;
-  private v2: Int32Array;
+  /** slots[3 * i] key, [3 * i + 1] first value (a mark, a slot, a dense id), [3 * i + 2] second value (int32). */
+  private slots: Float64Array;
   private mask: number;
   size = 0;
 
   constructor(initialCapacity = 1024) {
     let cap = 16;
     while (cap < initialCapacity * 2) cap <<= 1;
-    this.keys = new Float64Array(cap); // 0 = empty (ids are never 0)
-    this.v1 = new Int32Array(cap);
-    this.v2 = new Int32Array(cap);
+    this.slots = new Float64Array(cap * 3); // key 0 = empty (ids are never 0)
     this.mask = cap - 1;
   }
 
+  /** Index (in slots) of key's slot, or of the empty slot where it would go. */
   private slot(key: number): number {
-    // Ids are already hashes: their low bits are uniform.
+    // Ids are already hashes (or dense): their low bits spread well.
     let i = (key >>> 0) & this.mask;
-    const keys = this.keys;
+    const slots = this.slots;
     for (;;) {
-      const k = keys[i]!;
-      if (k === key || k === 0) return i;
+      const k = slots[i * 3]!;
+      if (k === key || k === 0) return i * 3;
       i = (i + 1) & this.mask;
     }
   }
 
   has(key: number): boolean {
-    return this.keys[this.slot(key)] === key;
+    return this.slots[this.slot(key)] === key;
   }
 
   /** First value for key, or `missing`. */
   get(key: number, missing = -1): number {
     const i = this.slot(key);
-    return this.keys[i] === key ? this.v1[i]! : missing;
+    return this.slots[i] === key ? this.slots[i + 1]! : missing;
   }
 
   /** Whether key is present with first value >= minA and second value === b (one probe). */
   holds(key: number, minA: number, b: number): boolean {
     const i = this.slot(key);
-    return this.keys[i] === key && this.v1[i]! >= minA && this.v2[i] === b;
+    const s = this.slots;
+    return s[i] === key && s[i + 1]! >= minA && s[i + 2] === b;
   }
 
   /** Second value for key (call only when has(key)). */
   get2(key: number): number {
-    return this.v2[this.slot(key)]!;
+    return this.slots[this.slot(key) + 2]!;
   }
 
   set(key: number, a: number, b = 0): void {
     let i = this.slot(key);
-    if (this.keys[i] !== key) {
+    if (this.slots[i] !== key) {
       if ((this.size + 1) * 2 > this.mask + 1) {
         this.grow();
         i = this.slot(key);
       }
-      this.keys[i] = key;
+      this.slots[i] = key;
       this.size++;
     }
-    this.v1[i] = a;
-    this.v2[i] = b;
+    this.slots[i + 1] = a;
+    this.slots[i + 2] = b | 0;
   }
 
   clear(): void {
-    this.keys.fill(0);
+    this.slots.fill(0);
     this.size = 0;
   }
 
   /** Calls fn for every entry (any order). */
   forEach(fn: (key: number, a: number, b: number) => void): void {
-    const keys = this.keys;
-    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) fn(keys[i]!, this.v1[i]!, this.v2[i]!);
+    const s = this.slots;
+    for (let i = 0; i < s.length; i += 3) if (s[i] !== 0) fn(s[i]!, s[i + 1]!, s[i + 2]!);
   }
 
   private grow(): void {
-    const { keys, v1, v2 } = this;
-    const cap = keys.length * 2;
-    this.keys = new Float64Array(cap);
-    this.v1 = new Int32Array(cap);
-    this.v2 = new Int32Array(cap);
+    const old = this.slots;
+    const cap = (this.mask + 1) * 2;
+    this.slots = new Float64Array(cap * 3);
     this.mask = cap - 1;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i]!;
+    for (let i = 0; i < old.length; i += 3) {
+      const k = old[i]!;
       if (k === 0) continue;
       const j = this.slot(k);
-      this.keys[j] = k;
-      this.v1[j] = v1[i]!;
-      this.v2[j] = v2[i]!;
+      this.slots[j] = k;
+      this.slots[j + 1] = old[i + 1]!;
+      this.slots[j + 2] = old[i + 2]!;
     }
   }
 }

@@ -1,9 +1,16 @@
 // Schema migrations, applied in order at startup. Never edit a shipped
 // migration: append a new one. `schema_version` holds the number of applied
-// migrations.
+// migrations. A migration is SQL, or SQL plus a step in JS run after it in the
+// same transaction (for data SQL cannot convert, e.g. packed samples).
 import type { Db } from './sqlite.js';
+import { remapSamples } from './sample-codec.js';
 
-export const MIGRATIONS: readonly string[] = [
+export interface Migration {
+  sql: string;
+  run?: (db: Db) => Promise<void>;
+}
+
+export const MIGRATIONS: readonly (string | Migration)[] = [
   // 1: symbol database, series, packed profiles.
   `
   CREATE TABLE strings (id INTEGER PRIMARY KEY, value TEXT NOT NULL);
@@ -101,6 +108,39 @@ export const MIGRATIONS: readonly string[] = [
     samples BLOB NOT NULL,
     PRIMARY KEY (series_id, window_ms, profile_type_id)) WITHOUT ROWID;
   `,
+  // 4: dense stack ids (stack-ids.ts). A stack keeps its content hash (now the
+  // unique `hash`) and gets a small integer id, which packed samples store:
+  // one or two bytes per sorted delta instead of six or seven. Existing
+  // profiles are re-packed under the new ids; rollups are dropped and rebuilt
+  // from them (the store marks their windows dirty at start).
+  {
+    sql: `
+    CREATE TABLE stacks_v4 (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, locations BLOB NOT NULL, mark INTEGER NOT NULL);
+    INSERT INTO stacks_v4 (hash, locations, mark) SELECT id, locations, mark FROM stacks ORDER BY id;
+    DELETE FROM rollups;
+    `,
+    run: async (db) => {
+      const idOf = new Map<number, number>();
+      await db.each<{ id: number; hash: number }>('SELECT id, hash FROM stacks_v4', [], (r) => idOf.set(r.hash, r.id));
+      const newId = (old: number) => {
+        if (old === 0) return 0;
+        const id = idOf.get(old);
+        if (id === undefined) throw new Error(`schema 4 migration: a stored profile references stack ${old}, which is not in the stacks table`);
+        return id;
+      };
+      // Keyset pages: the whole table never sits in memory.
+      for (let after = 0; ; ) {
+        const rows = await db.all<{ id: number; scales: string; samples: Buffer }>('SELECT id, scales, samples FROM profiles WHERE id > ? ORDER BY id LIMIT 500', [after]);
+        if (rows.length === 0) break;
+        for (const r of rows) {
+          const blob = remapSamples(r.samples, r.scales.split(',').map(Number), newId);
+          await db.run('UPDATE profiles SET samples = ? WHERE id = ?', [blob, r.id]);
+        }
+        after = rows[rows.length - 1]!.id;
+      }
+      await db.exec('DROP TABLE stacks; ALTER TABLE stacks_v4 RENAME TO stacks; CREATE UNIQUE INDEX stacks_hash ON stacks (hash);');
+    },
+  },
 ];
 
 export async function migrate(db: Db): Promise<number> {
@@ -121,9 +161,10 @@ export async function migrate(db: Db): Promise<number> {
     }
   }
   for (; version < MIGRATIONS.length; version++) {
-    const sql = MIGRATIONS[version]!;
+    const m = MIGRATIONS[version]!;
     await db.transaction(async () => {
-      await db.exec(sql);
+      await db.exec(typeof m === 'string' ? m : m.sql);
+      if (typeof m !== 'string') await m.run?.(db);
       await db.run('UPDATE schema_version SET version = ?', [version + 1]);
     });
   }

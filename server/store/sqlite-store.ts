@@ -10,17 +10,20 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Db, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
-import { addSamples, encodeSamples } from './sample-codec.js';
-import { StackAccumulator } from './accumulator.js';
+import { encodeDense, StackIdCache, writeStacks, type StackRowIo, type StackWrite } from './stack-ids.js';
+import { WindowMerge } from './window-merge.js';
 import { IdMap } from './id-map.js';
 import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision } from '../errors.js';
 import {
   markEpoch,
+  FLEET_WINDOW_MS,
   ROLLUP_GRACE_MS,
   ROLLUP_WINDOW_MS,
   rollupKey,
+  rollupWindowMs,
+  rollupWindowSql,
   SYMBOL_KINDS,
   type FunctionRow,
   type IngestBatch,
@@ -36,6 +39,7 @@ import {
   type StackRow,
   type SymbolKind,
   canonicalLabels,
+  FLEET_SERIES_ID,
   packIds,
   typeDescriptor,
   unpackIds,
@@ -54,6 +58,9 @@ import {
 
 export const DB_FILE = 'fleetprof.db';
 
+/** Symbol kinds keyed by content hash; stacks are written by stack-ids.ts. */
+type RowKind = Exclude<SymbolKind, 'stack'>;
+const ROW_KINDS: readonly RowKind[] = ['mapping', 'function', 'location'];
 const TABLE: Record<SymbolKind, string> = { mapping: 'mappings', function: 'functions', location: 'locations', stack: 'stacks' };
 const hex = (v: bigint) => v.toString(16);
 const idList = (ids: readonly number[]) => JSON.stringify(ids);
@@ -61,12 +68,17 @@ const idList = (ids: readonly number[]) => JSON.stringify(ids);
 export class SqliteStore implements ProfileStore {
   readonly backend = 'sqlite' as const;
   readonly marks = new IdMap(1 << 16);
+  private readonly stackIds = new StackIdCache();
+  // This process is the file's only writer, so it hands out dense stack ids
+  // itself: never reused while it runs (the query symbol cache may hold ids
+  // of rows retention collected), no gaps from conflicting inserts.
+  private nextStackId = 1;
   private readonly series = new Map<number, Series>();
   private readonly profileTypes = new Map<number, ProfileType>();
   // Ingest groups, with rollup and retention jobs run between them.
   private readonly commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group));
   private nextProfileId = 1;
-  // Rollup bookkeeping: window indices per series (time_ms / ROLLUP_WINDOW_MS).
+  // Rollup bookkeeping: window indices per series (time_ms / rollupWindowMs(series)), the fleet under FLEET_SERIES_ID.
   private readonly rolledUp = new Map<number, Set<number>>();
   private readonly dirty = new Map<number, Set<number>>();
   private readonly rollupScheduled = new Set<string>();
@@ -113,13 +125,18 @@ export class SqliteStore implements ProfileStore {
     );
     for (const id of this.series.keys()) await this.refreshBounds(id);
     await db.each<{ series_id: number; window_ms: number }>('SELECT DISTINCT series_id, window_ms FROM rollups', [], (r) =>
-      setOf(this.rolledUp, r.series_id).add(Math.floor(r.window_ms / ROLLUP_WINDOW_MS)),
+      setOf(this.rolledUp, r.series_id).add(Math.floor(r.window_ms / rollupWindowMs(r.series_id))),
     );
     await db.each<{ series_id: number; w: number }>(`SELECT DISTINCT series_id, time_ms / ${ROLLUP_WINDOW_MS} AS w FROM profiles WHERE time_ms >= 0`, [], (r) => {
       if (!this.rolledUp.get(r.series_id)?.has(r.w)) setOf(this.dirty, r.series_id).add(r.w);
     });
+    await db.each<{ w: number }>(`SELECT DISTINCT time_ms / ${FLEET_WINDOW_MS} AS w FROM profiles WHERE time_ms >= 0`, [], (r) => {
+      if (!this.rolledUp.get(FLEET_SERIES_ID)?.has(r.w)) setOf(this.dirty, FLEET_SERIES_ID).add(r.w);
+    });
     const max = await db.get<{ m: number | null }>('SELECT MAX(id) AS m FROM profiles');
     this.nextProfileId = (max?.m ?? 0) + 1;
+    const maxStack = await db.get<{ m: number | null }>('SELECT MAX(id) AS m FROM stacks');
+    this.nextStackId = (maxStack?.m ?? 0) + 1;
   }
 
   /** MIN/MAX per series use the (series_id, time_ms) index: two seeks each. */
@@ -155,7 +172,7 @@ export class SqliteStore implements ProfileStore {
   }
 
   /** Upserts rows of one kind; returns the ids whose stored content differs (collisions). */
-  private async upsert(kind: SymbolKind, rows: Map<number, SqlValue[]>): Promise<number[]> {
+  private async upsert(kind: RowKind, rows: Map<number, SqlValue[]>): Promise<number[]> {
     if (rows.size === 0) return [];
     const [columns, same] = UPSERT[kind];
     const perRow = `(${columns.map(() => '?').join(',')})`;
@@ -179,22 +196,26 @@ export class SqliteStore implements ProfileStore {
   /** Commits one group (group-commit.ts) in one transaction. */
   private async flushOnce(queued: PendingWrite<IngestBatch, number[]>[]): Promise<void> {
     // Rows of all queued batches, deduplicated by id (the highest mark wins).
-    const rows: Record<SymbolKind, Map<number, SqlValue[]>> = { mapping: new Map(), function: new Map(), location: new Map(), stack: new Map() };
-    const put = (kind: SymbolKind, id: number, row: SqlValue[], mark: number) => {
+    const rows: Record<RowKind, Map<number, SqlValue[]>> = { mapping: new Map(), function: new Map(), location: new Map() };
+    const put = (kind: RowKind, id: number, row: SqlValue[], mark: number) => {
       const cur = rows[kind].get(id);
       if (!cur || (cur[cur.length - 1] as number) < mark) rows[kind].set(id, row);
     };
+    const stacks = new Map<number, StackWrite>();
     const series = new Map<number, SqlValue[]>();
     const types = new Map<number, SqlValue[]>();
     const seriesTypes = new Set<string>();
-    const profiles: SqlValue[][] = [];
+    const newProfiles: [number, NewProfile][] = [];
     const ids: number[][] = [];
     for (const { batch } of queued) {
       const m = batch.mark;
       for (const r of batch.rows.mappings) put('mapping', r.id, [r.id, r.buildId, r.filename, hex(r.fileOffset), hex(r.size), m], m);
       for (const r of batch.rows.functions) put('function', r.id, [r.id, r.name, r.systemName, r.filename, r.startLine, m], m);
       for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded ? 1 : 0, r.lines.join(','), m], m);
-      for (const r of batch.rows.stacks) put('stack', r.id, [r.id, packIds(r.locations), m], m);
+      for (const r of batch.rows.stacks) {
+        const cur = stacks.get(r.id);
+        if (!cur || cur.mark < m) stacks.set(r.id, { hash: r.id, locations: packIds(r.locations), mark: m });
+      }
       for (const s of batch.series) series.set(s.id, [s.id, canonicalLabels(s.labels)]);
       for (const t of batch.profileTypes) types.set(t.id, [t.id, typeDescriptor(t)]);
       const mine: number[] = [];
@@ -202,11 +223,13 @@ export class SqliteStore implements ProfileStore {
         const id = this.nextProfileId++;
         mine.push(id);
         seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
-        profiles.push([id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, p.scales.join(','), p.totals.join(','), p.nStacks, p.samples]);
+        newProfiles.push([id, p]);
         this.noteWindow(p);
       }
       ids.push(mine);
     }
+    let stackIds: IdMap | undefined;
+    const nextStackId = this.nextStackId;
     const invalidations = this.pendingInvalidations;
     this.pendingInvalidations = [];
     const w = this.writer;
@@ -214,7 +237,10 @@ export class SqliteStore implements ProfileStore {
     try {
       await w.transaction(async () => {
         const bad: number[] = [];
-        for (const kind of SYMBOL_KINDS) bad.push(...(await this.upsert(kind, rows[kind])));
+        for (const kind of ROW_KINDS) bad.push(...(await this.upsert(kind, rows[kind])));
+        const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIds, this.stackIo());
+        bad.push(...st.collided);
+        stackIds = st.ids;
         bad.push(...(await this.upsertPlain('series', ['id', 'labels'], 'labels = excluded.labels', series)));
         bad.push(...(await this.upsertPlain('profile_types', ['id', 'descriptor'], 'descriptor = excluded.descriptor', types)));
         if (bad.length > 0) {
@@ -222,18 +248,48 @@ export class SqliteStore implements ProfileStore {
           throw errIdCollision(`content ids ${bad.slice(0, 5).join(', ')} are taken by different content`);
         }
         await w.run(`INSERT OR IGNORE INTO series_types (series_id, profile_type_id) VALUES ${[...seriesTypes].map((k) => `(${k})`).join(',') || '(0,0)'}`);
+        const profiles: SqlValue[][] = newProfiles.map(([id, p]) => {
+          const { blob, scales, nStacks } = encodeDense(p, stackIds!);
+          return [id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, scales.join(','), p.totals.join(','), nStacks, blob];
+        });
         await insertMany(w, 'profiles', ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'], profiles);
         for (const [seriesId, windowMs] of invalidations) await w.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, windowMs]);
       });
     } catch (e) {
+      this.nextStackId = nextStackId; // the rolled-back inserts' ids are free again
       this.pendingInvalidations = [...invalidations, ...this.pendingInvalidations];
       failIngestGroup(this.commits, queued, e, collided);
       return;
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
+    this.stackIds.remember(stackIds!);
     queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
+  }
+
+  /** Stack rows through this store's writer connection (inside the flush transaction). */
+  private stackIo(): StackRowIo {
+    const w = this.writer;
+    return {
+      select: async (hashes) => {
+        const out: { hash: number; id: number; locations: Buffer }[] = [];
+        for (let i = 0; i < hashes.length; i += 20000) {
+          out.push(...(await w.all<{ hash: number; id: number; locations: Buffer }>('SELECT hash, id, locations FROM stacks WHERE hash IN (SELECT value FROM json_each(?))', [idList(hashes.slice(i, i + 20000))])));
+        }
+        return out;
+      },
+      // Retention runs on this same queue: nothing deletes a row between the select and here.
+      bumpMarks: async (ids, mark) => {
+        await w.run('UPDATE stacks SET mark = ? WHERE id IN (SELECT value FROM json_each(?)) AND mark < ?', [mark, idList(ids), mark]);
+        return ids;
+      },
+      insert: async (rows) => {
+        const out = rows.map((r) => ({ hash: r.hash, id: this.nextStackId++ }));
+        await insertMany(w, 'stacks', ['id', 'hash', 'locations', 'mark'], rows.map((r, i) => [out[i]!.id, r.hash, r.locations, r.mark]));
+        return out;
+      },
+    };
   }
 
   private async upsertPlain(table: string, columns: string[], same: string, rows: Map<number, SqlValue[]>): Promise<number[]> {
@@ -249,27 +305,37 @@ export class SqliteStore implements ProfileStore {
     return [...rows.keys()].filter((id) => !ok.has(id));
   }
 
-  /** Rollup bookkeeping of a profile about to be committed. */
+  /** Rollup bookkeeping of a profile about to be committed: its series' window and the fleet's. */
   private noteWindow(p: NewProfile): void {
     if (p.timeMs < 0) return;
-    const w = Math.floor(p.timeMs / ROLLUP_WINDOW_MS);
-    const rolled = this.rolledUp.get(p.seriesId);
-    if (rolled?.has(w) || this.compacting === rollupKey(p.seriesId, w)) {
-      // Late arrival: the rollup goes in the same commit as this profile.
-      rolled?.delete(w);
-      this.pendingInvalidations.push([p.seriesId, w * ROLLUP_WINDOW_MS]);
+    for (const sid of [p.seriesId, FLEET_SERIES_ID]) {
+      const len = rollupWindowMs(sid);
+      const w = Math.floor(p.timeMs / len);
+      const rolled = this.rolledUp.get(sid);
+      if (rolled?.has(w) || this.compacting === rollupKey(sid, w)) {
+        // Late arrival: the rollup goes in the same commit as this profile.
+        rolled?.delete(w);
+        this.pendingInvalidations.push([sid, w * len]);
+      }
+      setOf(this.dirty, sid).add(w);
     }
-    setOf(this.dirty, p.seriesId).add(w);
   }
 
   /** Queues a rollup job for every dirty window its series has moved past. */
   scheduleRollups(): void {
-    for (const [seriesId, windows] of this.dirty) {
-      const s = this.series.get(seriesId);
-      if (!s) continue;
+    // The fleet rollup of a window waits until the newest series moved past it
+    // (a node that stopped sending does not hold it back; a late profile invalidates it).
+    let fleetLastMs = -Infinity;
+    for (const s of this.series.values()) if (s.lastMs > fleetLastMs) fleetLastMs = s.lastMs;
+    // Series windows first: the queue runs jobs in order, so the fleet job of a window comes after them.
+    const order = [...this.dirty.keys()].sort((a, b) => (a === FLEET_SERIES_ID ? 1 : 0) - (b === FLEET_SERIES_ID ? 1 : 0));
+    for (const seriesId of order) {
+      const windows = this.dirty.get(seriesId)!;
+      const lastMs = seriesId === FLEET_SERIES_ID ? fleetLastMs : this.series.get(seriesId)?.lastMs;
+      if (lastMs === undefined) continue;
       for (const w of windows) {
         const key = rollupKey(seriesId, w);
-        if (w < 1 || (w + 1) * ROLLUP_WINDOW_MS + ROLLUP_GRACE_MS > s.lastMs || this.rollupScheduled.has(key)) continue;
+        if (w < 1 || (w + 1) * rollupWindowMs(seriesId) + ROLLUP_GRACE_MS > lastMs || this.rollupScheduled.has(key)) continue;
         this.rollupScheduled.add(key);
         this.commits.addJob(() => this.rollUp(seriesId, w).catch(() => undefined));
       }
@@ -286,7 +352,7 @@ export class SqliteStore implements ProfileStore {
     return this.commits.idle();
   }
 
-  /** Merges the profiles of one series window into rollup rows; runs on the write queue. */
+  /** Merges the profiles of one series window (of every series: FLEET_SERIES_ID) into rollup rows; runs on the write queue. */
   private async rollUp(seriesId: number, w: number): Promise<void> {
     const key = rollupKey(seriesId, w);
     this.rollupScheduled.delete(key);
@@ -296,31 +362,20 @@ export class SqliteStore implements ProfileStore {
     this.compacting = key;
     let ok = false;
     try {
-      const from = w * ROLLUP_WINDOW_MS;
-      const rows = await this.writer.all<Pick<ProfileRow, 'profile_type_id' | 'scales' | 'duration_ns' | 'period' | 'samples'>>(
-        'SELECT profile_type_id, scales, duration_ns, period, samples FROM profiles WHERE series_id = ? AND time_ms >= ? AND time_ms < ?',
-        [seriesId, from, from + ROLLUP_WINDOW_MS],
-      );
-      const byType = new Map<number, { n: number; duration: number; periods: Set<number>; acc: StackAccumulator }>();
-      for (const r of rows) {
-        const nTypes = this.profileTypes.get(r.profile_type_id)?.sampleTypes.length ?? 0;
-        let agg = byType.get(r.profile_type_id);
-        if (!agg) {
-          agg = { n: 0, duration: 0, periods: new Set(), acc: new StackAccumulator(nTypes) };
-          byType.set(r.profile_type_id, agg);
-        }
-        agg.n++;
-        agg.duration += r.duration_ns;
-        agg.periods.add(r.period);
-        const scales = r.scales.split(',').map(Number);
-        for (let t = 0; t < nTypes; t++) addSamples(r.samples, nTypes, t, scales[t]!, agg.acc, t);
+      const len = rollupWindowMs(seriesId);
+      const from = w * len;
+      const merge = new WindowMerge((ptid) => this.profileTypes.get(ptid)?.sampleTypes.length ?? 0);
+      const cols = 'profile_type_id, scales, duration_ns, period, samples';
+      if (seriesId === FLEET_SERIES_ID) {
+        await this.writer.each<ProfileRow>(`SELECT ${cols} FROM profiles WHERE time_ms >= ? AND time_ms < ?`, [from, from + len], (r) => merge.add(r));
+      } else {
+        await this.writer.each<ProfileRow>(`SELECT ${cols} FROM profiles WHERE series_id = ? AND time_ms >= ? AND time_ms < ?`, [seriesId, from, from + len], (r) =>
+          merge.add(r),
+        );
       }
-      const out: SqlValue[][] = [];
-      for (const [typeId, agg] of byType) {
-        const { ids, vals } = agg.acc.sortedColumns();
-        const { blob, scales } = encodeSamples(ids, vals, agg.acc.cols);
-        out.push([seriesId, from, typeId, agg.n, agg.duration, [...agg.periods].join(','), scales.join(','), blob]);
-      }
+      const out: SqlValue[][] = merge
+        .rows(seriesId, from)
+        .map((r) => [r.series_id, r.window_ms, r.profile_type_id, r.n_profiles, r.duration_ns, r.periods, r.scales, r.samples]);
       await this.writer.transaction(async () => {
         await this.writer.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, from]);
         await insertMany(this.writer, 'rollups', ['series_id', 'window_ms', 'profile_type_id', 'n_profiles', 'duration_ns', 'periods', 'scales', 'samples'], out);
@@ -338,9 +393,10 @@ export class SqliteStore implements ProfileStore {
   eachRollup(seriesIds: number[] | null, fromMs: number, toMs: number, onRow: (r: RollupRow) => void): Promise<number> {
     const cols = 'series_id, window_ms, profile_type_id, n_profiles, duration_ns, periods, scales, samples';
     if (seriesIds !== null && seriesIds.length === 0) return Promise.resolve(0);
-    const where = seriesIds === null ? '' : `series_id IN (SELECT value FROM json_each(?)) AND `;
+    // null: every series' own rollups (not the fleet's, which has its own id).
+    const where = seriesIds === null ? `series_id <> ${FLEET_SERIES_ID} AND ` : `series_id IN (SELECT value FROM json_each(?)) AND `;
     const params: SqlValue[] = seriesIds === null ? [] : [idList(seriesIds)];
-    return this.reader.each(`SELECT ${cols} FROM rollups WHERE ${where}window_ms >= ? AND window_ms + ${ROLLUP_WINDOW_MS} <= ?`, [...params, fromMs, toMs], onRow);
+    return this.reader.each(`SELECT ${cols} FROM rollups WHERE ${where}window_ms >= ? AND window_ms + ${rollupWindowSql('series_id')} <= ?`, [...params, fromMs, toMs], onRow);
   }
 
   retain(cutoffMs: number, nowMs: number): Promise<RetentionResult> {
@@ -368,9 +424,10 @@ export class SqliteStore implements ProfileStore {
     if (result.profiles > 0) {
       // Rollups of windows that lost profiles go too (raw rows serve what is
       // left of the window straddling the cutoff until it is rolled up again).
-      const cutWindow = Math.floor(cutoffMs / ROLLUP_WINDOW_MS);
-      await this.writer.run('DELETE FROM rollups WHERE window_ms < ?', [(cutWindow + 1) * ROLLUP_WINDOW_MS]);
+      // (Window lengths differ by series: rollupWindowMs.)
+      await this.writer.run(`DELETE FROM rollups WHERE window_ms < (CAST(? AS INTEGER) / ${rollupWindowSql('series_id')} + 1) * ${rollupWindowSql('series_id')}`, [cutoffMs]);
       for (const [sid, set] of this.rolledUp) {
+        const cutWindow = Math.floor(cutoffMs / rollupWindowMs(sid));
         for (const w of set) {
           if (w <= cutWindow) {
             set.delete(w);
@@ -378,7 +435,10 @@ export class SqliteStore implements ProfileStore {
           }
         }
       }
-      for (const set of this.dirty.values()) for (const w of set) if (w < cutWindow) set.delete(w);
+      for (const [sid, set] of this.dirty) {
+        const cutWindow = Math.floor(cutoffMs / rollupWindowMs(sid));
+        for (const w of set) if (w < cutWindow) set.delete(w);
+      }
       for (const s of this.series.values()) if (s.firstMs < cutoffMs) await this.refreshBounds(s.id);
     }
     // Symbol sweep (store.ts explains the bound). It scans the symbol tables,
@@ -488,7 +548,7 @@ export class SqliteStore implements ProfileStore {
 }
 
 /** Column lists and the "same content" condition of each symbol upsert (mark last). */
-const UPSERT: Record<SymbolKind, [string[], string]> = {
+const UPSERT: Record<RowKind, [string[], string]> = {
   mapping: [['id', 'build_id', 'filename', 'file_offset', 'size', 'mark'], "build_id = excluded.build_id AND (excluded.build_id <> '' OR filename = excluded.filename)"],
   function: [
     ['id', 'name', 'system_name', 'filename', 'start_line', 'mark'],
@@ -498,7 +558,6 @@ const UPSERT: Record<SymbolKind, [string[], string]> = {
     ['id', 'mapping_id', 'address', 'is_folded', 'lines', 'mark'],
     'mapping_id = excluded.mapping_id AND address = excluded.address AND is_folded = excluded.is_folded AND lines = excluded.lines',
   ],
-  stack: [['id', 'locations', 'mark'], 'locations = excluded.locations'],
 };
 
 function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {

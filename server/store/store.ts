@@ -26,6 +26,21 @@ export const markEpoch = (ms: number): number => Math.floor(ms / MARK_EPOCH_MS);
 
 export const ROLLUP_WINDOW_MS = 10 * 60 * 1000;
 export const ROLLUP_GRACE_MS = 60 * 1000;
+/**
+ * Series id of the fleet rollups: per FLEET_WINDOW_MS window, the merge of
+ * every series, so a query over all series reads one row per minute (a
+ * fleet's hour: 60 rows instead of 36,000 profiles or 600 series rollups).
+ * Their windows are shorter than a series' because an unaligned range reads
+ * the windows at its edges raw: at most two minutes of the fleet's profiles.
+ * Series ids are content hashes, never 0.
+ */
+export const FLEET_SERIES_ID = 0;
+export const FLEET_WINDOW_MS = 60 * 1000;
+/** Rollup window length of a series (the fleet's or a series' own). */
+export const rollupWindowMs = (seriesId: number): number => (seriesId === FLEET_SERIES_ID ? FLEET_WINDOW_MS : ROLLUP_WINDOW_MS);
+/** SQL expression of the window length of a rollup row, given its series id column. */
+export const rollupWindowSql = (seriesIdColumn: string): string =>
+  `(CASE WHEN ${seriesIdColumn} = ${FLEET_SERIES_ID} THEN ${FLEET_WINDOW_MS} ELSE ${ROLLUP_WINDOW_MS} END)`;
 /** Key of a (series, window index) pair. */
 export const rollupKey = (seriesId: number, windowIndex: number): string => `${seriesId}:${windowIndex}`;
 
@@ -87,6 +102,7 @@ export interface LocationRow {
  * with one lookup each, and builds its flame tree from them directly.
  */
 export interface StackRow {
+  /** The dense id (stack-ids.ts) when read from the store; the content hash in an IngestBatch. */
   id: number;
   locations: number[];
 }
@@ -98,16 +114,21 @@ export interface SymbolRows {
   stacks: StackRow[];
 }
 
+/**
+ * A profile as ingest hands it to the store: its stacks by content hash (0 =
+ * the empty stack) and values[i * nTypes + t]. The store packs it under
+ * dense stack ids once it knows them (stack-ids.ts).
+ */
 export interface NewProfile {
   seriesId: number;
   timeMs: number;
   durationNs: number;
   period: number;
   profileTypeId: number;
-  scales: number[];
   totals: number[];
-  nStacks: number;
-  samples: Buffer;
+  nTypes: number;
+  stackHashes: Float64Array;
+  values: Float64Array;
 }
 
 export interface ProfileRow {

@@ -21,22 +21,47 @@ export interface ResolvedLocation {
   isFolded: boolean;
   /** Innermost frame first, as in pprof. */
   lines: ResolvedLine[];
+  /** Scratch of one flame-tree build (query/flamegraph.ts): its frames' function indices in that build. */
+  framesStamp: number;
+  frames: number[];
 }
 
 export interface ResolvedStack {
   id: number;
   /** Leaf first, as in pprof; a location the store no longer has is left out. */
   locations: ResolvedLocation[];
+  /** Its node in the cache's prefix tree of location paths (root first). */
+  node: PrefixNode;
 }
 
-/** The resolved stacks of one query, by stack id. */
-export type Symbols = Map<number, ResolvedStack>;
+/**
+ * The cached stacks as a tree of location paths from the root: stacks that
+ * share a prefix share its nodes, so a flame graph maps each distinct prefix
+ * to its flame node once (query/flamegraph.ts) instead of walking every frame
+ * of every stack. Built once per stack when it is first resolved, dropped
+ * with the cache. `stamp`/`flame` are scratch for one flame-tree build.
+ */
+export interface PrefixNode {
+  loc: ResolvedLocation | undefined; // undefined at the root
+  parent: PrefixNode | undefined;
+  children: Map<ResolvedLocation, PrefixNode> | undefined;
+  stamp: number;
+  flame: number;
+}
+
+const newRoot = (): PrefixNode => ({ loc: undefined, parent: undefined, children: undefined, stamp: 0, flame: 0 });
+
+/** The resolved stacks of one query, by stack id (a view of the cache, not a copy: no per-stack work when all are cached). */
+export interface Symbols {
+  get(stackId: number): ResolvedStack | undefined;
+}
 
 export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 
 export class SymbolCache {
   private stacks = new Map<number, ResolvedStack>();
   private locations = new Map<number, ResolvedLocation>();
+  private root = newRoot();
 
   constructor(
     private readonly store: ProfileStore,
@@ -48,33 +73,40 @@ export class SymbolCache {
       // Start over rather than track recency per row: a query refills what it needs.
       this.stacks = new Map();
       this.locations = new Map();
+      this.root = newRoot();
     }
-    const out: Symbols = new Map();
+    // This query's view: the maps as they are now (a later reset by another query leaves them to this one).
+    const stacks = this.stacks;
+    const locMap = this.locations;
+    const root = this.root;
+    const out: Symbols = { get: (id) => stacks.get(id) };
     const missing: number[] = [];
-    for (const id of stackIds) {
-      if (id === 0) continue;
-      const s = this.stacks.get(id);
-      if (s) out.set(id, s);
-      else missing.push(id);
-    }
+    for (const id of stackIds) if (id !== 0 && !stacks.has(id)) missing.push(id);
     if (missing.length === 0) return out;
     const rows = await this.store.fetchStacks(missing);
     const needLoc = new Set<number>();
-    for (const r of rows) for (const l of r.locations) if (!this.locations.has(l)) needLoc.add(l);
-    if (needLoc.size > 0) await this.loadLocations([...needLoc]);
+    for (const r of rows) for (const l of r.locations) if (!locMap.has(l)) needLoc.add(l);
+    if (needLoc.size > 0) await this.loadLocations([...needLoc], locMap);
     for (const r of rows) {
-      const s: ResolvedStack = { id: r.id, locations: [] };
+      const locations: ResolvedLocation[] = [];
       for (const l of r.locations) {
-        const loc = this.locations.get(l);
-        if (loc) s.locations.push(loc);
+        const loc = locMap.get(l);
+        if (loc) locations.push(loc);
       }
-      this.stacks.set(r.id, s);
-      out.set(r.id, s);
+      let node = root;
+      for (let d = locations.length - 1; d >= 0; d--) {
+        const loc = locations[d]!;
+        node.children ??= new Map();
+        let next = node.children.get(loc);
+        if (!next) node.children.set(loc, (next = { loc, parent: node, children: undefined, stamp: 0, flame: 0 }));
+        node = next;
+      }
+      stacks.set(r.id, { id: r.id, locations, node });
     }
     return out;
   }
 
-  private async loadLocations(ids: number[]): Promise<void> {
+  private async loadLocations(ids: number[], into: Map<number, ResolvedLocation>): Promise<void> {
     const locs = await this.store.fetchLocations(ids);
     const fnIds = new Set<number>();
     const mapIds = new Set<number>();
@@ -88,7 +120,7 @@ export class SymbolCache {
     for (const l of locs) {
       const lines: ResolvedLine[] = [];
       for (let i = 0; i < l.lines.length; i += 2) lines.push({ fn: fnById.get(l.lines[i]!), line: l.lines[i + 1]! });
-      this.locations.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines });
+      into.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines, framesStamp: 0, frames: [] });
     }
   }
 }

@@ -1,0 +1,147 @@
+// Dense stack ids. A stack is still identified by its content hash (hash.ts:
+// `stacks.hash`, unique), so servers never coordinate to name the same stack.
+// The database additionally gives each stack row a small integer `id` (the
+// SQLite store's own counter, a PostgreSQL identity column), and packed
+// samples and rollups store those: sorted dense ids of a profile's stacks
+// differ by about (live stacks) / (stacks in the profile), one or two bytes
+// per delta, where 53-bit hashes cost six or seven (sample-codec.ts).
+//
+// Two servers on one PostgreSQL may both insert a new stack: the unique
+// hash lets only one row in (INSERT ... ON CONFLICT DO NOTHING) and the
+// other reads that row's id back, so every content has one id.
+//
+// Ingest resolves hash -> id through a bounded in-memory cache filled at
+// commit. A cached id is used only for a row the marks cache says is stored
+// with a mark >= the profile's (store.ts): such a row is not collected while
+// that profile is retained, so the id is still its id. A stack whose row ingest
+// did not rewrite and whose id the cache lost is looked up by hash.
+import { IdMap } from './id-map.js';
+import { encodeSamples } from './sample-codec.js';
+import { orderByKey } from './accumulator.js';
+import type { NewProfile } from './store.js';
+import { errIdCollision } from '../errors.js';
+
+/** Entries kept before the cache starts over (about 32 bytes each in the hash table). */
+export const STACK_ID_CACHE_MAX_ROWS = 2_000_000;
+
+export class StackIdCache {
+  private map = new IdMap(1 << 16);
+
+  get(hash: number): number {
+    return this.map.get(hash, -1);
+  }
+
+  /** Call only after the transaction that wrote or read these ids committed. */
+  remember(ids: IdMap): void {
+    if (this.map.size + ids.size > STACK_ID_CACHE_MAX_ROWS) this.map = new IdMap(1 << 16);
+    ids.forEach((hash, id) => this.map.set(hash, id));
+  }
+}
+
+/** A stack row as ingest hands it to the store: hash, packed location ids, mark. */
+export interface StackWrite {
+  hash: number;
+  locations: Buffer;
+  mark: number;
+}
+
+/** What a backend does inside its transaction to write stack rows and read ids. */
+export interface StackRowIo {
+  /** Existing rows among `hashes`: their id and stored locations. */
+  select(hashes: number[]): Promise<{ hash: number; id: number; locations: Buffer }[]>;
+  /**
+   * Raises the mark of rows (by id) to at least `mark`; returns the ids it
+   * found (a row another server's retention deleted meanwhile is missing
+   * from the answer and gets inserted again).
+   */
+  bumpMarks(ids: number[], mark: number): Promise<number[]>;
+  /** Inserts rows not stored yet; returns the (hash, id) of those it inserted (a row another writer inserted meanwhile is not returned). */
+  insert(rows: StackWrite[]): Promise<{ hash: number; id: number }[]>;
+}
+
+/**
+ * Writes the stack rows of one commit group and resolves the dense id of every
+ * stack hash its profiles use. Returns hash -> id for all of them (for the
+ * cache, after commit). Different content under a stored hash is a collision:
+ * refused (FP_ERR_ID_COLLISION), never merged.
+ */
+export async function writeStacks(rows: Map<number, StackWrite>, profiles: readonly NewProfile[], cache: StackIdCache, io: StackRowIo): Promise<{ ids: IdMap; collided: number[] }> {
+  const ids = new IdMap(Math.max(1024, rows.size * 2));
+  const collided: number[] = [];
+  let pending = [...rows.values()].sort((a, b) => a.hash - b.hash);
+  // Two rounds: a row another server inserts between our select and insert is found by the second select.
+  for (let round = 0; round < 3 && pending.length > 0; round++) {
+    const existing = await io.select(pending.map((r) => r.hash));
+    const found = new Map(existing.map((e) => [e.hash, e]));
+    const bump = new Map<number, StackWrite[]>();
+    const missing: StackWrite[] = [];
+    for (const r of pending) {
+      const e = found.get(r.hash);
+      if (!e) missing.push(r);
+      else if (!e.locations.equals(r.locations)) collided.push(r.hash);
+      else {
+        ids.set(r.hash, e.id);
+        let l = bump.get(r.mark);
+        if (!l) bump.set(r.mark, (l = []));
+        l.push(r);
+      }
+    }
+    for (const [mark, list] of bump) {
+      const kept = new Set(await io.bumpMarks(list.map((r) => ids.get(r.hash)), mark));
+      for (const r of list) {
+        if (kept.has(ids.get(r.hash))) continue;
+        ids.set(r.hash, -1);
+        missing.push(r);
+      }
+    }
+    pending = missing;
+    if (missing.length === 0) break;
+    const inserted = await io.insert(missing);
+    for (const x of inserted) ids.set(x.hash, x.id);
+    pending = missing.filter((r) => ids.get(r.hash) < 0);
+  }
+  if (pending.length > 0) throw new Error(`stack rows ${pending.slice(0, 3).map((r) => r.hash).join(', ')} could neither be inserted nor found`);
+  // Stacks the profiles use whose rows ingest did not rewrite: from the cache, else by hash.
+  const lookup: number[] = [];
+  for (const p of profiles) {
+    const hs = p.stackHashes;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i]!;
+      if (h === 0 || ids.has(h)) continue;
+      const c = cache.get(h);
+      if (c >= 0) ids.set(h, c);
+      else {
+        lookup.push(h);
+        ids.set(h, -1); // once per hash
+      }
+    }
+  }
+  if (lookup.length > 0) {
+    for (const e of await io.select(lookup)) ids.set(e.hash, e.id);
+    const lost = lookup.filter((h) => ids.get(h) < 0);
+    // Cannot happen while marks hold (see the header); refuse rather than store a dangling reference.
+    if (lost.length > 0) throw errIdCollision(`stacks ${lost.slice(0, 3).join(', ')} are neither in this request nor stored; retry the upload`);
+  }
+  return { ids, collided };
+}
+
+/** Packs one profile's samples under dense ids (ascending). */
+export function encodeDense(p: NewProfile, ids: IdMap): { blob: Buffer; scales: number[]; nStacks: number } {
+  const n = p.stackHashes.length;
+  const nTypes = p.nTypes;
+  const dense = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = p.stackHashes[i]!;
+    dense[i] = h === 0 ? 0 : ids.get(h);
+  }
+  const order = orderByKey(dense, n);
+  const sortedIds = new Float64Array(n);
+  const vals = new Float64Array(n * nTypes);
+  for (let k = 0; k < n; k++) {
+    const i = order[k]!;
+    sortedIds[k] = dense[i]!;
+    for (let t = 0; t < nTypes; t++) vals[k * nTypes + t] = p.values[i * nTypes + t]!;
+  }
+  const { blob, scales } = encodeSamples(sortedIds, vals, nTypes);
+  return { blob, scales, nStacks: n };
+}
