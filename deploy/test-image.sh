@@ -24,7 +24,12 @@ fi
 
 DAEMONSET_CAPS=bpf,perfmon,sys_resource,sys_ptrace,dac_read_search,syslog
 ctr=$("${buildah[@]}" from --pull-never --quiet "$tag")
-trap '"${buildah[@]}" umount "$ctr" >/dev/null 2>&1 || true; "${buildah[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
+# Something for record to sample: on an idle host a one-second recording can
+# hold no sample at all (idle CPUs are not sampled). The agent shares the
+# host's PID namespace, so a busy host process is what it sees.
+( while :; do :; done ) &
+busy=$!
+trap 'kill "$busy" 2>/dev/null || true; "${buildah[@]}" umount "$ctr" >/dev/null 2>&1 || true; "${buildah[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
 rootfs=$("${buildah[@]}" mount "$ctr")
 out=$(mktemp -d)
 
