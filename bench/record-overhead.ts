@@ -130,14 +130,18 @@ function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurem
   };
 }
 
-/** perf's DWARF mode: 8 KiB of user stack copied per sample, unwound by perf script with libdw/libunwind. */
-function runPerfDwarf(frequencyHz: number): Measurement {
-  const data = join(work, 'perf-dwarf.data');
-  const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '--call-graph', 'dwarf', '-o', data, '--', 'sleep', String(durationSeconds)]);
+/**
+ * `perf record -a` then `perf script`, the whole job as a user would run it. callGraph picks frame pointers (-g)
+ * or perf's DWARF mode (8 KiB of user stack copied per sample, unwound by perf script with libdw/libunwind).
+ */
+function runPerfWith(frequencyHz: number, callGraph: 'fp' | 'dwarf'): Measurement {
+  const data = join(work, callGraph === 'dwarf' ? 'perf-dwarf.data' : 'perf.data');
+  const graphArgs = callGraph === 'dwarf' ? ['--call-graph', 'dwarf'] : ['-g'];
+  const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', ...graphArgs, '-o', data, '--', 'sleep', String(durationSeconds)]);
   // --no-inline: no addr2line children (slow, and one failing on a container's file killed the run).
   const script = timed('perf', ['script', '--no-inline', '-i', data]);
   return {
-    tool: 'perf record -a --call-graph dwarf + perf script',
+    tool: `perf record -a ${graphArgs.join(' ')} + perf script`,
     frequencyHz,
     cpuSeconds: recorded.cpuSeconds + script.cpuSeconds,
     peakRssMb: Math.max(recorded.peakRssMb, script.peakRssMb),
@@ -145,18 +149,8 @@ function runPerfDwarf(frequencyHz: number): Measurement {
   };
 }
 
-function runPerf(frequencyHz: number): Measurement {
-  const data = join(work, 'perf.data');
-  const recorded = timed('perf', ['record', '-q', '-F', String(frequencyHz), '-a', '-g', '-o', data, '--', 'sleep', String(durationSeconds)]);
-  const script = timed('perf', ['script', '--no-inline', '-i', data]);
-  return {
-    tool: 'perf record -a -g + perf script',
-    frequencyHz,
-    cpuSeconds: recorded.cpuSeconds + script.cpuSeconds,
-    peakRssMb: Math.max(recorded.peakRssMb, script.peakRssMb),
-    samples: script.stdout.split('\n\n').filter((block) => block.trim() !== '').length,
-  };
-}
+const runPerf = (frequencyHz: number): Measurement => runPerfWith(frequencyHz, 'fp');
+const runPerfDwarf = (frequencyHz: number): Measurement => runPerfWith(frequencyHz, 'dwarf');
 
 /**
  * BCC compiles its program against kernel headers at start; this kernel ships
