@@ -496,16 +496,17 @@ export class Symbolizer {
     // JIT code, and reading it for every short-lived process that inherits the
     // pid costs memory and CPU. A file last written before the process
     // started cannot be its own.
+    // The file first: most processes have none, and then their start time need not be read.
+    let writtenMs: number;
+    try {
+      writtenMs = statSync(path).mtimeMs;
+    } catch {
+      return [new PerfMapFile(path)]; // Not there (yet): the process may still create it.
+    }
     const startedMs = this.processStartMs(pid);
-    if (startedMs !== null) {
-      try {
-        if (statSync(path).mtimeMs < startedMs - STALE_PERF_MAP_SLACK_MS) {
-          this.counters.stalePerfMaps++;
-          return [];
-        }
-      } catch {
-        // Not there (yet): the process may still create it.
-      }
+    if (startedMs !== null && writtenMs < startedMs - STALE_PERF_MAP_SLACK_MS) {
+      this.counters.stalePerfMaps++;
+      return [];
     }
     return [new PerfMapFile(path)];
   }
