@@ -14,7 +14,7 @@
 // Usage: node dist/bench/soak.js [--minutes 30] [--warmup-minutes 10] [--frequencies 19,99] [--sample-every 30]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -162,13 +162,18 @@ async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExp
   }
 }
 
+// Extra node flags for the agent (e.g. --trace-gc) and where its stdout goes; both for looking inside a run, not for the figures.
+const agentNodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const agentStdoutFd = process.env.FLEETPROF_BENCH_AGENT_STDOUT ? openSync(process.env.FLEETPROF_BENCH_AGENT_STDOUT, 'a') : 'ignore';
+
 async function soak(frequencyHz: number, dlchurn: string): Promise<{ points: Point[]; churnCpuPercent: number }> {
   const server = ownChild(spawn(process.execPath, [CLI, 'server', '--port', '0', '--data-dir', join(work, `data-${frequencyHz}`), '--retention', '1h'], { stdio: ['ignore', 'ignore', 'pipe'] }));
   const url = (await waitForLine(server, /listening on (\S+)/))[1]!;
   const churn = startChurn(dlchurn);
   const agent = ownChild(
-    spawn(process.execPath, [CLI, 'agent', '--server', url, '--frequency', String(frequencyHz), '--interval', '10', '--spool-dir', join(work, `spool-${frequencyHz}`), '--metrics-port', 'off'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    spawn(process.execPath, [...agentNodeArgs, CLI, 'agent', '--server', url, '--frequency', String(frequencyHz), '--interval', '10', '--spool-dir', join(work, `spool-${frequencyHz}`), '--metrics-port', 'off'], {
+      // The agent's stdout (e.g. --trace-gc) goes to a file when asked, to see the live heap without an inspector.
+      stdio: ['ignore', agentStdoutFd, 'pipe'],
     }),
   );
   await waitForLine(agent, /sampling at/);
