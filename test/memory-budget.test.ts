@@ -88,6 +88,36 @@ describe('process state', () => {
     }
   });
 
+  it('forgets a process one drain after it exited, and keeps one that lives', { timeout: 120_000 }, async () => {
+    const collector = Collector.start({ frequencyHz: 999 });
+    const living = spawn('/bin/sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+    try {
+      const exited: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const child = spawn('/bin/sh', ['-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'], { stdio: 'ignore' });
+        exited.push(child.pid!);
+        await once(child, 'exit');
+      }
+      await sleep(300);
+      await collector.collect(); // finds the exited ones gone
+      expect(exited.filter((pid) => collector.tracks(pid)).length).toBeGreaterThan(0);
+      expect(collector.tracks(living.pid!)).toBe(true);
+      await collector.collect(); // the drain after: they go, long before PROCESS_IDLE_DRAINS
+      expect(exited.filter((pid) => collector.tracks(pid))).toEqual([]);
+      expect(collector.exitedProcessesForgotten).toBeGreaterThan(0);
+      for (let i = 0; i < 3; i++) await collector.collect();
+      expect(collector.tracks(living.pid!)).toBe(true);
+      living.kill('SIGKILL');
+      await once(living, 'exit');
+      await collector.collect();
+      await collector.collect();
+      expect(collector.tracks(living.pid!)).toBe(false);
+    } finally {
+      living.kill('SIGKILL');
+      await collector.stop();
+    }
+  });
+
   it('evicts the least recently sampled processes past maxProcesses, counted', { timeout: 120_000 }, async () => {
     const collector = Collector.start({ frequencyHz: 999, limits: { maxProcesses: 5 } });
     try {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { ProfileFrame, SampleLabels } from '../profile/builder.js';
 import { Sampler, type RawSample, type SamplerOptions, type UnwindMapSizes } from '../sampler/sampler.js';
 import { UnwindTableManager, type UnwindTableStats } from '../unwind/table-manager.js';
@@ -131,9 +131,13 @@ export class Collector {
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
   private drainCount = 0;
+  /** Tracked processes found gone from /proc, by the drain that found them gone. */
+  private readonly goneSinceDrain = new Map<Tgid, number>();
   private readonly maxProcesses: number;
   private readonly maxStacks: number;
   readonly evictions: CollectorEvictions = { processes: 0, stacks: 0 };
+  /** Processes forgotten because they exited (not evictions: nothing of them can be asked for again). */
+  exitedProcessesForgotten = 0;
   /** Loads unwind tables as processes appear (unwind 'dwarf' only). */
   private readonly unwindTables: UnwindTableManager | undefined;
   private readonly onProcess: ((tgid: Tgid) => void) | undefined;
@@ -209,6 +213,7 @@ export class Collector {
     // Aged from now even if none of its samples ever arrive (all dropped in
     // the kernel): otherwise it would never be forgotten.
     this.lastSeenDrain.set(tgid, this.drainCount);
+    this.goneSinceDrain.delete(tgid); // a reused pid: alive again
     // After an exec the same tgid maps other code: its old stacks mean nothing now.
     this.userStacks.delete(tgid);
     this.symbolizer.observeProcess(tgid);
@@ -262,8 +267,22 @@ export class Collector {
 
   private forgetIdleProcesses(): void {
     for (const [tgid, drain] of this.lastSeenDrain) {
-      if (this.drainCount - drain < PROCESS_IDLE_DRAINS) continue;
-      this.forgetProcess(tgid);
+      if (this.drainCount - drain >= PROCESS_IDLE_DRAINS) {
+        this.forgetProcess(tgid);
+        continue;
+      }
+      // An exited process is forgotten one drain after it was found gone:
+      // its last samples were taken before it exited, so the drain after
+      // the one that saw it gone has read them all. On a host that starts
+      // ten short-lived processes a second, keeping each for the idle
+      // period held over a thousand maps snapshots and stack caches.
+      const goneSince = this.goneSinceDrain.get(tgid);
+      if (goneSince === undefined) {
+        if (!existsSync(`${this.procRoot}/${tgid}`)) this.goneSinceDrain.set(tgid, this.drainCount);
+      } else if (this.drainCount > goneSince) {
+        this.forgetProcess(tgid);
+        this.exitedProcessesForgotten++;
+      }
     }
     // Over the limit: the least recently sampled go first, counted.
     if (this.lastSeenDrain.size > this.maxProcesses) {
@@ -277,6 +296,7 @@ export class Collector {
 
   private forgetProcess(tgid: Tgid): void {
     this.lastSeenDrain.delete(tgid);
+    this.goneSinceDrain.delete(tgid);
     this.processNames.delete(tgid);
     this.userStacks.delete(tgid);
     this.symbolizer.forgetProcess(tgid);
