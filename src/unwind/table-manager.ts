@@ -30,7 +30,10 @@ const ROW_SIZE = 4;
 const ROWS_PER_ELEMENT = 1;
 const RULE_SIZE = 8;
 const PAGE_KEY_SIZE = 8;
-const PAGE_VALUE_SIZE = 8;
+/** bpf/profile.h's struct fp_unwind_page: first row, row count, then a u16 row per 2 KiB bucket. */
+export const BUCKET_BITS = 11;
+export const BUCKETS = 1 << (16 - BUCKET_BITS);
+const PAGE_VALUE_SIZE = 8 + 2 * BUCKETS;
 /** Rows written per batch syscall (bounds the temporary buffers). */
 const BATCH_ROWS = 1 << 16;
 
@@ -492,7 +495,7 @@ export class UnwindTableManager {
     const rows = table.rows;
     for (let i = 0; i < rowCount; i++) rows[i] = ((rows[i]! & 0xffff) | (globalRule[rows[i]! >>> 16]! << 16)) >>> 0;
     this.writeRows(firstRow, rows);
-    this.writePages(file.id, firstRow, table.pages, table.pageFirstRow, table.pageRowCount);
+    this.writePages(file.id, firstRow, rows, table.pages, table.pageFirstRow, table.pageRowCount);
     file.firstRow = firstRow;
     file.rowCount = rowCount;
     file.pages = table.pages;
@@ -520,7 +523,7 @@ export class UnwindTableManager {
     }
   }
 
-  private writePages(fileId: number, firstRow: number, pages: Uint32Array, pageFirst: Uint32Array, pageCount: Uint32Array): void {
+  private writePages(fileId: number, firstRow: number, rows: Uint32Array, pages: Uint32Array, pageFirst: Uint32Array, pageCount: Uint32Array): void {
     const keys = Buffer.alloc(pages.length * PAGE_KEY_SIZE);
     const values = Buffer.alloc(pages.length * PAGE_VALUE_SIZE);
     for (let i = 0; i < pages.length; i++) {
@@ -528,9 +531,26 @@ export class UnwindTableManager {
       keys.writeUInt32LE(pages[i]!, i * PAGE_KEY_SIZE + 4);
       values.writeUInt32LE(firstRow + pageFirst[i]!, i * PAGE_VALUE_SIZE);
       values.writeUInt32LE(pageCount[i]!, i * PAGE_VALUE_SIZE + 4);
+      pageBuckets(rows, pageFirst[i]!, pageCount[i]!).forEach((row, bucket) => values.writeUInt16LE(row, i * PAGE_VALUE_SIZE + 8 + 2 * bucket));
     }
     loadAddon().mapUpdateBatch(this.maps.pages.fd, keys, values, pages.length);
   }
+}
+
+/**
+ * Per 2 KiB bucket of a page: its row (relative to the page's first) in force
+ * at the bucket's first byte, i.e. the last row at or below it (0 if none).
+ * The BPF walker searches only between a bucket's entry and the next one's.
+ */
+export function pageBuckets(rows: Uint32Array, first: number, count: number): Uint16Array {
+  const buckets = new Uint16Array(BUCKETS);
+  let row = 0;
+  for (let bucket = 0; bucket < BUCKETS; bucket++) {
+    const start = bucket << BUCKET_BITS;
+    while (row + 1 < count && (rows[first + row + 1]! & 0xffff) <= start) row++;
+    buckets[bucket] = row;
+  }
+  return buckets;
 }
 
 function elementsFor(rowCount: number): number {
