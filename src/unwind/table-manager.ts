@@ -18,6 +18,7 @@ import type { Tgid } from '../sampler/bpf-layout.js';
 import type { UnwindMaps } from '../sampler/sampler.js';
 import { TableBuildPool, type WorkerReply } from './table-build-pool.js';
 import { decodeRule, type BuiltTable, type LoadSegment } from './table-builder.js';
+import type { TableCacheOptions } from './table-cache.js';
 import { INVALID_RULE, ruleKey, UNSUPPORTED_RULE, type UnwindRule } from './rules.js';
 
 export const MAX_PROCESS_MAPPINGS = 256;
@@ -63,6 +64,8 @@ export interface UnwindTableStats {
   filesBuilding: number;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
+  /** The persistent table cache (table-cache.ts): tables read from it, built because it had none, entries found corrupt (rebuilt), writes that failed. */
+  cache: { enabled: boolean; hits: number; misses: number; corrupt: number; writeErrors: number };
 }
 
 interface LoadedFile {
@@ -146,11 +149,16 @@ export class UnwindTableManager {
   private readonly filesWithoutTable: Record<string, number> = {};
   private readonly unsupportedRows: Record<string, number> = {};
   private readonly overBudgetLogged = new Set<string>();
+  private readonly cacheCounts = { hits: 0, misses: 0, corrupt: 0, writeErrors: 0 };
 
   constructor(
     private readonly maps: UnwindMaps,
-    private readonly options: { procRoot?: string; log?: (line: string) => void } = {},
+    private readonly options: { procRoot?: string; log?: (line: string) => void; cache?: TableCacheOptions } = {},
   ) {
+    this.pool = new TableBuildPool((message) => {
+      this.loadErrors++;
+      this.options.log?.(`fleetprof: unwind tables: ${message}`);
+    }, options.cache);
     this.allocator = new RangeAllocator(maps.rows.maxEntries);
     this.rowsCapacity = maps.rows.maxEntries * ROWS_PER_ELEMENT;
     // Rule 0: no information (a gap between FDEs); rule 1: an unsupported rule (the walk stops, counted).
@@ -167,10 +175,7 @@ export class UnwindTableManager {
   private closed = false;
   /** Files opened for builds in flight. */
   private readonly openFds = new Set<number>();
-  private readonly pool = new TableBuildPool((message) => {
-    this.loadErrors++;
-    this.options.log?.(`fleetprof: unwind tables: ${message}`);
-  });
+  private readonly pool: TableBuildPool;
 
   /**
    * Loads the process soon, off the ring-buffer callback. Its mappings are
@@ -380,6 +385,7 @@ export class UnwindTableManager {
       buildMs: Math.round(this.buildMs),
       filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
       loadErrors: this.loadErrors,
+      cache: { enabled: this.options.cache !== undefined, ...this.cacheCounts },
     };
   }
 
@@ -454,6 +460,13 @@ export class UnwindTableManager {
     }
     const result = reply.result;
     this.buildMs += result.buildMs;
+    if (reply.cache === 'hit') this.cacheCounts.hits++;
+    else if (reply.cache === 'miss') this.cacheCounts.misses++;
+    else if (reply.cache === 'corrupt') this.cacheCounts.corrupt++;
+    else if (reply.cache === 'write failed') {
+      this.cacheCounts.misses++;
+      this.cacheCounts.writeErrors++;
+    }
     file.segments = result.segments;
     if (result.kind === 'noTable') {
       // A file without CFI is ready (its frames use frame pointers); unreadable or not ELF is failed.
