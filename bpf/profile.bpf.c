@@ -66,6 +66,10 @@ struct unwind_walk {
 	__u32 last_mapping; // the mapping the last searched frame was in (FP_MAX_PROCESS_MAPPINGS: none)
 	__u32 window_valid; // window holds FP_STACK_WINDOW bytes of the user stack from window_base
 	__u64 window_base;
+	__u32 search_lo; // a binary search's bounds and result (see find_mapping)
+	__u32 search_hi;
+	__u32 search_rule;
+	__u32 reserved;
 };
 
 // Stack bytes read per helper call by the table walker. A frame's reads
@@ -225,40 +229,45 @@ static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64
 // Callers are mostly in the same file as their callee (a program's own
 // functions, libc calling libc): the last frame's mapping is tried first,
 // which spares the binary search its ~log2(count) cold cache lines.
-static __always_inline const struct fp_exec_mapping *find_mapping(const struct fp_process_mappings *proc, __u64 pc, struct unwind_walk *walk)
+static __always_inline bool find_mapping(const struct fp_process_mappings *proc, __u64 pc, struct unwind_walk *walk)
 {
-	__u32 lo = 0;
-	__u32 hi = proc->count;
-	if (hi > FP_MAX_PROCESS_MAPPINGS)
-		hi = FP_MAX_PROCESS_MAPPINGS;
+	__u32 count = proc->count;
+	if (count > FP_MAX_PROCESS_MAPPINGS)
+		count = FP_MAX_PROCESS_MAPPINGS;
 	__u32 hint = walk->last_mapping;
-	if (hint < hi && hint < FP_MAX_PROCESS_MAPPINGS) {
+	if (hint < count && hint < FP_MAX_PROCESS_MAPPINGS) {
 		const struct fp_exec_mapping *m = &proc->mappings[hint];
 		if (pc >= m->start && pc < m->end)
-			return m;
+			return true;
 	}
+	// The bounds live in the map value, not in registers (and are read back
+	// with volatile loads, so the compiler keeps them there): the verifier
+	// then knows nothing of them, and the ways through a step join into one
+	// state instead of each being followed through the remaining steps.
+	walk->search_lo = 0;
+	walk->search_hi = count;
 	for (int i = 0; i < FP_MAPPING_SEARCH_STEPS; i++) {
+		__u32 lo = *(volatile __u32 *)&walk->search_lo;
+		__u32 hi = *(volatile __u32 *)&walk->search_hi;
 		if (lo >= hi)
 			break;
 		__u32 mid = (lo + hi) / 2;
-		if (mid >= FP_MAX_PROCESS_MAPPINGS)
-			return NULL;
-		const struct fp_exec_mapping *m = &proc->mappings[mid];
+		const struct fp_exec_mapping *m = &proc->mappings[mid & (FP_MAX_PROCESS_MAPPINGS - 1)];
 		if (pc < m->start) {
-			hi = mid;
+			walk->search_hi = mid;
 		} else if (pc >= m->end) {
-			lo = mid + 1;
+			walk->search_lo = mid + 1;
 		} else {
 			walk->last_mapping = mid;
-			return m;
+			return true;
 		}
 	}
-	return NULL;
+	return false;
 }
 
 // The rule in force at an ELF address of a file: the last row at or below it
 // in its page. 0 (no information) when the page or the row is missing.
-static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
+static __always_inline __u32 find_rule(__u32 file_id, __u64 address, struct unwind_walk *walk)
 {
 	struct fp_unwind_page_key key = { .file_id = file_id, .page = address >> FP_UNWIND_PAGE_BITS };
 	const struct fp_unwind_page *page = bpf_map_lookup_elem(&unwind_pages, &key);
@@ -272,8 +281,13 @@ static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
 	__u32 hi = page->first_row + (bucket + 1 < FP_UNWIND_BUCKETS ? (__u32)page->bucket_row[(bucket + 1) & (FP_UNWIND_BUCKETS - 1)] + 1 : page->row_count);
 	if (hi > page->first_row + page->row_count)
 		hi = page->first_row + page->row_count;
-	__u32 rule = 0;
+	// In the map value for the verifier's sake, as in find_mapping.
+	walk->search_lo = lo;
+	walk->search_hi = hi;
+	walk->search_rule = 0;
 	for (int i = 0; i < FP_UNWIND_ROW_SEARCH_STEPS; i++) {
+		lo = *(volatile __u32 *)&walk->search_lo;
+		hi = *(volatile __u32 *)&walk->search_hi;
 		if (lo >= hi)
 			break;
 		__u32 mid = lo + (hi - lo) / 2;
@@ -281,13 +295,13 @@ static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
 		if (!row)
 			return 0;
 		if (row->address_low <= low) {
-			rule = row->rule;
-			lo = mid + 1;
+			walk->search_rule = row->rule;
+			walk->search_lo = mid + 1;
 		} else {
-			hi = mid;
+			walk->search_hi = mid;
 		}
 	}
-	return rule;
+	return *(volatile __u32 *)&walk->search_rule;
 }
 
 static __always_inline bool read_user_u64(__u64 *out, __u64 address)
@@ -398,17 +412,19 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	if (slot->version == version && slot->address == lookup && version != 0) {
 		walk->found_rule = slot->rule;
 	} else {
-		const struct fp_exec_mapping *mapping = find_mapping(proc, pc, walk);
-		if (!mapping) {
+		if (!find_mapping(proc, pc, walk)) {
 			report_stale_mappings(proc, walk->tgid);
 			// A caller's pc outside all code is a bad unwind, never a frame.
 			if (depth > 0)
 				return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
 			walk->found_rule = 0;
 		} else {
+			// The mapping found, by index read back from the map value: one
+			// pointer for the verifier whichever way the search found it.
+			const struct fp_exec_mapping *mapping = &proc->mappings[*(volatile __u32 *)&walk->last_mapping & (FP_MAX_PROCESS_MAPPINGS - 1)];
 			__u32 found = 0;
 			if (mapping->file_id)
-				found = find_rule(mapping->file_id, lookup - mapping->bias);
+				found = find_rule(mapping->file_id, lookup - mapping->bias, walk);
 			else if (mapping->table_pending)
 				found = FP_RULE_CACHE_PENDING;
 			walk->found_rule = found;
