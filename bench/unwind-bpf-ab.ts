@@ -24,6 +24,8 @@ const { values: args, positionals: objects } = parseArgs({
     frequency: { type: 'string', default: '99' },
     rounds: { type: 'string', default: '3' },
     'no-load': { type: 'boolean', default: false },
+    // Extra arguments for the variants run by this checkout (e.g. "--unwind-cache-mb 0" to compare cold with an older build).
+    'this-args': { type: 'string', default: '' },
   },
 });
 const root = packageRoot();
@@ -39,7 +41,7 @@ async function recordWith(variant: string, index: number): Promise<StatsJson> {
   const statsPath = join(work, `stats-${index}.json`);
   const child = spawn(
     process.execPath,
-    [join(checkout, 'dist', 'src', 'cli.js'), 'record', '--duration', args.duration, '--frequency', args.frequency, '--output', join(work, `out-${index}.pb.gz`), '--stats-json', statsPath, '--bpf-stats', '--unwind', 'dwarf'],
+    [join(checkout, 'dist', 'src', 'cli.js'), 'record', '--duration', args.duration, '--frequency', args.frequency, '--output', join(work, `out-${index}.pb.gz`), '--stats-json', statsPath, '--bpf-stats', '--unwind', 'dwarf', ...(checkout === root ? args['this-args'].split(' ').filter((a) => a !== '') : [])],
     { env: { ...process.env, FLEETPROF_BPF_OBJECT: object }, stdio: ['ignore', 'ignore', 'ignore'] },
   );
   const [code] = (await once(child, 'exit')) as [number | null];
