@@ -1,7 +1,8 @@
 // Benchmark for `fleetprof record` against its peers on a busy machine, run
 // side by side in one invocation so they share the same noise:
 //   fleetprof record -F hz           (start, sampling, symbolization, pprof)
-//   fleetprof record -F hz --unwind dwarf (the same, walking .eh_frame tables in BPF)
+//   fleetprof record -F hz --unwind dwarf (the same, walking .eh_frame tables in BPF), twice:
+//     cold (an empty table cache: every table built) and warm (the tables the cold run cached)
 //   perf record -F hz -a -g, then perf script (the same job: symbolized stacks)
 //   perf record -F hz -a --call-graph dwarf, then perf script (stack copies unwound in user space)
 //   BCC profile-bpfcc -F hz -f       (folded, symbolized stacks)
@@ -78,18 +79,31 @@ async function timedAsync(command: string, argv: string[], env: NodeJS.ProcessEn
 }
 
 interface UnwindStatsJson {
-  unwind?: { outcomes: Record<string, number>; tables?: { lockedMapBytes: number; buildMs: number; tableBytes: number; files: number } };
+  unwind?: {
+    outcomes: Record<string, number>;
+    tables?: { lockedMapBytes: number; buildMs: number; tableBytes: number; files: number; cache?: { hits: number; misses: number; corrupt: number } };
+  };
 }
 
 function runFleetprof(frequencyHz: number): Measurement {
   return runFleetprofWith(frequencyHz, 'fp');
 }
 
-function runFleetprofDwarf(frequencyHz: number): Measurement {
-  return runFleetprofWith(frequencyHz, 'dwarf');
+/** The table cache the last cold --unwind dwarf run filled, for the warm run after it. */
+let coldCacheDir: string | undefined;
+
+/** A host the agent has never seen: an empty table cache, so every table is built (and cached). */
+function runFleetprofDwarfCold(frequencyHz: number): Measurement {
+  coldCacheDir = mkdtempSync(join(work, 'unwind-cache-'));
+  return runFleetprofWith(frequencyHz, 'dwarf', coldCacheDir, 'fleetprof record --unwind dwarf (cold: no cached tables)');
 }
 
-function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurement {
+/** The same host right after: the tables the cold run built are read from its cache (files built since are built). */
+function runFleetprofDwarfWarm(frequencyHz: number): Measurement {
+  return runFleetprofWith(frequencyHz, 'dwarf', coldCacheDir ?? mkdtempSync(join(work, 'unwind-cache-')), 'fleetprof record --unwind dwarf (warm: tables cached)');
+}
+
+function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf', cacheDir?: string, label?: string): Measurement {
   const output = join(work, 'fleetprof.pb.gz');
   const statsPath = join(work, 'fleetprof-stats.json');
   const run = timed(process.execPath, [
@@ -106,6 +120,7 @@ function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurem
     '--bpf-stats',
     '--unwind',
     unwind,
+    ...(cacheDir === undefined ? [] : ['--unwind-cache-dir', cacheDir]),
   ]);
   const stats = JSON.parse(readFileSync(statsPath, 'utf8')) as { samples: number; bpfRunTime?: { runTimeNs: number; runCount: number } } & UnwindStatsJson;
   const bpf = stats.bpfRunTime;
@@ -115,11 +130,11 @@ function runFleetprofWith(frequencyHz: number, unwind: 'fp' | 'dwarf'): Measurem
     const walked = Object.values(outcomes).reduce((a, b) => a + b, 0);
     process.stderr.write(
       `  unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB, locked ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB, ` +
-        `built in ${tables.buildMs} ms; complete ${((100 * (outcomes.unwindComplete ?? 0)) / Math.max(1, walked)).toFixed(1)}% of ${walked} walks\n`,
+        `built in ${tables.buildMs} ms (cache: ${tables.cache?.hits ?? '-'} read, ${tables.cache?.misses ?? '-'} built, ${tables.cache?.corrupt ?? '-'} corrupt); complete ${((100 * (outcomes.unwindComplete ?? 0)) / Math.max(1, walked)).toFixed(1)}% of ${walked} walks\n`,
     );
   }
   return {
-    tool: unwind === 'dwarf' ? 'fleetprof record --unwind dwarf' : 'fleetprof record',
+    tool: label ?? (unwind === 'dwarf' ? 'fleetprof record --unwind dwarf' : 'fleetprof record'),
     lockedMapMb: tables === undefined ? undefined : tables.lockedMapBytes / 1048576,
     tableBuildMs: tables?.buildMs,
     frequencyHz,
@@ -261,7 +276,7 @@ async function main(): Promise<void> {
   try {
     for (let round = 0; round < rounds; round++) {
       for (const frequencyHz of frequencies) {
-        for (const run of [runFleetprof, runFleetprofDwarf, runPerf, runPerfDwarf, ...(args['no-bcc'] ? [] : [runBcc]), runWalkOnly]) {
+        for (const run of [runFleetprof, runFleetprofDwarfCold, runFleetprofDwarfWarm, runPerf, runPerfDwarf, ...(args['no-bcc'] ? [] : [runBcc]), runWalkOnly]) {
           const m = await run(frequencyHz);
           if (m) {
             results.push(m);

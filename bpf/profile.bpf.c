@@ -63,12 +63,26 @@ struct unwind_walk {
 	__u32 after_signal; // pc is an interrupted instruction, not a return address
 	__u32 table_pending; // a frame used the frame-pointer rule because its file's table was not built yet
 	__u32 found_rule; // this frame's rule id (| FP_RULE_CACHE_PENDING), kept here so the verifier merges the ways to it
+	__u32 last_mapping; // the mapping the last searched frame was in (FP_MAX_PROCESS_MAPPINGS: none)
+	__u32 window_valid; // window holds FP_STACK_WINDOW bytes of the user stack from window_base
+	__u64 window_base;
+	__u32 search_lo; // a binary search's bounds and result (see find_mapping)
+	__u32 search_hi;
+	__u32 search_rule;
+	__u32 reserved;
 };
+
+// Stack bytes read per helper call by the table walker. A frame's reads
+// (saved rbp, return address) are a helper call each otherwise, and each
+// call pays the user-access barriers; a caller's frame is usually within a
+// few hundred bytes above its callee's, so one read serves several frames.
+#define FP_STACK_WINDOW 512
 
 struct sample_scratch {
 	struct fp_stack kernel;
 	struct fp_stack user;
 	struct unwind_walk walk;
+	__u8 window[FP_STACK_WINDOW];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -212,43 +226,68 @@ static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64
 
 // ---- The table-driven user-stack walker.
 
-
-static __always_inline const struct fp_exec_mapping *find_mapping(const struct fp_process_mappings *proc, __u64 pc)
+// Callers are mostly in the same file as their callee (a program's own
+// functions, libc calling libc): the last frame's mapping is tried first,
+// which spares the binary search its ~log2(count) cold cache lines.
+static __always_inline bool find_mapping(const struct fp_process_mappings *proc, __u64 pc, struct unwind_walk *walk)
 {
-	__u32 lo = 0;
-	__u32 hi = proc->count;
-	if (hi > FP_MAX_PROCESS_MAPPINGS)
-		hi = FP_MAX_PROCESS_MAPPINGS;
+	__u32 count = proc->count;
+	if (count > FP_MAX_PROCESS_MAPPINGS)
+		count = FP_MAX_PROCESS_MAPPINGS;
+	__u32 hint = walk->last_mapping;
+	if (hint < count && hint < FP_MAX_PROCESS_MAPPINGS) {
+		const struct fp_exec_mapping *m = &proc->mappings[hint];
+		if (pc >= m->start && pc < m->end)
+			return true;
+	}
+	// The bounds live in the map value, not in registers (and are read back
+	// with volatile loads, so the compiler keeps them there): the verifier
+	// then knows nothing of them, and the ways through a step join into one
+	// state instead of each being followed through the remaining steps.
+	walk->search_lo = 0;
+	walk->search_hi = count;
 	for (int i = 0; i < FP_MAPPING_SEARCH_STEPS; i++) {
+		__u32 lo = *(volatile __u32 *)&walk->search_lo;
+		__u32 hi = *(volatile __u32 *)&walk->search_hi;
 		if (lo >= hi)
 			break;
 		__u32 mid = (lo + hi) / 2;
-		if (mid >= FP_MAX_PROCESS_MAPPINGS)
-			return NULL;
-		const struct fp_exec_mapping *m = &proc->mappings[mid];
-		if (pc < m->start)
-			hi = mid;
-		else if (pc >= m->end)
-			lo = mid + 1;
-		else
-			return m;
+		const struct fp_exec_mapping *m = &proc->mappings[mid & (FP_MAX_PROCESS_MAPPINGS - 1)];
+		if (pc < m->start) {
+			walk->search_hi = mid;
+		} else if (pc >= m->end) {
+			walk->search_lo = mid + 1;
+		} else {
+			walk->last_mapping = mid;
+			return true;
+		}
 	}
-	return NULL;
+	return false;
 }
 
 // The rule in force at an ELF address of a file: the last row at or below it
 // in its page. 0 (no information) when the page or the row is missing.
-static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
+static __always_inline __u32 find_rule(__u32 file_id, __u64 address, struct unwind_walk *walk)
 {
 	struct fp_unwind_page_key key = { .file_id = file_id, .page = address >> FP_UNWIND_PAGE_BITS };
 	const struct fp_unwind_page *page = bpf_map_lookup_elem(&unwind_pages, &key);
 	if (!page)
 		return 0;
 	__u32 low = address & ((1 << FP_UNWIND_PAGE_BITS) - 1);
-	__u32 lo = page->first_row;
-	__u32 hi = page->first_row + page->row_count;
-	__u32 rule = 0;
+	__u32 bucket = (low >> FP_UNWIND_BUCKET_BITS) & (FP_UNWIND_BUCKETS - 1);
+	// The row in force at `low` is between the one in force at the bucket's
+	// start and the one in force at the next bucket's start.
+	__u32 lo = page->first_row + page->bucket_row[bucket];
+	__u32 hi = page->first_row + (bucket + 1 < FP_UNWIND_BUCKETS ? (__u32)page->bucket_row[(bucket + 1) & (FP_UNWIND_BUCKETS - 1)] + 1 : page->row_count);
+	if (hi > page->first_row + page->row_count)
+		hi = page->first_row + page->row_count;
+	// In the map value for the verifier's sake, as in find_mapping.
+	walk->search_lo = lo;
+	walk->search_hi = hi;
+	walk->search_rule = 0;
 	for (int i = 0; i < FP_UNWIND_ROW_SEARCH_STEPS; i++) {
+		lo = *(volatile __u32 *)&walk->search_lo;
+		hi = *(volatile __u32 *)&walk->search_hi;
 		if (lo >= hi)
 			break;
 		__u32 mid = lo + (hi - lo) / 2;
@@ -256,13 +295,13 @@ static __always_inline __u32 find_rule(__u32 file_id, __u64 address)
 		if (!row)
 			return 0;
 		if (row->address_low <= low) {
-			rule = row->rule;
-			lo = mid + 1;
+			walk->search_rule = row->rule;
+			walk->search_lo = mid + 1;
 		} else {
-			hi = mid;
+			walk->search_hi = mid;
 		}
 	}
-	return rule;
+	return *(volatile __u32 *)&walk->search_rule;
 }
 
 static __always_inline bool read_user_u64(__u64 *out, __u64 address)
@@ -302,16 +341,53 @@ struct walk_context {
 	struct fp_process_mappings *proc;
 };
 
-// Reads the two words at `address` (a saved rbp and the return address above
-// it, in every frame that keeps rbp) in one helper call instead of two.
-static __always_inline bool read_user_pair(__u64 *low, __u64 *high, __u64 address)
+// Reads the two words at `address` of the user stack (a saved rbp and the
+// return address above it, in every frame that keeps rbp), from the window
+// when it holds them, else by reading a new window there. A window that would
+// cross the stack's end fails as a whole: then only the two words are read.
+static __always_inline bool read_stack_pair(struct sample_scratch *scratch, __u64 *low, __u64 *high, __u64 address)
 {
-	__u64 pair[2];
-	if (bpf_probe_read_user(pair, sizeof(pair), (const void *)address) != 0)
-		return false;
-	*low = pair[0];
-	*high = pair[1];
+	struct unwind_walk *walk = &scratch->walk;
+	__u64 offset = address - walk->window_base;
+	if (!walk->window_valid || address < walk->window_base || offset > FP_STACK_WINDOW - 16) {
+		if (bpf_probe_read_user(scratch->window, FP_STACK_WINDOW, (const void *)address) != 0) {
+			walk->window_valid = 0;
+			__u64 pair[2];
+			if (bpf_probe_read_user(pair, sizeof(pair), (const void *)address) != 0)
+				return false;
+			*low = pair[0];
+			*high = pair[1];
+			return true;
+		}
+		walk->window_base = address;
+		walk->window_valid = 1;
+		offset = 0;
+	}
+	offset &= FP_STACK_WINDOW - 1;
+	if (offset > FP_STACK_WINDOW - 16)
+		return false; // never: checked above (this bounds the reads for the verifier)
+	*low = *(__u64 *)&scratch->window[offset];
+	*high = *(__u64 *)&scratch->window[offset + 8];
 	return true;
+}
+
+// One word of the user stack, through the window (see read_stack_pair). The
+// word above it may be past the stack's end: then it is read alone.
+static __always_inline bool read_stack_u64(struct sample_scratch *scratch, __u64 *out, __u64 address)
+{
+	struct unwind_walk *walk = &scratch->walk;
+	__u64 offset = address - walk->window_base;
+	if (walk->window_valid && address >= walk->window_base && offset <= FP_STACK_WINDOW - 8) {
+		offset &= FP_STACK_WINDOW - 1;
+		if (offset > FP_STACK_WINDOW - 8)
+			return false;
+		*out = *(__u64 *)&scratch->window[offset];
+		return true;
+	}
+	__u64 high;
+	if (read_stack_pair(scratch, out, &high, address))
+		return true;
+	return read_user_u64(out, address);
 }
 
 // One frame: records walk->pc, then finds the caller's pc, sp and fp.
@@ -336,17 +412,19 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	if (slot->version == version && slot->address == lookup && version != 0) {
 		walk->found_rule = slot->rule;
 	} else {
-		const struct fp_exec_mapping *mapping = find_mapping(proc, pc);
-		if (!mapping) {
+		if (!find_mapping(proc, pc, walk)) {
 			report_stale_mappings(proc, walk->tgid);
 			// A caller's pc outside all code is a bad unwind, never a frame.
 			if (depth > 0)
 				return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
 			walk->found_rule = 0;
 		} else {
+			// The mapping found, by index read back from the map value: one
+			// pointer for the verifier whichever way the search found it.
+			const struct fp_exec_mapping *mapping = &proc->mappings[*(volatile __u32 *)&walk->last_mapping & (FP_MAX_PROCESS_MAPPINGS - 1)];
 			__u32 found = 0;
 			if (mapping->file_id)
-				found = find_rule(mapping->file_id, lookup - mapping->bias);
+				found = find_rule(mapping->file_id, lookup - mapping->bias, walk);
 			else if (mapping->table_pending)
 				found = FP_RULE_CACHE_PENDING;
 			walk->found_rule = found;
@@ -379,7 +457,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		if (fp == 0)
 			return end_walk(walk, FP_STAT_UNWIND_NO_TABLE);
 		cfa = fp + 16;
-		if (!read_user_pair(&fp, &ra, cfa - 16))
+		if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	} else {
 		switch (rule->cfa_kind) {
@@ -412,14 +490,14 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		}
 		if (rule->fp_kind == FP_FP_AT_CFA && rule->fp_offset == -16) {
 			// rbp saved right below the return address: the usual frame, one read.
-			if (!read_user_pair(&fp, &ra, cfa - 16))
+			if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 		} else {
-			if (!read_user_u64(&ra, cfa - 8))
+			if (!read_stack_u64(scratch, &ra, cfa - 8))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 			switch (rule->fp_kind) {
 			case FP_FP_AT_CFA:
-				if (!read_user_u64(&fp, cfa + rule->fp_offset))
+				if (!read_stack_u64(scratch, &fp, cfa + rule->fp_offset))
 					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 				break;
 			case FP_FP_AT_FP:
@@ -460,6 +538,8 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 	walk->outcome = 0;
 	walk->after_signal = 0;
 	walk->table_pending = 0;
+	walk->last_mapping = FP_MAX_PROCESS_MAPPINGS;
+	walk->window_valid = 0;
 	if (user_mode) {
 		walk->pc = ctx->regs.ip;
 		walk->sp = ctx->regs.sp;

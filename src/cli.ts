@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { record, type RecordProgress } from './agent/record.js';
 import { Selection } from './attribution/selection.js';
 import { parseDurationMs } from './util/duration.js';
+import { DEFAULT_UNWIND_CACHE_BYTES, DEFAULT_UNWIND_CACHE_DIR, type TableCacheOptions } from './unwind/table-cache.js';
 import { packageRoot } from './util/package-root.js';
 
 // The server (fastify, sqlite3) and the agent (OpenTelemetry) are loaded only
@@ -32,6 +33,19 @@ function positiveInteger(name: string) {
     if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
     return parsed;
   };
+}
+
+function nonNegativeNumber(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError(`${name} must be a number >= 0`);
+    return parsed;
+  };
+}
+
+/** --unwind-cache-dir / --unwind-cache-mb as the collector takes them (0 MB: no cache). */
+function unwindCache(options: { unwindCacheDir: string; unwindCacheMb: number }): TableCacheOptions | undefined {
+  return options.unwindCacheMb > 0 ? { dir: options.unwindCacheDir, maxBytes: Math.round(options.unwindCacheMb * 1024 * 1024) } : undefined;
 }
 
 function progressLine(progress: RecordProgress): string {
@@ -96,7 +110,9 @@ withAttributionOptions(program
   .option('--bpf-stats', "measure the BPF program's own run time per sample (kernel bpf stats)")
   .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
   .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
-  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean; unwind: 'fp' | 'dwarf'; unwindTableMb: number } & AttributionCliOptions) => {
+  .option('--unwind-cache-dir <dir>', 'with --unwind dwarf: where built unwind tables are kept between runs', DEFAULT_UNWIND_CACHE_DIR)
+  .option('--unwind-cache-mb <mb>', 'with --unwind dwarf: bound on --unwind-cache-dir (0: keep no tables)', nonNegativeNumber('--unwind-cache-mb'), DEFAULT_UNWIND_CACHE_BYTES / 1048576)
+  .action(async (options: { duration: number; frequency: number; pid?: number; output: string; statsJson?: string; bpfStats?: boolean; unwind: 'fp' | 'dwarf'; unwindTableMb: number; unwindCacheDir: string; unwindCacheMb: number } & AttributionCliOptions) => {
     const live = process.stderr.isTTY;
     const { selection, kubernetes } = await attributionFromCli(options);
     const summary = await record({
@@ -109,6 +125,7 @@ withAttributionOptions(program
       measureBpfRunTime: options.bpfStats === true,
       unwind: options.unwind,
       unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),
+      unwindTableCache: unwindCache(options),
       onProgress: (progress) => {
         if (live) process.stderr.write(`\r${progressLine(progress)}\u001b[K`);
       },
@@ -127,6 +144,7 @@ withAttributionOptions(program
       process.stderr.write(
         `user stacks: ${outcomes} (frame pointers while a table was being built: ${summary.unwind.tablePending})` +
           (tables ? `; unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB in ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB of maps, over budget ${tables.filesOverBudget}` : '') +
+          (tables?.cache.enabled ? `; table cache: ${tables.cache.hits} read, ${tables.cache.misses} built, ${tables.cache.corrupt} corrupt (rebuilt), ${tables.cache.writeErrors} not written` : '') +
           '\n',
       );
     }
@@ -207,11 +225,15 @@ withAttributionOptions(program
   .option('--memory-budget-mb <mb>', "memory for the agent's caches (default: from FLEETPROF_MEMORY_LIMIT_MB or the cgroup limit, else 256)", positiveNumber('--memory-budget-mb'))
   .addOption(new Option('--unwind <mode>', 'walk user stacks with frame pointers, or with .eh_frame unwind tables in the kernel').choices(['fp', 'dwarf']).default('fp'))
   .option('--unwind-table-mb <mb>', 'with --unwind dwarf: memory the unwind tables may lock', positiveNumber('--unwind-table-mb'), 16)
+  .option('--unwind-cache-dir <dir>', 'with --unwind dwarf: where built unwind tables are kept between runs', DEFAULT_UNWIND_CACHE_DIR)
+  .option('--unwind-cache-mb <mb>', 'with --unwind dwarf: bound on --unwind-cache-dir (0: keep no tables)', nonNegativeNumber('--unwind-cache-mb'), DEFAULT_UNWIND_CACHE_BYTES / 1048576)
   .action(
     async (options: {
       memoryBudgetMb?: number;
       unwind: 'fp' | 'dwarf';
       unwindTableMb: number;
+      unwindCacheDir: string;
+      unwindCacheMb: number;
       server: string;
       frequency: number;
       interval: number;
@@ -250,6 +272,7 @@ withAttributionOptions(program
         onProfile: () => profilesMade++,
         unwind: options.unwind,
         unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),
+        unwindTableCache: unwindCache(options),
         onError: (error) => process.stderr.write(`fleetprof agent: ${error instanceof Error ? error.message : String(error)}\n`),
       });
       process.stderr.write(

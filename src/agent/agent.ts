@@ -7,6 +7,7 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
+import type { TableCacheOptions } from '../unwind/table-cache.js';
 import { Shipper, type ShipperTlsOptions } from './shipper.js';
 import type { Attribution, AttributionOptions } from '../attribution/attribution.js';
 import { labelsKey } from '../attribution/labels.js';
@@ -34,6 +35,8 @@ export interface AgentOptions {
   /** How user stacks are walked (default 'fp'); 'dwarf' loads .eh_frame tables into the kernel. */
   unwind?: UnwindMode;
   unwindTableBudgetBytes?: number;
+  /** With unwind 'dwarf': where built tables are kept between runs (undefined: not kept). */
+  unwindTableCache?: TableCacheOptions;
   /** Serve Prometheus metrics on this port (0: any free port; undefined: off). The CLI defaults to DEFAULT_AGENT_METRICS_PORT. */
   metricsPort?: number;
   metricsHost?: string;
@@ -113,6 +116,7 @@ export class Agent {
       limits: cacheLimits(this.memoryBudgetMb),
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+      unwindTableCache: options.unwindTableCache,
       ...attribution.collectorHooks,
     });
     meter.createObservableGauge('fleetprof_agent_memory_budget_bytes', { unit: 'By', description: 'the memory budget the caches are sized from' }).addCallback((result) => {
@@ -157,6 +161,14 @@ export class Agent {
     meter.createObservableCounter('fleetprof_agent_unwind_files_over_budget', { description: 'files that did not fit in the unwind table budget (unwound with frame pointers)' }).addCallback((result) => {
       const stats = this.collector.unwindStats();
       if (stats) result.observe(stats.filesOverBudget);
+    });
+    meter.createObservableCounter('fleetprof_agent_unwind_table_cache', { description: 'unwind tables by what the persistent table cache did: read from it, built (not in it), corrupt (deleted and built again), not written' }).addCallback((result) => {
+      const cache = this.collector.unwindStats()?.cache;
+      if (cache === undefined || !cache.enabled) return;
+      result.observe(cache.hits, { outcome: 'read' });
+      result.observe(cache.misses, { outcome: 'built' });
+      result.observe(cache.corrupt, { outcome: 'corrupt' });
+      result.observe(cache.writeErrors, { outcome: 'not_written' });
     });
     this.intervalStartNs = nowNs();
     this.timer = setInterval(() => {

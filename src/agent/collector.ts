@@ -5,6 +5,7 @@ import { UnwindTableManager, type UnwindTableStats } from '../unwind/table-manag
 import type { KernelStats, StackHash, Tgid } from '../sampler/bpf-layout.js';
 import { Symbolizer } from '../symbolize/symbolizer.js';
 import type { CacheLimits } from './memory-budget.js';
+import type { TableCacheOptions } from '../unwind/table-cache.js';
 
 /** One aggregated sample, symbolized: what the profile builder and shipper consume. */
 export interface ResolvedSample {
@@ -27,6 +28,8 @@ export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 
   unwind?: UnwindMode;
   /** With unwind 'dwarf': bytes of table rows the BPF maps may lock (the budget). */
   unwindTableBudgetBytes?: number;
+  /** With unwind 'dwarf': where built tables are kept between runs (undefined: not kept). */
+  unwindTableCache?: TableCacheOptions;
   log?: (line: string) => void;
   /** Called when the kernel first samples a process (or after it execs), after the collector's own snapshot. */
   onNewProcess?: (tgid: Tgid) => void;
@@ -159,7 +162,7 @@ export class Collector {
       }),
     });
     const maps = this.sampler.unwindMaps();
-    this.unwindTables = maps === undefined ? undefined : new UnwindTableManager(maps, { procRoot: this.procRoot, log: options.log ?? ((line) => console.error(line)) });
+    this.unwindTables = maps === undefined ? undefined : new UnwindTableManager(maps, { procRoot: this.procRoot, log: options.log ?? ((line) => console.error(line)), cache: options.unwindTableCache });
   }
 
   /** The unwind tables' memory and counters; undefined when stacks are walked with frame pointers. */

@@ -6,6 +6,7 @@ import { CpuProfileBuilder } from '../profile/builder.js';
 import { DROP_STATS, droppedTotal, mapStats, sumStats, UNWIND_OUTCOME_STATS, type KernelStats } from '../sampler/bpf-layout.js';
 import type { UnwindTableStats } from '../unwind/table-manager.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
+import type { TableCacheOptions } from '../unwind/table-cache.js';
 import type { AttributionOptions, AttributionStats } from '../attribution/attribution.js';
 import { startWithAttribution } from './start-attribution.js';
 
@@ -23,6 +24,8 @@ export interface RecordOptions {
   /** How user stacks are walked (default 'fp'). */
   unwind?: UnwindMode;
   unwindTableBudgetBytes?: number;
+  /** With unwind 'dwarf': where built tables are kept between runs (undefined: not kept). */
+  unwindTableCache?: TableCacheOptions;
   /** --include/--exclude and the Kubernetes API for pod labels (container ids come from cgroups regardless). */
   attribution?: Pick<AttributionOptions, 'selection' | 'kubernetes'>;
   /** What the recording cannot see (hidden kernel addresses, API unreachable, ...), one line each. */
@@ -79,6 +82,7 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
       filterTgid: options.pid,
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
+      unwindTableCache: options.unwindTableCache,
       ...attribution.collectorHooks,
     }),
   );

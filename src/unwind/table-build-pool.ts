@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { packageRoot } from '../util/package-root.js';
 import type { BuildResult } from './table-builder.js';
+import type { TableCacheOptions } from './table-cache.js';
 
 /** The worker ends after this long without work (its heap goes with it); the next request starts another. */
 const IDLE_EXIT_MS = 10_000;
@@ -23,7 +24,10 @@ export interface BuildRequest {
   sizeBytes: number;
 }
 
-export type WorkerReply = { type: 'built'; id: number; result: BuildResult } | { type: 'failed'; id: number; message: string };
+/** What the table cache (table-cache.ts) did for a build: undefined when there is no cache or the file could not be stat'ed. */
+export type CacheOutcome = 'hit' | 'miss' | 'corrupt' | 'write failed';
+
+export type WorkerReply = { type: 'built'; id: number; result: BuildResult; cache?: CacheOutcome } | { type: 'failed'; id: number; message: string };
 
 /** The compiled worker script: next to this file when running from dist/, else in dist/ (vitest runs src/). */
 function workerScript(): string {
@@ -44,7 +48,11 @@ export class TableBuildPool {
   /** Workers started so far (one at a time). */
   started = 0;
 
-  constructor(private readonly onError: (message: string) => void) {}
+  constructor(
+    private readonly onError: (message: string) => void,
+    /** A persistent cache of built tables (undefined: none). */
+    private readonly cache?: TableCacheOptions,
+  ) {}
 
   /** Asks for a file's table; `done` runs on the main thread with the result. */
   build(paths: string[], sizeBytes: number, done: (reply: WorkerReply) => void): void {
@@ -83,7 +91,7 @@ export class TableBuildPool {
   private ensureWorker(): Worker {
     if (this.worker !== undefined) return this.worker;
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(workerScript(), { workerData: { replies: port2 }, transferList: [port2] });
+    const worker = new Worker(workerScript(), { workerData: { replies: port2, cache: this.cache }, transferList: [port2] });
     // Neither keeps the agent alive: the agent's own timers and the sampler do.
     worker.unref();
     port1.unref();

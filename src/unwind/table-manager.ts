@@ -18,6 +18,7 @@ import type { Tgid } from '../sampler/bpf-layout.js';
 import type { UnwindMaps } from '../sampler/sampler.js';
 import { TableBuildPool, type WorkerReply } from './table-build-pool.js';
 import { decodeRule, type BuiltTable, type LoadSegment } from './table-builder.js';
+import type { TableCacheOptions } from './table-cache.js';
 import { INVALID_RULE, ruleKey, UNSUPPORTED_RULE, type UnwindRule } from './rules.js';
 
 export const MAX_PROCESS_MAPPINGS = 256;
@@ -30,7 +31,10 @@ const ROW_SIZE = 4;
 const ROWS_PER_ELEMENT = 1;
 const RULE_SIZE = 8;
 const PAGE_KEY_SIZE = 8;
-const PAGE_VALUE_SIZE = 8;
+/** bpf/profile.h's struct fp_unwind_page: first row, row count, then a u16 row per 2 KiB bucket. */
+export const BUCKET_BITS = 11;
+export const BUCKETS = 1 << (16 - BUCKET_BITS);
+const PAGE_VALUE_SIZE = 8 + 2 * BUCKETS;
 /** Rows written per batch syscall (bounds the temporary buffers). */
 const BATCH_ROWS = 1 << 16;
 
@@ -60,6 +64,8 @@ export interface UnwindTableStats {
   filesBuilding: number;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
+  /** The persistent table cache (table-cache.ts): tables read from it, built because it had none, entries found corrupt (rebuilt), writes that failed. */
+  cache: { enabled: boolean; hits: number; misses: number; corrupt: number; writeErrors: number };
 }
 
 interface LoadedFile {
@@ -143,11 +149,16 @@ export class UnwindTableManager {
   private readonly filesWithoutTable: Record<string, number> = {};
   private readonly unsupportedRows: Record<string, number> = {};
   private readonly overBudgetLogged = new Set<string>();
+  private readonly cacheCounts = { hits: 0, misses: 0, corrupt: 0, writeErrors: 0 };
 
   constructor(
     private readonly maps: UnwindMaps,
-    private readonly options: { procRoot?: string; log?: (line: string) => void } = {},
+    private readonly options: { procRoot?: string; log?: (line: string) => void; cache?: TableCacheOptions } = {},
   ) {
+    this.pool = new TableBuildPool((message) => {
+      this.loadErrors++;
+      this.options.log?.(`fleetprof: unwind tables: ${message}`);
+    }, options.cache);
     this.allocator = new RangeAllocator(maps.rows.maxEntries);
     this.rowsCapacity = maps.rows.maxEntries * ROWS_PER_ELEMENT;
     // Rule 0: no information (a gap between FDEs); rule 1: an unsupported rule (the walk stops, counted).
@@ -164,10 +175,7 @@ export class UnwindTableManager {
   private closed = false;
   /** Files opened for builds in flight. */
   private readonly openFds = new Set<number>();
-  private readonly pool = new TableBuildPool((message) => {
-    this.loadErrors++;
-    this.options.log?.(`fleetprof: unwind tables: ${message}`);
-  });
+  private readonly pool: TableBuildPool;
 
   /**
    * Loads the process soon, off the ring-buffer callback. Its mappings are
@@ -377,6 +385,7 @@ export class UnwindTableManager {
       buildMs: Math.round(this.buildMs),
       filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
       loadErrors: this.loadErrors,
+      cache: { enabled: this.options.cache !== undefined, ...this.cacheCounts },
     };
   }
 
@@ -451,6 +460,13 @@ export class UnwindTableManager {
     }
     const result = reply.result;
     this.buildMs += result.buildMs;
+    if (reply.cache === 'hit') this.cacheCounts.hits++;
+    else if (reply.cache === 'miss') this.cacheCounts.misses++;
+    else if (reply.cache === 'corrupt') this.cacheCounts.corrupt++;
+    else if (reply.cache === 'write failed') {
+      this.cacheCounts.misses++;
+      this.cacheCounts.writeErrors++;
+    }
     file.segments = result.segments;
     if (result.kind === 'noTable') {
       // A file without CFI is ready (its frames use frame pointers); unreadable or not ELF is failed.
@@ -492,7 +508,7 @@ export class UnwindTableManager {
     const rows = table.rows;
     for (let i = 0; i < rowCount; i++) rows[i] = ((rows[i]! & 0xffff) | (globalRule[rows[i]! >>> 16]! << 16)) >>> 0;
     this.writeRows(firstRow, rows);
-    this.writePages(file.id, firstRow, table.pages, table.pageFirstRow, table.pageRowCount);
+    this.writePages(file.id, firstRow, rows, table.pages, table.pageFirstRow, table.pageRowCount);
     file.firstRow = firstRow;
     file.rowCount = rowCount;
     file.pages = table.pages;
@@ -520,7 +536,7 @@ export class UnwindTableManager {
     }
   }
 
-  private writePages(fileId: number, firstRow: number, pages: Uint32Array, pageFirst: Uint32Array, pageCount: Uint32Array): void {
+  private writePages(fileId: number, firstRow: number, rows: Uint32Array, pages: Uint32Array, pageFirst: Uint32Array, pageCount: Uint32Array): void {
     const keys = Buffer.alloc(pages.length * PAGE_KEY_SIZE);
     const values = Buffer.alloc(pages.length * PAGE_VALUE_SIZE);
     for (let i = 0; i < pages.length; i++) {
@@ -528,9 +544,26 @@ export class UnwindTableManager {
       keys.writeUInt32LE(pages[i]!, i * PAGE_KEY_SIZE + 4);
       values.writeUInt32LE(firstRow + pageFirst[i]!, i * PAGE_VALUE_SIZE);
       values.writeUInt32LE(pageCount[i]!, i * PAGE_VALUE_SIZE + 4);
+      pageBuckets(rows, pageFirst[i]!, pageCount[i]!).forEach((row, bucket) => values.writeUInt16LE(row, i * PAGE_VALUE_SIZE + 8 + 2 * bucket));
     }
     loadAddon().mapUpdateBatch(this.maps.pages.fd, keys, values, pages.length);
   }
+}
+
+/**
+ * Per 2 KiB bucket of a page: its row (relative to the page's first) in force
+ * at the bucket's first byte, i.e. the last row at or below it (0 if none).
+ * The BPF walker searches only between a bucket's entry and the next one's.
+ */
+export function pageBuckets(rows: Uint32Array, first: number, count: number): Uint16Array {
+  const buckets = new Uint16Array(BUCKETS);
+  let row = 0;
+  for (let bucket = 0; bucket < BUCKETS; bucket++) {
+    const start = bucket << BUCKET_BITS;
+    while (row + 1 < count && (rows[first + row + 1]! & 0xffff) <= start) row++;
+    buckets[bucket] = row;
+  }
+  return buckets;
 }
 
 function elementsFor(rowCount: number): number {

@@ -5,13 +5,18 @@
 // (node, libLLVM) is built a slice at a time in between. Started by
 // table-build-pool.ts; speaks only the messages declared there.
 
+import { statSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { buildTableSteps, transferList, type BuildResult } from './table-builder.js';
-import type { BuildRequest, WorkerReply } from './table-build-pool.js';
+import type { BuildRequest, CacheOutcome, WorkerReply } from './table-build-pool.js';
+import { fileIdentity, TableCache, type TableCacheOptions } from './table-cache.js';
 
 interface Job {
   request: BuildRequest;
   steps: Generator<void, BuildResult>;
+  /** The file's identity in the table cache (undefined: no cache, or the file could not be stat'ed). */
+  identity?: string;
+  cache?: CacheOutcome;
 }
 
 /** Work per turn of the worker's event loop before new requests are let in. */
@@ -20,7 +25,8 @@ const jobs: Job[] = [];
 let scheduled = false;
 
 // Replies go on their own port, which the main thread can also read synchronously (receiveMessageOnPort).
-const replies = (workerData as { replies: MessagePort }).replies;
+const { replies, cache: cacheOptions } = workerData as { replies: MessagePort; cache?: TableCacheOptions };
+const cache = cacheOptions === undefined ? undefined : new TableCache(cacheOptions);
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   replies.postMessage(message, transfer);
@@ -36,7 +42,38 @@ function step(job: Job): boolean {
     return true;
   }
   if (next.done !== true) return false;
-  reply({ type: 'built', id: job.request.id, result: next.value }, transferList(next.value));
+  if (cache !== undefined && job.identity !== undefined && next.value.kind === 'table') {
+    const errorsBefore = cache.writeErrors;
+    cache.store(job.identity, next.value);
+    if (cache.writeErrors > errorsBefore) job.cache = 'write failed';
+  }
+  reply({ type: 'built', id: job.request.id, result: next.value, cache: job.cache }, transferList(next.value));
+  return true;
+}
+
+/** The file's identity, through the first of its paths that can be stat'ed. */
+function identityOf(paths: readonly string[]): string | undefined {
+  for (const path of paths) {
+    try {
+      return fileIdentity(statSync(path, { bigint: true }));
+    } catch {
+      // try the next way in
+    }
+  }
+  return undefined;
+}
+
+/** Answers from the cache when it holds the file's table; returns whether it did. */
+function fromCache(job: Job): boolean {
+  if (cache === undefined || job.identity === undefined) return false;
+  const started = performance.now();
+  const found = cache.lookup(job.identity);
+  if (found.kind !== 'hit') {
+    job.cache = found.kind;
+    return false;
+  }
+  const result = { ...found.table, buildMs: performance.now() - started };
+  reply({ type: 'built', id: job.request.id, result, cache: 'hit' }, transferList(result));
   return true;
 }
 
@@ -63,6 +100,12 @@ function schedule(): void {
 }
 
 parentPort!.on('message', (request: BuildRequest) => {
-  jobs.push({ request, steps: buildTableSteps(request.paths) });
+  const job: Job = { request, steps: buildTableSteps(request.paths), identity: cache === undefined ? undefined : identityOf(request.paths) };
+  try {
+    if (fromCache(job)) return;
+  } catch {
+    job.cache = 'corrupt'; // unreadable in a way lookup() did not foresee: build it
+  }
+  jobs.push(job);
   schedule();
 });
