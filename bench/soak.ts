@@ -50,6 +50,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(130);
   });
 }
+// And when the bench fails (e.g. the agent cannot start): a churn left running would skew the next run.
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
 
 interface Point {
   atMs: number;
