@@ -70,11 +70,33 @@ export function parsePerfMap(text: string): ParsedPerfMap {
   return { entries, malformedLines };
 }
 
+/** What a perf-map table needs of the lines it was built over. */
+interface PerfMapLineSource {
+  /** Addresses and sizes as doubles: exact below 2^53, and user-space code lies below 2^47. */
+  readonly starts: Float64Array;
+  readonly sizes: Float64Array;
+  nameAt(line: number): { name: string; sourceFile: string | null };
+}
+
+/** Parsed entries as a line source (tests, and callers holding entries). */
+class EntryLines implements PerfMapLineSource {
+  readonly starts: Float64Array;
+  readonly sizes: Float64Array;
+  constructor(private readonly entries: readonly PerfMapEntry[]) {
+    this.starts = Float64Array.from(entries, (e) => Number(e.start));
+    this.sizes = Float64Array.from(entries, (e) => Number(e.sizeBytes));
+  }
+  nameAt(line: number): { name: string; sourceFile: string | null } {
+    const e = this.entries[line]!;
+    return { name: e.name, sourceFile: e.sourceFile };
+  }
+}
+
 /** A perf map resolved to disjoint ranges, each owned by the latest entry covering it. */
 export class PerfMapTable {
   private constructor(
     private readonly table: SymbolTable,
-    private readonly entries: readonly PerfMapEntry[],
+    private readonly lines: PerfMapLineSource,
   ) {}
 
   get length(): number {
@@ -82,20 +104,29 @@ export class PerfMapTable {
   }
 
   static fromEntries(entries: readonly PerfMapEntry[]): PerfMapTable {
-    const builder = new SymbolTableBuilder(entries.length);
-    paintLatestWins(entries, builder);
-    return new PerfMapTable(builder.build(), entries);
+    const lines = new EntryLines(entries);
+    return PerfMapTable.fromLines(lines, 0, entries.length);
+  }
+
+  /** The table of lines [first, last) of `lines`. */
+  static fromLines(lines: PerfMapLineSource, first: number, last: number): PerfMapTable {
+    const builder = new SymbolTableBuilder(last - first);
+    paintLatestWins(lines, first, last, builder);
+    return new PerfMapTable(builder.build(), lines);
   }
 
   lookup(address: TableAddress): PerfMapHit | null {
     const index = this.table.findIndex(address);
     if (index < 0) return null;
-    const entry = this.entries[this.table.payload[index]!]!;
-    return { name: entry.name, offset: address - entry.start, sourceFile: entry.sourceFile, start: entry.start, end: entry.start + entry.sizeBytes };
+    const line = this.table.payload[index]!;
+    const start = BigInt(this.lines.starts[line]!);
+    const { name, sourceFile } = this.lines.nameAt(line);
+    return { name, offset: address - start, sourceFile, start, end: start + BigInt(this.lines.sizes[line]!) };
   }
 }
 
 const TWO32 = 0x1_0000_0000;
+const NO_NAMES: readonly string[] = [];
 
 /**
  * Adds one row per range owned by a single entry, the latest line covering
@@ -107,23 +138,25 @@ const TWO32 = 0x1_0000_0000;
  * number) of the entries covering the current point, O(n log n) even for the
  * 100k-line maps long-running Node processes produce.
  */
-function paintLatestWins(entries: readonly PerfMapEntry[], builder: SymbolTableBuilder): void {
-  const n = entries.length;
+function paintLatestWins(lines: PerfMapLineSource, first: number, last: number, builder: SymbolTableBuilder): void {
+  // Indices below are relative to `first`; rows carry the absolute line as their payload.
+  const n = last - first;
   const start = new Float64Array(n);
   const end = new Float64Array(n);
   const order: number[] = [];
   for (let i = 0; i < n; i++) {
-    const e = entries[i]!;
-    if (e.sizeBytes <= 0n) continue;
-    start[i] = Number(e.start);
-    end[i] = Number(e.start + e.sizeBytes);
+    const sizeBytes = lines.sizes[first + i]!;
+    if (!(sizeBytes > 0)) continue;
+    start[i] = lines.starts[first + i]!;
+    end[i] = start[i]! + sizeBytes;
     if (!(end[i]! < 2 ** 53)) continue; // not user-space code: cannot be a JIT frame of ours
     order.push(i);
   }
   order.sort((a, b) => start[a]! - start[b]! || a - b);
-  const names = builder.addNameSource(entries.map((e) => e.name));
+  // Names are looked up through the payload (PerfMapTable.lookup), not the table's name column.
+  const names = builder.addNameSource(NO_NAMES);
   const add = (from: number, to: number, winner: number): void => {
-    builder.add(Math.floor(from / TWO32), from % TWO32, to - from, RANK_GLOBAL, names, winner, 0, winner);
+    builder.add(Math.floor(from / TWO32), from % TWO32, to - from, RANK_GLOBAL, names, 0, 0, first + winner);
     if (from !== start[winner]) builder.setOrigin(Math.floor(start[winner]! / TWO32), start[winner]! % TWO32);
   };
   let overlaps = false;
@@ -207,14 +240,139 @@ class MaxHeap {
 }
 
 /**
+ * The lines of one perf map as read: the raw bytes, and per line its
+ * address, size and where its name lies. A long-running JIT appends hundreds
+ * of thousands of lines; parsed into an object with two BigInts and a few
+ * strings each (the strings slices that kept the text they came from) they
+ * held ~370 bytes per line. Here a line costs its own bytes plus 28, and a
+ * name is decoded only when a sample lands in its code.
+ * Append-only, so a table built over lines [0, n) stays valid while more
+ * come; starting over makes a new object.
+ */
+class PerfMapLines implements PerfMapLineSource {
+  // Empty until the first line: a process without a perf map holds one of these.
+  starts = new Float64Array(0);
+  sizes = new Float64Array(0);
+  /** File offset of each line's name, and its length in bytes. */
+  private nameAt0 = new Float64Array(0);
+  private nameLen = new Uint32Array(0);
+  /**
+   * The file's bytes read so far, in contiguous chunks by file offset. Two
+   * neighbours are merged while the newer is at least half the older, so
+   * there are O(log n) chunks and each byte is copied O(log n) times.
+   */
+  private chunks: { at: number; bytes: Buffer }[] = [];
+  length = 0;
+  /** Bytes held by the chunks. */
+  bytes = 0;
+
+  /** Takes `bytes` (file offset `at`, whole lines only) and parses them; returns the number of malformed lines. */
+  append(at: number, bytes: Buffer): number {
+    this.chunks.push({ at, bytes });
+    this.bytes += bytes.length;
+    for (;;) {
+      const n = this.chunks.length;
+      if (n < 2 || this.chunks[n - 1]!.bytes.length * 2 < this.chunks[n - 2]!.bytes.length) break;
+      const newer = this.chunks.pop()!;
+      const older = this.chunks.pop()!;
+      this.chunks.push({ at: older.at, bytes: Buffer.concat([older.bytes, newer.bytes]) });
+    }
+    return this.parse(at, bytes);
+  }
+
+  nameAt(line: number): { name: string; sourceFile: string | null } {
+    const at = this.nameAt0[line]!;
+    let c = this.chunks.length - 1;
+    while (c > 0 && this.chunks[c]!.at > at) c--;
+    const chunk = this.chunks[c]!;
+    const from = at - chunk.at;
+    return splitV8Name(chunk.bytes.toString('utf8', from, from + this.nameLen[line]!));
+  }
+
+  /**
+   * The grammar of LINE_RE (parsePerfMap), over bytes: START and SIZE in hex
+   * with an optional 0x, whitespace, then the name to the end of the line
+   * less trailing whitespace. Blank lines are skipped; others that do not
+   * fit are counted.
+   */
+  private parse(at: number, b: Buffer): number {
+    let malformed = 0;
+    let i = 0;
+    while (i < b.length) {
+      let eol = b.indexOf(NEWLINE, i);
+      if (eol < 0) eol = b.length;
+      let end = eol;
+      while (end > i && isSpace(b[end - 1]!)) end--;
+      if (end > i) {
+        const start = parseHex(b, i, end);
+        const size = start === null ? null : parseHex(b, start.next, end);
+        if (start === null || size === null || size.next === end) malformed++;
+        else this.push(start.value, size.value, at + size.next, end - size.next);
+      }
+      i = eol + 1;
+    }
+    return malformed;
+  }
+
+  private push(start: number, sizeBytes: number, nameAt: number, nameLength: number): void {
+    if (this.length === this.starts.length) {
+      const grow = <T extends Float64Array | Uint32Array>(from: T, to: T): T => {
+        to.set(from);
+        return to;
+      };
+      const capacity = Math.max(INITIAL_LINES, this.length * 2);
+      this.starts = grow(this.starts, new Float64Array(capacity));
+      this.sizes = grow(this.sizes, new Float64Array(capacity));
+      this.nameAt0 = grow(this.nameAt0, new Float64Array(capacity));
+      this.nameLen = grow(this.nameLen, new Uint32Array(capacity));
+    }
+    const k = this.length++;
+    this.starts[k] = start;
+    this.sizes[k] = sizeBytes;
+    this.nameAt0[k] = nameAt;
+    this.nameLen[k] = nameLength;
+  }
+}
+
+const INITIAL_LINES = 256;
+const NEWLINE = 0x0a;
+
+/** \s of a RegExp, in ASCII: what LINE_RE accepts between fields. */
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
+  return -1;
+}
+
+/**
+ * A hex number at b[i..] (optional 0x) followed by at least one space;
+ * returns its value (a double: exact below 2^53, which is all a JIT frame
+ * can be) and where the next field starts, or null.
+ */
+function parseHex(b: Buffer, i: number, end: number): { value: number; next: number } | null {
+  if (i + 2 < end && b[i] === 0x30 && (b[i + 1]! | 0x20) === 0x78 && hexDigit(b[i + 2]!) >= 0) i += 2;
+  let value = 0;
+  const first = i;
+  for (let d: number; i < end && (d = hexDigit(b[i]!)) >= 0; i++) value = value * 16 + d;
+  if (i === first || i >= end || !isSpace(b[i]!)) return null;
+  while (i < end && isSpace(b[i]!)) i++;
+  return { value, next: i };
+}
+
+/**
  * Follows one perf map file as its writer appends to it: reads only the new
  * bytes when the file grew, starts over when it shrank (a new process reused
  * the pid, or the file was rewritten).
  */
 export class PerfMapFile {
-  private entries: PerfMapEntry[] = [];
-  private bytesRead = 0;
-  private pendingLine = '';
+  private lines = new PerfMapLines();
+  /** Bytes of the file parsed: up to the last newline read. */
+  private bytesParsed = 0;
   /**
    * Lines [0, baseCount) resolved in `base`, lines after that in `recent`.
    * A JIT appends all the time; rebuilding one table over every line at each
@@ -241,36 +399,23 @@ export class PerfMapFile {
     }
     try {
       const size = fstatSync(fd).size;
-      if (size === this.bytesRead) return true;
-      if (size < this.bytesRead) {
-        this.changes++;
-        this.base = null;
-        this.baseCount = 0;
-        this.recent = null;
-        this.recentCount = 0;
-        this.entries = [];
-        this.bytesRead = 0;
-        this.pendingLine = '';
-        this.malformedLines = 0;
-      }
-      const buf = Buffer.allocUnsafe(size - this.bytesRead);
+      if (size < this.bytesParsed) this.release(); // started over
+      if (size === this.bytesParsed) return true;
+      const buf = Buffer.allocUnsafe(size - this.bytesParsed);
       let done = 0;
       while (done < buf.length) {
-        const n = readSync(fd, buf, done, buf.length - done, this.bytesRead + done);
+        const n = readSync(fd, buf, done, buf.length - done, this.bytesParsed + done);
         if (n === 0) break;
         done += n;
       }
-      this.bytesRead += done;
-      const text = this.pendingLine + buf.toString('utf8', 0, done);
-      const lastNl = text.lastIndexOf('\n');
-      // A line without its newline may still be being written; keep it for next time.
-      this.pendingLine = lastNl < 0 ? text : text.slice(lastNl + 1);
-      const parsed = parsePerfMap(lastNl < 0 ? '' : text.slice(0, lastNl));
-      if (parsed.entries.length > 0) {
-        for (const e of parsed.entries) this.entries.push(e);
-        this.changes++;
-      }
-      this.malformedLines += parsed.malformedLines;
+      // A line without its newline may still be being written: it is read again next time.
+      const whole = buf.lastIndexOf(NEWLINE, done - 1) + 1;
+      if (whole === 0) return true;
+      const linesBefore = this.lines.length;
+      // A copy of exactly the whole lines, so the read buffer's slack is not kept.
+      this.malformedLines += this.lines.append(this.bytesParsed, Buffer.from(buf.subarray(0, whole)));
+      this.bytesParsed += whole;
+      if (this.lines.length > linesBefore) this.changes++;
       return true;
     } catch {
       return false;
@@ -280,19 +425,18 @@ export class PerfMapFile {
   }
 
   get entryCount(): number {
-    return this.entries.length;
+    return this.lines.length;
   }
 
-  /** Rough heap held: the lines as read plus a parsed entry and its table slots per line. */
+  /** Heap held: the bytes read, 28 bytes of columns per line (grown by doubling) and the tables' rows. */
   get estimatedBytes(): number {
-    return this.bytesRead + this.entries.length * 160;
+    return this.lines.bytes + this.lines.starts.length * 28 + (this.baseCount + this.recentCount) * 40;
   }
 
   /** Drops everything read (memory budget); the next refresh() reads the file again from the start. */
   release(): void {
-    this.entries = [];
-    this.bytesRead = 0;
-    this.pendingLine = '';
+    this.lines = new PerfMapLines();
+    this.bytesParsed = 0;
     this.base = null;
     this.baseCount = 0;
     this.recent = null;
@@ -307,16 +451,16 @@ export class PerfMapFile {
   }
 
   lookup(address: TableAddress): PerfMapHit | null {
-    const n = this.entries.length;
+    const n = this.lines.length;
     if (n === 0) return null;
     if (n !== this.baseCount + this.recentCount) {
       if ((n - this.baseCount) * 4 > this.baseCount) {
-        this.base = PerfMapTable.fromEntries(this.entries);
+        this.base = PerfMapTable.fromLines(this.lines, 0, n);
         this.baseCount = n;
         this.recent = null;
         this.recentCount = 0;
       } else {
-        this.recent = PerfMapTable.fromEntries(this.entries.slice(this.baseCount));
+        this.recent = PerfMapTable.fromLines(this.lines, this.baseCount, n);
         this.recentCount = n - this.baseCount;
       }
     }
