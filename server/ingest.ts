@@ -29,7 +29,7 @@ import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { StackAccumulator } from './store/accumulator.js';
-import { Hasher, SEED, textId } from './store/hash.js';
+import { Hasher, mixChecks, SEED, textId } from './store/hash.js';
 import { IdMap } from './store/id-map.js';
 import {
   canonicalLabels,
@@ -119,6 +119,15 @@ function indexById(ids: Float64Array, n: number, what: string): IdIndex {
   return { get: (id) => m.get(id) ?? -1 };
 }
 
+// Per-frame scratch (~60,000 entries per fleet profile) reused across
+// requests instead of allocated per request: ingest reads it only in its
+// synchronous part, before it awaits the store.
+let scratch = new Int32Array(1 << 16);
+function scratchInt32(n: number): Int32Array {
+  if (scratch.length < n) scratch = new Int32Array(Math.max(n, scratch.length * 2));
+  return scratch.subarray(0, n);
+}
+
 /** Checks every cross reference; throws FP_ERR_BAD_PROFILE naming the first dangling one. */
 function validate(p: RawProfile) {
   if (p.nStrings === 0) {
@@ -129,19 +138,20 @@ function validate(p: RawProfile) {
   }
   if (p.strEnd[0] !== p.strStart[0]) throw errBadProfile('string_table[0] must be the empty string');
   const nStr = p.nStrings;
-  const str = (i: number, where: string) => {
-    if (!Number.isInteger(i) || i < 0 || i >= nStr) throw errBadProfile(`${where}: string index ${i} out of range (string table has ${nStr} entries)`);
+  // `where` is a function: the message is built only for a bad index (a template per field of 7,000 functions costs more than the check).
+  const str = (i: number, where: () => string) => {
+    if (!(i >= 0 && i < nStr && Number.isInteger(i))) throw errBadProfile(`${where()}: string index ${i} out of range (string table has ${nStr} entries)`);
   };
   if (p.sampleTypes.length === 0 && p.nSamples > 0) throw errBadProfile('profile has samples but no sample_type');
   p.sampleTypes.forEach((t, i) => {
-    str(t.type, `sample_type[${i}].type`);
-    str(t.unit, `sample_type[${i}].unit`);
+    str(t.type, () => `sample_type[${i}].type`);
+    str(t.unit, () => `sample_type[${i}].unit`);
   });
   if (p.periodType) {
-    str(p.periodType.type, 'period_type.type');
-    str(p.periodType.unit, 'period_type.unit');
+    str(p.periodType.type, () => 'period_type.type');
+    str(p.periodType.unit, () => 'period_type.unit');
   }
-  str(p.defaultSampleType, 'default_sample_type');
+  str(p.defaultSampleType, () => 'default_sample_type');
   const mappings = indexById(
     Float64Array.from(p.mappings, (m) => m.id),
     p.mappings.length,
@@ -150,14 +160,16 @@ function validate(p: RawProfile) {
   const functions = indexById(p.fnId, p.nFunctions, 'function');
   const locations = indexById(p.locId, p.nLocations, 'location');
   for (const m of p.mappings) {
-    str(m.filename, `mapping ${m.id} filename`);
-    str(m.buildId, `mapping ${m.id} build_id`);
+    str(m.filename, () => `mapping ${m.id} filename`);
+    str(m.buildId, () => `mapping ${m.id} build_id`);
   }
   for (let k = 0; k < p.nFunctions; k++) {
     const id = p.fnId[k]!;
-    str(p.fnName[k]!, `function ${id} name`);
-    str(p.fnSystemName[k]!, `function ${id} system_name`);
-    str(p.fnFilename[k]!, `function ${id} filename`);
+    // String indices are varints (non-negative integers): in range is one comparison each.
+    if (p.fnName[k]! < nStr && p.fnSystemName[k]! < nStr && p.fnFilename[k]! < nStr) continue;
+    str(p.fnName[k]!, () => `function ${id} name`);
+    str(p.fnSystemName[k]!, () => `function ${id} system_name`);
+    str(p.fnFilename[k]!, () => `function ${id} filename`);
   }
   const fnDense = functions.dense;
   for (let k = 0; k < p.nLocations; k++) {
@@ -169,8 +181,9 @@ function validate(p: RawProfile) {
     }
   }
   for (let j = 0; j < p.labelKey.length; j++) {
-    str(p.labelKey[j]!, 'sample label key');
-    str(p.labelStr[j]!, 'sample label value');
+    if (p.labelKey[j]! < nStr && p.labelStr[j]! < nStr) continue;
+    str(p.labelKey[j]!, () => 'sample label key');
+    str(p.labelStr[j]!, () => 'sample label value');
   }
   const nTypes = p.sampleTypes.length;
   for (let i = 0; i < p.nSamples; i++) {
@@ -179,14 +192,22 @@ function validate(p: RawProfile) {
   }
   // Sample location ids -> location row index, checked once here.
   const locs = p.sampleLocs;
-  const locRow = new Int32Array(locs.length);
+  const locRow = scratchInt32(locs.length);
   const dense = locations.dense;
-  const max = dense ? dense.length - 1 : -1;
-  for (let j = 0; j < locs.length; j++) {
-    const id = locs[j]!;
-    const k = dense && id <= max ? dense[id]! - 1 : locations.get(id);
-    if (k < 0) throw errBadProfile(`a sample references missing location ${locs[j]}`);
-    locRow[j] = k;
+  if (dense) {
+    const max = dense.length - 1;
+    for (let j = 0; j < locs.length; j++) {
+      const id = locs[j]!;
+      const k = id <= max ? dense[id]! - 1 : -1;
+      if (k < 0) throw errBadProfile(`a sample references missing location ${id}`);
+      locRow[j] = k;
+    }
+  } else {
+    for (let j = 0; j < locs.length; j++) {
+      const k = locations.get(locs[j]!);
+      if (k < 0) throw errBadProfile(`a sample references missing location ${locs[j]}`);
+      locRow[j] = k;
+    }
   }
   return { mappings, functions, locRow };
 }
@@ -307,10 +328,21 @@ export async function ingestProfile(
   }
   const fnRowOf = (fid: number) => (functions.dense && fid < functions.dense.length ? functions.dense[fid]! - 1 : functions.get(fid));
 
-  // Locations.
-  const locGid = new Float64Array(p.nLocations);
-  const locChk = new Int32Array(p.nLocations);
-  for (let k = 0; k < p.nLocations; k++) {
+  // Locations: every id is needed (stack ids hash them), but a location row
+  // is looked up in the marks cache and written only when a stack using it
+  // is not known stored (emitLocation, from the sample loop): a stored stack
+  // row is marked no later than its locations (store.ts), so its locations,
+  // functions and mappings are stored with at least that mark too. In steady
+  // state that is one cache probe per stack instead of one per location.
+  const nLoc = p.nLocations;
+  const locGid = new Float64Array(nLoc);
+  const locChk = new Int32Array(nLoc);
+  const locHi = new Uint32Array(nLoc);
+  const locLo = new Uint32Array(nLoc);
+  const locMk = new Int32Array(nLoc);
+  /** 1 once emitLocation looked at location k. */
+  const locSeen = new Uint8Array(nLoc);
+  for (let k = 0; k < nLoc; k++) {
     const localMap = p.locMapping[k]!;
     const mk = localMap === 0 ? -1 : mappings.dense ? mappings.dense[localMap]! - 1 : mappings.get(localMap);
     let hi = p.locAddrHi[k]!;
@@ -338,11 +370,19 @@ export async function ingestProfile(
       const ln = p.lineNo[j]!;
       h.num(fnGid[fnRowOf(p.lineFn[j]!)]!).int(ln).int((ln / TWO32) | 0);
     }
-    const id = h.id();
-    const chk = h.check();
-    locGid[k] = id;
-    locChk[k] = chk;
-    if (!needs(id, chk)) continue;
+    locGid[k] = h.id();
+    locChk[k] = h.check();
+    locHi[k] = hi;
+    locLo[k] = lo;
+    locMk[k] = mk;
+  }
+  /** Adds location k's row (and its functions' and mapping's) to the batch unless known stored. */
+  const emitLocation = (k: number): void => {
+    locSeen[k] = 1;
+    const id = locGid[k]!;
+    if (!needs(id, locChk[k]!)) return;
+    const j0 = p.locLineStart[k]!;
+    const j1 = p.locLineStart[k + 1]!;
     const lines: number[] = [];
     for (let j = j0; j < j1; j++) {
       const fr = fnRowOf(p.lineFn[j]!);
@@ -357,9 +397,11 @@ export async function ingestProfile(
         });
       }
     }
+    const mk = locMk[k]!;
+    const gm = mk >= 0 ? mapGid[mk]! : 0;
     if (mk >= 0 && needs(gm, mapChk[mk]!)) rows.mappings.push(mapRow[mk]!);
-    rows.locations.push({ id, mappingId: gm, address: (BigInt(hi) << 32n) | BigInt(lo), isFolded: folded !== 0, lines });
-  }
+    rows.locations.push({ id, mappingId: gm, address: (BigInt(locHi[k]!) << 32n) | BigInt(locLo[k]!), isFolded: p.locFolded[k]! !== 0, lines });
+  };
 
   // Series of each sample: request labels plus its kept string labels.
   let droppedLabels = p.numericLabels;
@@ -416,11 +458,18 @@ export async function ingestProfile(
     let stack = 0;
     if (to > from) {
       h.reset(SEED.stack).int(to - from);
-      for (let j = from; j < to; j++) h.num(locGid[locRow[j]!]!);
+      h.numsAt(locGid, locRow, from, to);
       stack = h.id();
-      if (needs(stack, h.check())) {
+      // The cache's check of a stack also covers its locations' checks: a
+      // stack found stored vouches for its locations (emitLocation), so a
+      // location id collision must still be noticed here.
+      if (needs(stack, h.check() ^ mixChecks(locChk, locRow, from, to))) {
         const locations: number[] = [];
-        for (let j = from; j < to; j++) locations.push(locGid[locRow[j]!]!);
+        for (let j = from; j < to; j++) {
+          const k = locRow[j]!;
+          if (locSeen[k] === 0) emitLocation(k);
+          locations.push(locGid[k]!);
+        }
         rows.stacks.push({ id: stack, locations });
       }
     }
