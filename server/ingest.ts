@@ -130,9 +130,11 @@ function indexById(ids: Float64Array, n: number, what: string, slot?: number): I
 // Per-request columns (per frame, string, function, location: ~1 MB of
 // typed arrays per fleet profile) are reused across requests instead of
 // allocated per request, which kept the garbage collector busy: ingest uses
-// them only in its synchronous part, before it awaits the store, and drops
-// them when a request throws. Each slot is one column; `zeroed` when the
-// caller reads entries it has not written.
+// them only in its synchronous part, before it awaits the store, so no two
+// requests share them at once (a request that throws leaves them to the
+// next). Like the decoder's columns, they keep the size of the largest
+// profile seen (bounded by the decompressed size cap). Each slot is one
+// column; `zeroed` when the caller reads entries it has not written.
 type Column = Float64Array | Int32Array | Uint32Array | Uint8Array;
 const columns: Column[] = [];
 function column<T extends Column>(slot: number, n: number, make: (n: number) => T, zeroed = false): T {
