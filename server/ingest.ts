@@ -25,11 +25,11 @@
 // The profile time is time_nanos when set, else the time of arrival.
 // Everything a sample references is checked before anything is written, so a
 // rejected profile leaves nothing behind.
-import { gunzip } from 'node:zlib';
+import { gunzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
 import { StackAccumulator } from './store/accumulator.js';
-import { Hasher, SEED, textId } from './store/hash.js';
+import { Hasher, mixChecks, SEED, textId } from './store/hash.js';
 import { IdMap } from './store/id-map.js';
 import {
   canonicalLabels,
@@ -48,6 +48,8 @@ import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
 const gunzipAsync = promisify(gunzip);
 
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024;
+/** Gzipped bodies up to this size are inflated synchronously (see maybeGunzip). */
+const SYNC_GUNZIP_MAX_BYTES = 1024 * 1024;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const MAX_LABELS = 32;
 const MAX_LABEL_VALUE_LENGTH = 1024;
@@ -61,8 +63,13 @@ export async function maybeGunzip(body: Buffer, maxBytes: number): Promise<Buffe
   }
   try {
     // zlib inflates in chunks and aborts as soon as the output passes the cap.
-    // Large chunks: fewer round trips between the zlib thread and the event loop.
-    return await gunzipAsync(body, { maxOutputLength: maxBytes, chunkSize: 256 * 1024 });
+    // A chunk of about 4x the body (pprof compresses ~3.5x) usually holds
+    // the whole output: no concatenation, one round trip. Bodies up to
+    // SYNC_GUNZIP_MAX_BYTES are inflated on the event loop (~2 ms for a
+    // 150 KB fleet profile, as long as decoding it, which is synchronous too):
+    // measured, the hand-off to zlib's thread costs ~0.3 ms of CPU per profile.
+    const opts = { maxOutputLength: maxBytes, chunkSize: Math.min(4 << 20, Math.max(64 << 10, Math.ceil((body.length * 4) / 65536) * 65536)) };
+    return body.length <= SYNC_GUNZIP_MAX_BYTES ? gunzipSync(body, opts) : await gunzipAsync(body, opts);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
@@ -93,14 +100,15 @@ interface IdIndex {
   dense?: Int32Array;
 }
 
-function indexById(ids: Float64Array, n: number, what: string): IdIndex {
+/** `slot`: a reusable column for the dense index (columns below), for the big tables. */
+function indexById(ids: Float64Array, n: number, what: string, slot?: number): IdIndex {
   let max = 0;
   for (let k = 0; k < n; k++) if (ids[k]! > max) max = ids[k]!;
   // Up to 1 MiB of index for sparse ids (e.g. 4k locations with ids up to 20k): a
   // typed-array probe is several times cheaper than Map.get in the per-frame loop.
   if (max <= 4 * n + (1 << 18)) {
-    // dense[id] = row + 1, 0 when absent (a fresh Int32Array is already zeroed).
-    const dense = new Int32Array(max + 1);
+    // dense[id] = row + 1, 0 when absent.
+    const dense = slot === undefined ? new Int32Array(max + 1) : column(slot, max + 1, I32, true);
     for (let k = 0; k < n; k++) {
       const id = ids[k]!;
       if (id === 0) throw errBadProfile(`${what} with id 0 (ids must be non-zero)`);
@@ -119,6 +127,47 @@ function indexById(ids: Float64Array, n: number, what: string): IdIndex {
   return { get: (id) => m.get(id) ?? -1 };
 }
 
+// Per-request columns (per frame, string, function, location: ~1 MB of
+// typed arrays per fleet profile) are reused across requests instead of
+// allocated per request, which kept the garbage collector busy: ingest uses
+// them only in its synchronous part, before it awaits the store, so no two
+// requests share them at once (a request that throws leaves them to the
+// next). Like the decoder's columns, they keep the size of the largest
+// profile seen (bounded by the decompressed size cap). Each slot is one
+// column; `zeroed` when the caller reads entries it has not written.
+type Column = Float64Array | Int32Array | Uint32Array | Uint8Array;
+const columns: Column[] = [];
+function column<T extends Column>(slot: number, n: number, make: (n: number) => T, zeroed = false): T {
+  let c = columns[slot] as T | undefined;
+  if (c === undefined || c.length < n) {
+    c = make(Math.max(n, 1024, (c?.length ?? 0) * 2));
+    columns[slot] = c;
+    return c.subarray(0, n) as T;
+  }
+  const view = c.subarray(0, n) as T;
+  if (zeroed) view.fill(0);
+  return view;
+}
+const F64 = (n: number) => new Float64Array(n);
+const I32 = (n: number) => new Int32Array(n);
+const U32 = (n: number) => new Uint32Array(n);
+const U8 = (n: number) => new Uint8Array(n);
+// Column slots.
+const C_LOC_ROW = 0;
+const C_FN_INDEX = 1;
+const C_LOC_INDEX = 2;
+const C_STR_ID = 3;
+const C_STR_CHK = 4;
+const C_STR_DONE = 5;
+const C_FN_GID = 6;
+const C_FN_CHK = 7;
+const C_LOC_GID = 8;
+const C_LOC_CHK = 9;
+const C_LOC_HI = 10;
+const C_LOC_LO = 11;
+const C_LOC_MK = 12;
+const C_LOC_SEEN = 13;
+
 /** Checks every cross reference; throws FP_ERR_BAD_PROFILE naming the first dangling one. */
 function validate(p: RawProfile) {
   if (p.nStrings === 0) {
@@ -129,35 +178,38 @@ function validate(p: RawProfile) {
   }
   if (p.strEnd[0] !== p.strStart[0]) throw errBadProfile('string_table[0] must be the empty string');
   const nStr = p.nStrings;
-  const str = (i: number, where: string) => {
-    if (!Number.isInteger(i) || i < 0 || i >= nStr) throw errBadProfile(`${where}: string index ${i} out of range (string table has ${nStr} entries)`);
+  // `where` is a function: the message is built only for a bad index (a template per field of 7,000 functions costs more than the check).
+  const str = (i: number, where: () => string) => {
+    if (!(i >= 0 && i < nStr && Number.isInteger(i))) throw errBadProfile(`${where()}: string index ${i} out of range (string table has ${nStr} entries)`);
   };
   if (p.sampleTypes.length === 0 && p.nSamples > 0) throw errBadProfile('profile has samples but no sample_type');
   p.sampleTypes.forEach((t, i) => {
-    str(t.type, `sample_type[${i}].type`);
-    str(t.unit, `sample_type[${i}].unit`);
+    str(t.type, () => `sample_type[${i}].type`);
+    str(t.unit, () => `sample_type[${i}].unit`);
   });
   if (p.periodType) {
-    str(p.periodType.type, 'period_type.type');
-    str(p.periodType.unit, 'period_type.unit');
+    str(p.periodType.type, () => 'period_type.type');
+    str(p.periodType.unit, () => 'period_type.unit');
   }
-  str(p.defaultSampleType, 'default_sample_type');
+  str(p.defaultSampleType, () => 'default_sample_type');
   const mappings = indexById(
     Float64Array.from(p.mappings, (m) => m.id),
     p.mappings.length,
     'mapping',
   );
-  const functions = indexById(p.fnId, p.nFunctions, 'function');
-  const locations = indexById(p.locId, p.nLocations, 'location');
+  const functions = indexById(p.fnId, p.nFunctions, 'function', C_FN_INDEX);
+  const locations = indexById(p.locId, p.nLocations, 'location', C_LOC_INDEX);
   for (const m of p.mappings) {
-    str(m.filename, `mapping ${m.id} filename`);
-    str(m.buildId, `mapping ${m.id} build_id`);
+    str(m.filename, () => `mapping ${m.id} filename`);
+    str(m.buildId, () => `mapping ${m.id} build_id`);
   }
   for (let k = 0; k < p.nFunctions; k++) {
     const id = p.fnId[k]!;
-    str(p.fnName[k]!, `function ${id} name`);
-    str(p.fnSystemName[k]!, `function ${id} system_name`);
-    str(p.fnFilename[k]!, `function ${id} filename`);
+    // String indices are varints (non-negative integers): in range is one comparison each.
+    if (p.fnName[k]! < nStr && p.fnSystemName[k]! < nStr && p.fnFilename[k]! < nStr) continue;
+    str(p.fnName[k]!, () => `function ${id} name`);
+    str(p.fnSystemName[k]!, () => `function ${id} system_name`);
+    str(p.fnFilename[k]!, () => `function ${id} filename`);
   }
   const fnDense = functions.dense;
   for (let k = 0; k < p.nLocations; k++) {
@@ -169,8 +221,9 @@ function validate(p: RawProfile) {
     }
   }
   for (let j = 0; j < p.labelKey.length; j++) {
-    str(p.labelKey[j]!, 'sample label key');
-    str(p.labelStr[j]!, 'sample label value');
+    if (p.labelKey[j]! < nStr && p.labelStr[j]! < nStr) continue;
+    str(p.labelKey[j]!, () => 'sample label key');
+    str(p.labelStr[j]!, () => 'sample label value');
   }
   const nTypes = p.sampleTypes.length;
   for (let i = 0; i < p.nSamples; i++) {
@@ -179,14 +232,22 @@ function validate(p: RawProfile) {
   }
   // Sample location ids -> location row index, checked once here.
   const locs = p.sampleLocs;
-  const locRow = new Int32Array(locs.length);
+  const locRow = column(C_LOC_ROW, locs.length, I32);
   const dense = locations.dense;
-  const max = dense ? dense.length - 1 : -1;
-  for (let j = 0; j < locs.length; j++) {
-    const id = locs[j]!;
-    const k = dense && id <= max ? dense[id]! - 1 : locations.get(id);
-    if (k < 0) throw errBadProfile(`a sample references missing location ${locs[j]}`);
-    locRow[j] = k;
+  if (dense) {
+    const max = dense.length - 1;
+    for (let j = 0; j < locs.length; j++) {
+      const id = locs[j]!;
+      const k = id <= max ? dense[id]! - 1 : -1;
+      if (k < 0) throw errBadProfile(`a sample references missing location ${id}`);
+      locRow[j] = k;
+    }
+  } else {
+    for (let j = 0; j < locs.length; j++) {
+      const k = locations.get(locs[j]!);
+      if (k < 0) throw errBadProfile(`a sample references missing location ${locs[j]}`);
+      locRow[j] = k;
+    }
   }
   return { mappings, functions, locRow };
 }
@@ -247,9 +308,9 @@ export async function ingestProfile(
   };
 
   // Strings: one id + check per string, computed when first used.
-  const strId = new Float64Array(p.nStrings);
-  const strChk = new Int32Array(p.nStrings);
-  const strDone = new Uint8Array(p.nStrings);
+  const strId = column(C_STR_ID, p.nStrings, F64);
+  const strChk = column(C_STR_CHK, p.nStrings, I32);
+  const strDone = column(C_STR_DONE, p.nStrings, U8, true);
   const hs = new Hasher(); // not `h`: strings are hashed in the middle of other rows' hashes
   const feedStr = (i: number) => {
     if (!strDone[i]) {
@@ -290,8 +351,8 @@ export async function ingestProfile(
   }
 
   // Functions.
-  const fnGid = new Float64Array(p.nFunctions);
-  const fnChk = new Int32Array(p.nFunctions);
+  const fnGid = column(C_FN_GID, p.nFunctions, F64);
+  const fnChk = column(C_FN_CHK, p.nFunctions, I32);
   for (let k = 0; k < p.nFunctions; k++) {
     const sl = p.fnStartLine[k]!;
     const name = p.fnName[k]!;
@@ -307,10 +368,21 @@ export async function ingestProfile(
   }
   const fnRowOf = (fid: number) => (functions.dense && fid < functions.dense.length ? functions.dense[fid]! - 1 : functions.get(fid));
 
-  // Locations.
-  const locGid = new Float64Array(p.nLocations);
-  const locChk = new Int32Array(p.nLocations);
-  for (let k = 0; k < p.nLocations; k++) {
+  // Locations: every id is needed (stack ids hash them), but a location row
+  // is looked up in the marks cache and written only when a stack using it
+  // is not known stored (emitLocation, from the sample loop): a stored stack
+  // row is marked no later than its locations (store.ts), so its locations,
+  // functions and mappings are stored with at least that mark too. In steady
+  // state that is one cache probe per stack instead of one per location.
+  const nLoc = p.nLocations;
+  const locGid = column(C_LOC_GID, nLoc, F64);
+  const locChk = column(C_LOC_CHK, nLoc, I32);
+  const locHi = column(C_LOC_HI, nLoc, U32);
+  const locLo = column(C_LOC_LO, nLoc, U32);
+  const locMk = column(C_LOC_MK, nLoc, I32);
+  /** 1 once emitLocation looked at location k. */
+  const locSeen = column(C_LOC_SEEN, nLoc, U8, true);
+  for (let k = 0; k < nLoc; k++) {
     const localMap = p.locMapping[k]!;
     const mk = localMap === 0 ? -1 : mappings.dense ? mappings.dense[localMap]! - 1 : mappings.get(localMap);
     let hi = p.locAddrHi[k]!;
@@ -338,11 +410,19 @@ export async function ingestProfile(
       const ln = p.lineNo[j]!;
       h.num(fnGid[fnRowOf(p.lineFn[j]!)]!).int(ln).int((ln / TWO32) | 0);
     }
-    const id = h.id();
-    const chk = h.check();
-    locGid[k] = id;
-    locChk[k] = chk;
-    if (!needs(id, chk)) continue;
+    locGid[k] = h.id();
+    locChk[k] = h.check();
+    locHi[k] = hi;
+    locLo[k] = lo;
+    locMk[k] = mk;
+  }
+  /** Adds location k's row (and its functions' and mapping's) to the batch unless known stored. */
+  const emitLocation = (k: number): void => {
+    locSeen[k] = 1;
+    const id = locGid[k]!;
+    if (!needs(id, locChk[k]!)) return;
+    const j0 = p.locLineStart[k]!;
+    const j1 = p.locLineStart[k + 1]!;
     const lines: number[] = [];
     for (let j = j0; j < j1; j++) {
       const fr = fnRowOf(p.lineFn[j]!);
@@ -357,9 +437,11 @@ export async function ingestProfile(
         });
       }
     }
+    const mk = locMk[k]!;
+    const gm = mk >= 0 ? mapGid[mk]! : 0;
     if (mk >= 0 && needs(gm, mapChk[mk]!)) rows.mappings.push(mapRow[mk]!);
-    rows.locations.push({ id, mappingId: gm, address: (BigInt(hi) << 32n) | BigInt(lo), isFolded: folded !== 0, lines });
-  }
+    rows.locations.push({ id, mappingId: gm, address: (BigInt(locHi[k]!) << 32n) | BigInt(locLo[k]!), isFolded: p.locFolded[k]! !== 0, lines });
+  };
 
   // Series of each sample: request labels plus its kept string labels.
   let droppedLabels = p.numericLabels;
@@ -378,10 +460,11 @@ export async function ingestProfile(
     }
     return n;
   };
+  // The first series is sized for every sample (the usual one-series push needs no table growth); more series start small.
   const seriesFor = (merged: Record<string, string>): StackAccumulator => {
     const key = canonicalLabels(merged);
     let e = seriesAcc.get(key);
-    if (!e) seriesAcc.set(key, (e = { acc: new StackAccumulator(nTypes), labels: merged }));
+    if (!e) seriesAcc.set(key, (e = { acc: new StackAccumulator(nTypes, seriesAcc.size === 0 ? Math.min(p.nSamples, 1 << 16) : 1024), labels: merged }));
     return e.acc;
   };
   const accFor = (i: number): StackAccumulator => {
@@ -416,11 +499,18 @@ export async function ingestProfile(
     let stack = 0;
     if (to > from) {
       h.reset(SEED.stack).int(to - from);
-      for (let j = from; j < to; j++) h.num(locGid[locRow[j]!]!);
+      h.numsAt(locGid, locRow, from, to);
       stack = h.id();
-      if (needs(stack, h.check())) {
+      // The cache's check of a stack also covers its locations' checks: a
+      // stack found stored vouches for its locations (emitLocation), so a
+      // location id collision must still be noticed here.
+      if (needs(stack, h.check() ^ mixChecks(locChk, locRow, from, to))) {
         const locations: number[] = [];
-        for (let j = from; j < to; j++) locations.push(locGid[locRow[j]!]!);
+        for (let j = from; j < to; j++) {
+          const k = locRow[j]!;
+          if (locSeen[k] === 0) emitLocation(k);
+          locations.push(locGid[k]!);
+        }
         rows.stacks.push({ id: stack, locations });
       }
     }

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Function as PFunction, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import { addressBig, decodeProfile, stringAt } from '../server/pprof/decode.js';
 import { FpError } from '../server/errors.js';
+import fc from 'fast-check';
 
 let seed = 12345;
 function rnd(): number {
@@ -170,5 +171,61 @@ describe('flat pprof decoder', () => {
     bad([0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /longer than 10 bytes/);
     bad([0x12, 0x03, 0x0d, 0x01, 0x02], /wire type 5 for a repeated scalar/);
     bad([0x3f], /unsupported wire type 7/);
+  });
+});
+
+describe('flat pprof decoder, packed location ids', () => {
+  // The packed sample location ids are read with inline one- to three-byte
+  // fast paths (decode.ts): ids of every varint length, and cuts inside them.
+  it('reads ids of every varint length as pprof-format does, and refuses a cut inside a packed field', () => {
+    const id = fc.oneof(fc.integer({ min: 1, max: 127 }), fc.integer({ min: 128, max: 16383 }), fc.integer({ min: 16384, max: 2097151 }), fc.integer({ min: 2097152, max: 2 ** 40 }));
+    fc.assert(
+      fc.property(fc.array(fc.array(id, { maxLength: 40 }), { minLength: 1, maxLength: 20 }), (stacks) => {
+        const st = new StringTable();
+        const ref = new Profile({
+          sampleType: [new ValueType({ type: st.dedup('samples'), unit: st.dedup('count') })],
+          sample: stacks.map((ids, i) => new Sample({ locationId: ids, value: [i + 1] })),
+          stringTable: st,
+        });
+        const buf = Buffer.from(ref.encode());
+        const decoded = Profile.decode(buf);
+        const p = decodeProfile(buf);
+        expect(p.nSamples).toBe(stacks.length);
+        decoded.sample.forEach((s, i) => {
+          expect(Array.from(p.sampleLocs.subarray(p.sampleStart[i], p.sampleStart[i + 1]))).toEqual(s.locationId.map(Number));
+        });
+        // The first sample's packed ids cut at every byte, re-wrapped with honest lengths:
+        // a cut between two varints is a valid shorter list, a cut inside one is an error.
+        const ids = stacks[0]!;
+        const packed: number[] = [];
+        const boundaries = new Map<number, number>([[0, 0]]); // byte offset -> ids before it
+        ids.forEach((v, i) => {
+          let x = v;
+          while (x >= 128) {
+            packed.push((x % 128) | 128);
+            x = Math.floor(x / 128);
+          }
+          packed.push(x);
+          boundaries.set(packed.length, i + 1);
+        });
+        const varint = (v: number) => {
+          const out: number[] = [];
+          while (v >= 128) {
+            out.push((v & 127) | 128);
+            v >>>= 7;
+          }
+          out.push(v);
+          return out;
+        };
+        for (let k = 0; k <= packed.length; k++) {
+          const inner = [0x0a, ...varint(k), ...packed.slice(0, k)];
+          const profile = Buffer.from([0x12, ...varint(inner.length), ...inner]);
+          const n = boundaries.get(k);
+          if (n === undefined) expect(() => decodeProfile(profile)).toThrow(FpError);
+          else expect(Array.from(decodeProfile(profile).sampleLocs)).toEqual(ids.slice(0, n));
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -29,7 +29,7 @@ const recent = buildProfile({ timeMs: T1, samples: [{ stack: ['main', 'shared'],
 describe.each(BACKENDS)('symbol garbage collection (%s)', (backend) => {
   const urls: { url: string; cleanup(): void }[] = [];
   beforeAll(async () => {
-    urls.push(await testStoreUrl(backend), await testStoreUrl(backend));
+    urls.push(await testStoreUrl(backend), await testStoreUrl(backend), await testStoreUrl(backend));
   });
   afterAll(() => urls.forEach((u) => u.cleanup()));
 
@@ -69,6 +69,23 @@ describe.each(BACKENDS)('symbol garbage collection (%s)', (backend) => {
     expect(await store.symbolRowCounts()).toEqual({ mapping: 0, function: 0, location: 0, stack: 0 });
     // Symbols written again after the sweep are complete (no row assumed from before).
     await ingestProfile(store, old, { node: 'b' }, T1 + 4 * MARK_EPOCH_MS);
+    expect(await flame(store)).toEqual({ 'main;old_only;leaf_a': 30_000_000, 'main;shared': 20_000_000 });
+    await store.close();
+  });
+
+  it('an ingest cache that knew the collected rows writes them all again (same server, warm cache)', async () => {
+    // The ingest cache skips rows it knows stored, and skips a known stack's
+    // locations without looking (ingest.ts): after retention collected those
+    // rows, the same server must not trust its memory of them.
+    const store = await openStore(urls[2]!.url);
+    const t = T1 + 10 * MARK_EPOCH_MS;
+    await ingestProfile(store, old, { node: 'c' }, t);
+    const counts = await store.symbolRowCounts();
+    expect(counts.stack).toBe(2);
+    await store.retain(Number.MAX_SAFE_INTEGER, t + 4 * MARK_EPOCH_MS);
+    expect(await store.symbolRowCounts()).toEqual({ mapping: 0, function: 0, location: 0, stack: 0 });
+    await ingestProfile(store, old, { node: 'c' }, t + 4 * MARK_EPOCH_MS);
+    expect(await store.symbolRowCounts()).toEqual(counts);
     expect(await flame(store)).toEqual({ 'main;old_only;leaf_a': 30_000_000, 'main;shared': 20_000_000 });
     await store.close();
   });

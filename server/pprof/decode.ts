@@ -36,12 +36,17 @@ class Vec<T extends Float64Array | Int32Array | Uint32Array | Uint8Array> {
     private readonly make: (n: number) => T,
   ) {}
   push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = this.make(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
+    if (this.length === this.data.length) this.reserve(1);
     this.data[this.length++] = v;
+  }
+  /** Makes room for n more values, so a hot loop can write data[length++] without checks. */
+  reserve(n: number): void {
+    if (this.length + n <= this.data.length) return;
+    let cap = this.data.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = this.make(cap);
+    next.set(this.data.subarray(0, this.length));
+    this.data = next;
   }
   view(): T {
     return this.data.subarray(0, this.length) as T;
@@ -191,22 +196,30 @@ class Reader {
   /** Exact unsigned 64-bit varint into this.lo / this.hi (uint32 halves). */
   varint64(): void {
     const buf = this.buf;
+    const end = this.end;
+    let pos = this.pos;
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) this.fail('truncated varint');
-      const b = buf[this.pos++]! & 0x7f;
+      if (pos >= end) {
+        this.pos = pos;
+        this.fail('truncated varint');
+      }
+      const byte = buf[pos++]!;
+      const b = byte & 0x7f;
       if (i < 4) lo |= b << (7 * i);
       else if (i === 4) {
         lo |= b << 28;
         hi = b >>> 4;
       } else hi |= b << (7 * i - 32);
-      if (buf[this.pos - 1]! < 0x80) {
+      if (byte < 0x80) {
+        this.pos = pos;
         this.lo = lo >>> 0;
         this.hi = hi >>> 0;
         return;
       }
     }
+    this.pos = pos;
     this.fail('varint longer than 10 bytes');
   }
 
@@ -255,13 +268,53 @@ class Reader {
       this.end = end;
       try {
         if (signed) while (this.pos < end) out.push(this.int64());
-        else while (this.pos < end) out.push(this.varint());
+        else this.packedUnsigned(end, out);
       } finally {
         this.end = outerEnd;
       }
     } else {
       this.fail(`wire type ${wireType} for a repeated scalar`);
     }
+  }
+
+  /**
+   * Packed unsigned varints up to `end` (= this.end) into out: the sample
+   * location ids, ~60,000 per fleet profile, so the one- and two-byte cases
+   * are read inline (a packed field holds at most one value per byte).
+   */
+  private packedUnsigned(end: number, out: Vec<Float64Array>): void {
+    out.reserve(end - this.pos);
+    const data = out.data;
+    const buf = this.buf;
+    let n = out.length;
+    let pos = this.pos;
+    while (pos < end) {
+      const b0 = buf[pos]!;
+      if (b0 < 0x80) {
+        data[n++] = b0;
+        pos++;
+        continue;
+      }
+      if (pos + 2 < end) {
+        const b1 = buf[pos + 1]!;
+        if (b1 < 0x80) {
+          data[n++] = (b0 & 0x7f) | (b1 << 7);
+          pos += 2;
+          continue;
+        }
+        const b2 = buf[pos + 2]!;
+        if (b2 < 0x80) {
+          data[n++] = (b0 & 0x7f) | ((b1 & 0x7f) << 7) | (b2 << 14);
+          pos += 3;
+          continue;
+        }
+      }
+      this.pos = pos;
+      data[n++] = this.varint();
+      pos = this.pos;
+    }
+    this.pos = pos;
+    out.length = n;
   }
 
   expect(wireType: number, want: number, field: string): void {
@@ -388,12 +441,19 @@ function decodeLabel(r: Reader): boolean {
   return numeric;
 }
 
+// Locations and functions (~7,000 each per fleet profile) are read with the
+// position in a local and the one-byte varints (keys, small ids) inline; the
+// Reader's methods take everything else, with the same checks.
+
 function decodeLine(r: Reader): void {
   let fn = 0;
   let line = 0;
   const outer = r.enter();
-  while (r.pos < r.end) {
-    const key = r.varint();
+  const buf = r.buf;
+  const end = r.end;
+  while (r.pos < end) {
+    const k0 = buf[r.pos]!;
+    const key = k0 < 0x80 ? (r.pos++, k0) : r.varint();
     const field = Math.floor(key / 8);
     const wt = key & 7;
     if (field === 1 && wt === 0) fn = r.varint();
@@ -412,8 +472,11 @@ function decodeLocation(r: Reader): void {
   let hi = 0;
   let folded = 0;
   const outer = r.enter();
-  while (r.pos < r.end) {
-    const key = r.varint();
+  const buf = r.buf;
+  const end = r.end;
+  while (r.pos < end) {
+    const k0 = buf[r.pos]!;
+    const key = k0 < 0x80 ? (r.pos++, k0) : r.varint();
     const field = Math.floor(key / 8);
     const wt = key & 7;
     if (field === 1 && wt === 0) id = r.varint();

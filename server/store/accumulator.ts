@@ -30,15 +30,22 @@ export function orderByKey(keys: ArrayLike<number>, n: number): Int32Array {
 }
 
 export class StackAccumulator {
-  private readonly slots = new IdMap(1024);
+  private readonly slots: IdMap;
   /** Stack id of each slot, in first-seen order. */
-  ids = new Float64Array(1024);
+  ids: Float64Array;
   /** values[slot * cols + col] */
   values: Float64Array;
   length = 0;
 
-  constructor(readonly cols: number) {
-    this.values = new Float64Array(1024 * Math.max(1, cols));
+  /** `expected`: how many stacks are likely (e.g. a profile's samples), so the tables need not grow. */
+  constructor(
+    readonly cols: number,
+    expected = 1024,
+  ) {
+    const cap = Math.max(16, expected);
+    this.slots = new IdMap(cap);
+    this.ids = new Float64Array(cap);
+    this.values = new Float64Array(cap * Math.max(1, cols));
   }
 
   slotOf(stackId: number): number {

@@ -13,6 +13,29 @@
 // upserts); otherwise the profile is refused with FP_ERR_ID_COLLISION and
 // counted. Two independent lanes of murmur3-style mixing give the 53 bits.
 
+// The three lanes' mixing steps as pure functions of (lane, value), so the
+// hot loops (a stack's ~30 location ids, a string's bytes) keep the lanes in
+// locals instead of loading and storing the Hasher's fields per value.
+const mixA = (a0: number, v: number): number => {
+  let k = Math.imul(v, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  let a = a0 ^ k;
+  a = (a << 13) | (a >>> 19);
+  return (Math.imul(a, 5) + 0xe6546b64) | 0;
+};
+const mixB = (b0: number, v: number): number => {
+  let j = Math.imul(v ^ 0x5bd1e995, 0x85ebca77);
+  j = Math.imul((j << 13) | (j >>> 19), 0xc2b2ae3d);
+  let b = b0 ^ j;
+  b = (b << 17) | (b >>> 15);
+  return (Math.imul(b, 9) + 0x165667b1) | 0;
+};
+const mixC = (c0: number, v: number): number => {
+  let c = Math.imul(c0 ^ v, 0x01000193);
+  c ^= c >>> 15;
+  return Math.imul(c, 0x27d4eb2f);
+};
+
 /** Lane state; read the result with `id()` / `check()` after feeding values. */
 export class Hasher {
   a = 0;
@@ -28,19 +51,9 @@ export class Hasher {
 
   /** Feeds a 32-bit integer (any JS number; only its low 32 bits count). */
   int(v: number): this {
-    let k = Math.imul(v, 0xcc9e2d51);
-    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-    let a = this.a ^ k;
-    a = (a << 13) | (a >>> 19);
-    this.a = (Math.imul(a, 5) + 0xe6546b64) | 0;
-    let j = Math.imul(v ^ 0x5bd1e995, 0x85ebca77);
-    j = Math.imul((j << 13) | (j >>> 19), 0xc2b2ae3d);
-    let b = this.b ^ j;
-    b = (b << 17) | (b >>> 15);
-    this.b = (Math.imul(b, 9) + 0x165667b1) | 0;
-    let c = Math.imul(this.c ^ v, 0x01000193);
-    c ^= c >>> 15;
-    this.c = Math.imul(c, 0x27d4eb2f);
+    this.a = mixA(this.a, v);
+    this.b = mixB(this.b, v);
+    this.c = mixC(this.c, v);
     return this;
   }
 
@@ -49,11 +62,41 @@ export class Hasher {
     return this.int(v >>> 0).int((v / 4294967296) | 0);
   }
 
+  /** Same as num(values[index[j]]) for j in [from, to): a stack's location ids. */
+  numsAt(values: Float64Array, index: Int32Array, from: number, to: number): this {
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    for (let j = from; j < to; j++) {
+      const v = values[index[j]!]!;
+      const lo = v >>> 0;
+      const hi = (v / 4294967296) | 0;
+      a = mixA(mixA(a, lo), hi);
+      b = mixB(mixB(b, lo), hi);
+      c = mixC(mixC(c, lo), hi);
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    return this;
+  }
+
   /** Feeds bytes buf[s..e), four at a time. */
   bytes(buf: Uint8Array, s: number, e: number): this {
     this.int(e - s);
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
     let k = s;
-    for (; k + 4 <= e; k += 4) this.int(buf[k]! | (buf[k + 1]! << 8) | (buf[k + 2]! << 16) | (buf[k + 3]! << 24));
+    for (; k + 4 <= e; k += 4) {
+      const v = buf[k]! | (buf[k + 1]! << 8) | (buf[k + 2]! << 16) | (buf[k + 3]! << 24);
+      a = mixA(a, v);
+      b = mixB(b, v);
+      c = mixC(c, v);
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
     let tail = 0;
     for (let sh = 0; k < e; k++, sh += 8) tail |= buf[k]! << sh;
     return this.int(tail);
@@ -62,6 +105,11 @@ export class Hasher {
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
     return this.bytes(b, 0, b.length);
+  }
+
+  /** The finalizer, for check lanes computed outside a Hasher. */
+  static fmixCheck(h: number): number {
+    return Hasher.fmix(h) | 0;
   }
 
   private static fmix(h: number): number {
@@ -82,6 +130,17 @@ export class Hasher {
   check(): number {
     return Hasher.fmix(this.c ^ 0x2545f491) | 0;
   }
+}
+
+/**
+ * A 32-bit mix of checks[index[j]] for j in [from, to) (a stack's locations'
+ * check lanes), folded into the stack's check in the ingest cache. Only in
+ * memory: never part of a stored id.
+ */
+export function mixChecks(checks: Int32Array, index: Int32Array, from: number, to: number): number {
+  let c = 0x2545f491;
+  for (let j = from; j < to; j++) c = mixC(c, checks[index[j]!]!);
+  return Hasher.fmixCheck(c);
 }
 
 /** Seeds: one per kind, so equal content of different kinds gets different ids. */

@@ -66,7 +66,9 @@ export interface StackRowIo {
  * refused (FP_ERR_ID_COLLISION), never merged.
  */
 export async function writeStacks(rows: Map<number, StackWrite>, profiles: readonly NewProfile[], cache: StackIdCache, io: StackRowIo): Promise<{ ids: IdMap; collided: number[] }> {
-  const ids = new IdMap(Math.max(1024, rows.size * 2));
+  let nUsed = 0;
+  for (const p of profiles) nUsed += p.stackHashes.length;
+  const ids = new IdMap(Math.max(1024, rows.size + nUsed));
   const collided: number[] = [];
   let pending = [...rows.values()].sort((a, b) => a.hash - b.hash);
   // Two rounds: a row another server inserts between our select and insert is found by the second select.
