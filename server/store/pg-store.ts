@@ -231,6 +231,13 @@ export class PgStore implements ProfileStore {
       types: { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser },
     });
     pool.on('error', () => undefined); // an idle client's lost connection: the next query reconnects
+    // A checked-out client whose connection ends (PostgreSQL restarted, the
+    // network cut) fails its queries, which the caller sees, and then also
+    // emits 'error' on itself. The pool listens only while a client is idle,
+    // so between two queries of a transaction nobody would: an uncaught
+    // exception, which stopped the whole server (seen in CI, in
+    // test/server-store-down.test.ts). The pool drops such a client when it is released.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const store = new PgStore(pool);
     await store.migrate();
     await store.refresh();
