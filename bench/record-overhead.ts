@@ -10,7 +10,7 @@
 // run loads bench/bpf/walk-only.bpf.c, which only walks the two stacks, so the
 // BPF time per sample splits into the kernel's stack walks and our own logic.
 // Usage: node dist/bench/record-overhead.js [--duration 20] [--frequencies 19,99] [--rounds 2] [--no-bcc] [--write docs/benchmarks.md [--section name]]
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,9 +19,8 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfObject, loadAddon } from '../src/native/addon.js';
 import { onlineCpus } from '../src/sampler/cpus.js';
+import { startBusyMachine } from './busy-machine.js';
 import { packageRoot } from '../src/util/package-root.js';
-import { buildCFixtures, FIXTURES_DIR } from '../test/helpers/fixtures.js';
-import { buildOmitFramePointerSplit } from '../test/helpers/unwind-fixtures.js';
 
 interface Measurement {
   tool: string;
@@ -243,20 +242,6 @@ async function runWalkOnly(frequencyHz: number): Promise<Measurement> {
   }
 }
 
-/** Keeps both CPUs busy with diverse stacks: C, shared library, syscalls, JIT, and process churn. */
-function startBusyMachine(): ChildProcess[] {
-  const fixtures = buildCFixtures();
-  // The same workload as Debian builds code, without frame pointers: what --unwind dwarf is for.
-  const withoutFramePointers = buildOmitFramePointerSplit('clang');
-  const forever = String(24 * 3600);
-  return [
-    spawn(fixtures.cpuSplit, [forever], { stdio: 'ignore' }),
-    spawn(withoutFramePointers.cpuSplit, [forever], { stdio: 'ignore' }),
-    spawn(fixtures.syscallHeavy, [forever], { stdio: 'ignore' }),
-    spawn(process.execPath, ['--perf-basic-prof', join(FIXTURES_DIR, 'js-split.js'), forever], { stdio: 'ignore' }),
-    spawn('/bin/sh', ['-c', 'while :; do /bin/true; sleep 0.05; done'], { stdio: 'ignore' }),
-  ];
-}
 
 function optionalMedian(values: (number | undefined)[], digits: number): string {
   const known = values.filter((v): v is number => v !== undefined);
@@ -271,7 +256,7 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   execFileSync('make', ['-s', '-C', join(root, 'bench', 'bpf')]); // the walk-only reference program
-  const load = startBusyMachine();
+  const load = startBusyMachine({ processChurn: true });
   const results: Measurement[] = [];
   try {
     for (let round = 0; round < rounds; round++) {

@@ -5,7 +5,7 @@
 // shared, loaded machine only the ratios to the reference mean much.
 // Usage: node dist/bench/unwind-bpf-ab.js [--duration 10] [--frequency 99] [--rounds 3] [--no-load] [ROOT:]OBJECT.bpf.o ...
 // (ROOT: another checkout whose dist/src/cli.js runs that object, for a build whose user space differs too).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -13,9 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BpfObject, loadAddon } from '../src/native/addon.js';
 import { onlineCpus } from '../src/sampler/cpus.js';
+import { startBusyMachine } from './busy-machine.js';
 import { packageRoot } from '../src/util/package-root.js';
-import { buildCFixtures, FIXTURES_DIR } from '../test/helpers/fixtures.js';
-import { buildOmitFramePointerSplit } from '../test/helpers/unwind-fixtures.js';
 
 const { values: args, positionals: objects } = parseArgs({
   allowPositionals: true,
@@ -49,21 +48,10 @@ async function recordWith(variant: string, index: number): Promise<StatsJson> {
   return JSON.parse(readFileSync(statsPath, 'utf8')) as StatsJson;
 }
 
-function startLoad(): ChildProcess[] {
-  const fixtures = buildCFixtures();
-  const withoutFramePointers = buildOmitFramePointerSplit('clang');
-  const forever = String(24 * 3600);
-  return [
-    spawn(fixtures.cpuSplit, [forever], { stdio: 'ignore' }),
-    spawn(withoutFramePointers.cpuSplit, [forever], { stdio: 'ignore' }),
-    spawn(fixtures.syscallHeavy, [forever], { stdio: 'ignore' }),
-    spawn(process.execPath, ['--perf-basic-prof', join(FIXTURES_DIR, 'js-split.js'), forever], { stdio: 'ignore' }),
-  ];
-}
 
 async function main(): Promise<void> {
   execFileSync('make', ['-s', '-C', join(root, 'bench', 'bpf')]);
-  const load = args['no-load'] ? [] : startLoad();
+  const load = args['no-load'] ? [] : startBusyMachine({ processChurn: false });
   try {
     for (let round = 0; round < Number(args.rounds); round++) {
       const statsFd = loadAddon().enableBpfStats();
