@@ -27,7 +27,7 @@
 //     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,8 @@ const { values: args } = parseArgs({
     services: { type: 'string', default: '10' },
     'bodies-per-slot': { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
+    // Keep the SQLite store of the (single) SQLite configuration in this directory, for bench/flame-query.ts.
+    'keep-store': { type: 'string' },
   },
 });
 const MINUTES = Number(args.minutes);
@@ -443,7 +445,8 @@ async function runConfig(
   let store: string;
   if (backend === 'postgres') store = pg!.newDatabase();
   else {
-    sqliteDir = mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
+    sqliteDir = args['keep-store'] ?? mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
+    mkdirSync(sqliteDir, { recursive: true });
     store = `sqlite:${sqliteDir}`;
   }
   const servers: ServerProc[] = [];
@@ -547,7 +550,8 @@ async function runConfig(
   clearInterval(loadTimer);
   loads.push(loadavg()[0]!);
   for (const s of servers) await s.stop();
-  if (sqliteDir) rmSync(sqliteDir, { recursive: true, force: true });
+  if (sqliteDir && args['keep-store'] === undefined) rmSync(sqliteDir, { recursive: true, force: true });
+  else if (sqliteDir) console.log(`  store kept: sqlite:${sqliteDir} (last hour: from=${last.from} to=${last.to})`);
   return {
     label,
     sent,

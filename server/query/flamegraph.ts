@@ -1,16 +1,13 @@
 // Merged stack values -> flame tree (api-types.ts FlameTree), top table.
-// Every location becomes a chain of flame nodes (one per inlined frame,
-// outermost first), keyed by (parent flame node, function). Each distinct
-// location prefix of the merged stacks is mapped once (the symbol cache keeps
-// the stacks as a prefix tree), self values land on the stacks' flame nodes
-// and totals are summed up the tree. Cost: O(distinct prefixes + flame nodes).
+// The symbol cache keeps every stack it resolved as a leaf node of one frame
+// tree (store/frame-tree.ts: a node per (parent, function), a location's
+// inlined frames one node each, outermost first). A build adds each
+// selected stack's values at its node, gives the nodes it reaches (the
+// stacks' nodes and their ancestors) this build's dense indices, sums totals
+// up and writes them out in pre-order with siblings sorted by name.
+// Cost: O(stacks selected + flame nodes of the answer), typed arrays only.
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
-import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
-import { IntPairMap } from '../store/int-pair-map.js';
-import type { PrefixNode, ResolvedLocation, StackColumns, Symbols } from '../store/symbols.js';
-
-/** Stamps flame-tree builds in the prefix tree's scratch fields (one build runs at a time: it is synchronous). */
-let buildStamp = 0;
+import type { StackColumns, Symbols } from '../store/symbols.js';
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -20,50 +17,24 @@ export interface BuiltTree {
   extraTotal: number[][];
 }
 
-/** Function table interning frames by (name, binary). */
-class FunctionInterner {
-  readonly table: FunctionTable = { name: [], binary: [], kind: [] };
-  private readonly ids = new Map<string, number>();
-
-  /** `stamp` names this build in the locations' scratch fields (symbols.ts), which cache their frames. */
-  constructor(private readonly stamp: number) {}
-
-  private intern(name: string, binary: string): number {
-    const key = `${name}\0${binary}`;
-    let id = this.ids.get(key);
-    if (id === undefined) {
-      id = this.table.name.length;
-      this.table.name.push(name);
-      this.table.binary.push(binary);
-      this.table.kind.push(frameKindOfMapping(binary));
-      this.ids.set(key, id);
+/** A growable column of this build's nodes (the answer's size is known only at the end). */
+class Column<T extends Int32Array | Float64Array> {
+  length = 0;
+  constructor(
+    public data: T,
+    private readonly make: (n: number) => T,
+  ) {}
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const next = this.make(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
     }
-    return id;
-  }
-
-  /** Function indices of a location's frames, outermost (caller) first. */
-  frames(loc: ResolvedLocation): number[] {
-    if (loc.framesStamp === this.stamp) return loc.frames;
-    const binary = loc.mapping?.filename ?? '';
-    const out: number[] = [];
-    if (loc.lines.length === 0) {
-      // Unsymbolized: the binary and the file-relative address are all we
-      // know; the same code in every process shows as one frame.
-      // No mapping at all (an address the host could not place): the bare address.
-      const base = binary.slice(binary.lastIndexOf('/') + 1);
-      const hex = `0x${loc.address.toString(16)}`;
-      out.push(this.intern(base ? `${base}+${hex}` : hex, binary));
-    } else {
-      for (let i = loc.lines.length - 1; i >= 0; i--) {
-        const f = loc.lines[i]!.fn;
-        out.push(this.intern(f ? f.name || f.systemName || '?' : '?', binary));
-      }
-    }
-    loc.framesStamp = this.stamp;
-    loc.frames = out;
-    return out;
+    this.data[this.length++] = v;
   }
 }
+const ints = (n: number) => new Column(new Int32Array(n), (m) => new Int32Array(m));
+const doubles = (n: number) => new Column(new Float64Array(n), (m) => new Float64Array(m));
 
 /**
  * sc.self[k] are self values per stack (k = 0 is the main column, k >= 1
@@ -72,116 +43,121 @@ class FunctionInterner {
 export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const values = sc.self;
   const K = values.length;
-  const stamp = ++buildStamp;
-  const fi = new FunctionInterner(stamp);
-  const fParent: number[] = [-1];
-  const fFunc: number[] = [-1];
-  const fSelf: number[][] = values.map(() => [0]);
-  const child = new IntPairMap(1 << 12);
-  // Each stack's node in the symbol cache's prefix tree (symbols.ts) is
-  // mapped to its flame node once per distinct prefix: a stack walks up only
-  // to the first ancestor this build has already mapped (stamped), then
-  // maps the frames below it. Cost: O(distinct prefixes of the stacks read)
-  // lookups, not O(frames of every stack), and no sort.
-  const chain: PrefixNode[] = [];
-  const flameOf = (leaf: PrefixNode): number => {
-    let n: PrefixNode = leaf;
-    while (n.parent !== undefined && n.stamp !== stamp) {
-      chain.push(n);
-      n = n.parent;
-    }
-    let node = n.parent === undefined ? 0 : n.flame;
-    while (chain.length > 0) {
-      const c = chain.pop()!;
-      const frames = fi.frames(c.loc!);
-      for (let q = 0; q < frames.length; q++) {
-        const fn = frames[q]!;
-        let f = child.get(node, fn);
-        if (f === -1) {
-          f = fParent.length;
-          fParent.push(node);
-          fFunc.push(fn);
-          for (let k = 0; k < K; k++) fSelf[k]!.push(0);
-          child.insert(node, fn, f);
-        }
-        node = f;
-      }
-      c.stamp = stamp;
-      c.flame = node;
-    }
-    return node;
-  };
+  const ft = sym.frames;
+  const stamp = ft.beginBuild();
+  const seen = ft.buildStamp;
+  const index = ft.buildIndex;
+  const gParent = ft.parent;
+  const gFunc = ft.func;
+  // This build's nodes, numbered in the order a stack first reaches them (parents first).
+  const initial = 1024;
+  const fParent = ints(initial);
+  const fGlobal = ints(initial);
+  const fSelf = values.map(() => doubles(initial));
+  fParent.push(-1);
+  fGlobal.push(0);
+  for (const col of fSelf) col.push(0);
+  seen[0] = stamp;
+  index[0] = 0;
+  const chain: number[] = [];
   const n = sc.stackIds.length;
   for (let i = 0; i < n; i++) {
     const s = sym.get(sc.stackIds[i]!);
-    const node = s ? flameOf(s.node) : 0;
-    for (let k = 0; k < K; k++) fSelf[k]![node]! += values[k]![i]!;
+    let g = s ? s.frameNode : 0;
+    if (seen[g] !== stamp) {
+      // Walk up to the first node this build has, then number the ones below it top-down.
+      while (seen[g] !== stamp) {
+        chain.push(g);
+        g = gParent[g]!;
+      }
+      while (chain.length > 0) {
+        const c = chain.pop()!;
+        seen[c] = stamp;
+        index[c] = fParent.length;
+        fParent.push(index[g]!);
+        fGlobal.push(c);
+        for (let k = 0; k < K; k++) fSelf[k]!.push(0);
+        g = c;
+      }
+    }
+    const node = index[g]!;
+    for (let k = 0; k < K; k++) fSelf[k]!.data[node]! += values[k]![i]!;
   }
-  // Totals: children are created after their parents, so one backward pass.
-  const fTotal = fSelf.map((col) => col.slice());
-  for (let c = fParent.length - 1; c > 0; c--) for (let k = 0; k < K; k++) fTotal[k]![fParent[c]!]! += fTotal[k]![c]!;
-
-  // Re-number in pre-order with siblings sorted by function name.
   const m = fParent.length;
-  const childCount = new Int32Array(m + 1);
-  for (let j = 1; j < m; j++) childCount[fParent[j]! + 1]!++;
-  for (let j = 1; j <= m; j++) childCount[j]! += childCount[j - 1]!;
-  const start = childCount.slice(0, m);
+  const parentOf = fParent.data;
+  const selfOf = fSelf.map((col) => col.data);
+
+  // The answer's function table: the functions of its nodes, in the order the nodes were reached.
+  const gFunctions = ft.functions;
+  const functions: FunctionTable = { name: [], binary: [], kind: [] };
+  const fnSeen = ft.functionBuildStamp;
+  const fnIndex = ft.functionBuildIndex;
+  const globalRank = ft.nameRanks();
+  const fFunc = new Int32Array(m);
+  const fRank = new Int32Array(m);
+  fFunc[0] = -1;
+  let maxRank = 0;
+  for (let j = 1; j < m; j++) {
+    const gf = gFunc[fGlobal.data[j]!]!;
+    if (fnSeen[gf] !== stamp) {
+      fnSeen[gf] = stamp;
+      fnIndex[gf] = functions.name.length;
+      functions.name.push(gFunctions.name[gf]!);
+      functions.binary.push(gFunctions.binary[gf]!);
+      functions.kind.push(gFunctions.kind[gf]!);
+    }
+    fFunc[j] = fnIndex[gf]!;
+    const r = globalRank[gf]!;
+    fRank[j] = r;
+    if (r > maxRank) maxRank = r;
+  }
+  // Totals: children are numbered after their parents, so one backward pass.
+  const totalOf = selfOf.map((col) => col.slice(0, m));
+  for (let c = m - 1; c > 0; c--) for (let k = 0; k < K; k++) totalOf[k]![parentOf[c]!]! += totalOf[k]![c]!;
+
+  // Children of each node, ordered by (name rank, number): a stable counting
+  // sort of the nodes by rank, then a stable bucketing by parent; O(nodes +
+  // ranks), no comparison sort. (Ranks come from the frame tree: equal names,
+  // equal rank, so siblings compare by integers.)
+  const byRankStart = new Int32Array(maxRank + 2);
+  for (let j = 1; j < m; j++) byRankStart[fRank[j]! + 1]!++;
+  for (let r = 1; r < byRankStart.length; r++) byRankStart[r]! += byRankStart[r - 1]!;
+  const byRank = new Int32Array(Math.max(0, m - 1));
+  for (let j = 1; j < m; j++) byRank[byRankStart[fRank[j]!]!++] = j;
+  const start = new Int32Array(m + 1);
+  for (let j = 1; j < m; j++) start[parentOf[j]! + 1]!++;
+  for (let j = 1; j <= m; j++) start[j]! += start[j - 1]!;
+  const fill = start.slice(0, m);
   const kids = new Int32Array(Math.max(0, m - 1));
-  const fill = start.slice();
-  for (let j = 1; j < m; j++) kids[fill[fParent[j]!]!++] = j;
-  // Names are ranked once (equal names, equal rank), so siblings sort by integer compares.
-  const names = fi.table.name;
-  const byNameOrder = names.map((_, i) => i).sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : 0));
-  const rank = new Int32Array(names.length);
-  for (let r = 0, i = 0; i < byNameOrder.length; i++) {
-    if (i > 0 && names[byNameOrder[i]!] !== names[byNameOrder[i - 1]!]) r++;
-    rank[byNameOrder[i]!] = r;
+  for (let t = 0; t < m - 1; t++) {
+    const j = byRank[t]!;
+    kids[fill[parentOf[j]!]!++] = j;
   }
-  const byName = (a: number, b: number) => rank[fFunc[a]!]! - rank[fFunc[b]!]!;
-  // All children ordered at once by (parent, name rank, index), packed into
-  // doubles for the native numeric sort, instead of one comparator sort per
-  // node (when the packed key fits in 53 bits; else per node below).
-  let nodeBits = 1;
-  while (nodeBits < m) nodeBits *= 2;
-  let rankBits = 1;
-  while (rankBits < names.length + 1) rankBits *= 2;
-  const presorted = m > 1 && m * rankBits * nodeBits < 2 ** 53;
-  if (presorted) {
-    const keys = new Float64Array(m - 1);
-    for (let c = 1; c < m; c++) keys[c - 1] = (fParent[c]! * rankBits + rank[fFunc[c]!]!) * nodeBits + c;
-    keys.sort();
-    for (let k = 0; k < m - 1; k++) kids[k] = keys[k]! % nodeBits;
-  }
-  // Filled by index (m nodes): no growth copies of 100k-node arrays.
+
+  // Pre-order. Filled by index (m nodes): no growth copies of 100k-node arrays.
   const tree: FlameTree = { func: new Array<number>(m), parent: new Array<number>(m), self: new Array<number>(m), total: new Array<number>(m) };
-  let next = 0;
-  const extraSelf: number[][] = values.slice(1).map(() => []);
-  const extraTotal: number[][] = values.slice(1).map(() => []);
+  const extraSelf: number[][] = values.slice(1).map(() => new Array<number>(m));
+  const extraTotal: number[][] = values.slice(1).map(() => new Array<number>(m));
   const newIndex = new Int32Array(m);
-  const stack: number[] = [0];
-  while (stack.length > 0) {
-    const j = stack.pop()!;
+  const stack = new Int32Array(m);
+  let top = 0;
+  stack[top++] = 0;
+  let next = 0;
+  while (top > 0) {
+    const j = stack[--top]!;
     const idx = next++;
     newIndex[j] = idx;
     tree.func[idx] = fFunc[j]!;
-    tree.parent[idx] = j === 0 ? -1 : newIndex[fParent[j]!]!;
-    tree.self[idx] = fSelf[0]![j]!;
-    tree.total[idx] = fTotal[0]![j]!;
+    tree.parent[idx] = j === 0 ? -1 : newIndex[parentOf[j]!]!;
+    tree.self[idx] = selfOf[0]![j]!;
+    tree.total[idx] = totalOf[0]![j]!;
     for (let k = 1; k < K; k++) {
-      extraSelf[k - 1]!.push(fSelf[k]![j]!);
-      extraTotal[k - 1]!.push(fTotal[k]![j]!);
+      extraSelf[k - 1]![idx] = selfOf[k]![j]!;
+      extraTotal[k - 1]![idx] = totalOf[k]![j]!;
     }
-    const from = start[j]!;
-    const to = j + 1 < m ? start[j + 1]! : m - 1;
-    if (to - from === 1) stack.push(kids[from]!);
-    else if (presorted) for (let c = to - 1; c >= from; c--) stack.push(kids[c]!);
-    else if (to - from > 1) {
-      const sorted = Array.from(kids.subarray(from, to)).sort(byName);
-      for (let c = sorted.length - 1; c >= 0; c--) stack.push(sorted[c]!);
-    }
+    for (let c = start[j + 1]! - 1; c >= start[j]!; c--) stack[top++] = kids[c]!;
   }
-  return { functions: fi.table, tree, extraSelf, extraTotal };
+  return { functions, tree, extraSelf, extraTotal };
 }
 
 /** Per-function self and total (a function counted once per stack even when recursive). */

@@ -4,6 +4,9 @@
 import { IdMap } from './id-map.js';
 
 const ROOT_KEY = 2 ** 53;
+/** Direct-index entries per slot of room (4 bytes each: 32 bytes per slot, beside the slot's own 16 or more and the hash map's 48), and a cap. */
+const DIRECT_IDS_PER_SLOT = 8;
+const MAX_DIRECT_IDS = 1 << 24;
 
 /**
  * Indices 0..n-1 ordered by ascending keys[i] (non-negative integers). When
@@ -36,6 +39,9 @@ export class StackAccumulator {
   /** values[slot * cols + col] */
   values: Float64Array;
   length = 0;
+  /** direct[id] = slot + 1 (0: not looked up by index yet); ids below directRoom may be indexed. */
+  private direct = new Int32Array(0);
+  private directRoom: number;
 
   /** `expected`: how many stacks are likely (e.g. a profile's samples), so the tables need not grow. */
   constructor(
@@ -46,30 +52,63 @@ export class StackAccumulator {
     this.slots = new IdMap(cap);
     this.ids = new Float64Array(cap);
     this.values = new Float64Array(cap * Math.max(1, cols));
+    this.directRoom = Math.min(DIRECT_IDS_PER_SLOT * cap, MAX_DIRECT_IDS);
   }
 
   slotOf(stackId: number): number {
+    if (stackId < this.directRoom) {
+      if (stackId >= this.direct.length) this.growDirect();
+      let s = this.direct[stackId]! - 1;
+      if (s >= 0) return s;
+      // Below the limit now, but the slot may have been made before the limit grew to cover it.
+      s = this.slots.get(stackId === 0 ? ROOT_KEY : stackId);
+      if (s < 0) s = this.newSlot(stackId, false);
+      this.direct[stackId] = s + 1;
+      return s;
+    }
     // IdMap keys must be non-zero; the empty stack (id 0: a sample without frames) gets 2^53, above every id.
     const key = stackId === 0 ? ROOT_KEY : stackId;
     let s = this.slots.get(key);
-    if (s < 0) {
-      s = this.length++;
-      if (s === this.ids.length) {
-        const ids = new Float64Array(s * 2);
-        ids.set(this.ids);
-        this.ids = ids;
-        const vals = new Float64Array(s * 2 * Math.max(1, this.cols));
-        vals.set(this.values);
-        this.values = vals;
-      }
-      this.ids[s] = stackId;
-      this.slots.set(key, s);
-    }
+    if (s < 0) s = this.newSlot(stackId, true);
     return s;
   }
 
+  private newSlot(stackId: number, hashed: boolean): number {
+    const s = this.length++;
+    if (s === this.ids.length) {
+      const ids = new Float64Array(s * 2);
+      ids.set(this.ids);
+      this.ids = ids;
+      const vals = new Float64Array(s * 2 * Math.max(1, this.cols));
+      vals.set(this.values);
+      this.values = vals;
+      this.directRoom = Math.min(DIRECT_IDS_PER_SLOT * this.ids.length, MAX_DIRECT_IDS);
+    }
+    this.ids[s] = stackId;
+    if (hashed) this.slots.set(stackId === 0 ? ROOT_KEY : stackId, s);
+    return s;
+  }
+
+  /**
+   * Dense stack ids (the store's, server/store/stack-ids.ts) small enough
+   * are found by indexing, not hashing: a packed profile lists its stacks in
+   * ascending id order, so a merge sweeps the table instead of probing at
+   * random. The table covers ids below DIRECT_IDS_PER_SLOT times the slots
+   * the accumulator has room for, so its memory follows the stacks held, not
+   * the size of the stack table. It is made when the first such id comes:
+   * content hashes (ingest) never fall in it.
+   */
+  private growDirect(): void {
+    const direct = new Int32Array(this.directRoom);
+    direct.set(this.direct);
+    this.direct = direct;
+  }
+
   add(stackId: number, col: number, v: number): void {
-    this.values[this.slotOf(stackId) * this.cols + col]! += v;
+    // The slot first: slotOf may replace this.values (growth), and `this.values[...] += v` would read the
+    // array before the index and add into the old one, losing the value.
+    const slot = this.slotOf(stackId);
+    this.values[slot * this.cols + col]! += v;
   }
 
   /** Slots sorted by ascending stack id (for delta encoding). */

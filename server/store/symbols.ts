@@ -8,6 +8,7 @@
 // set of recent queries, not the history of the fleet.
 import type { FunctionRow, MappingRow, ProfileStore } from './store.js';
 import type { StackAccumulator } from './accumulator.js';
+import { FrameTree, type FrameFunctionIndex, type FrameNodeIndex } from './frame-tree.js';
 
 export interface ResolvedLine {
   fn: FunctionRow | undefined;
@@ -21,39 +22,23 @@ export interface ResolvedLocation {
   isFolded: boolean;
   /** Innermost frame first, as in pprof. */
   lines: ResolvedLine[];
-  /** Scratch of one flame-tree build (query/flamegraph.ts): its frames' function indices in that build. */
-  framesStamp: number;
-  frames: number[];
+  /** Its frames' functions in the cache's frame tree (frame-tree.ts), outermost first. */
+  frames: FrameFunctionIndex[];
 }
 
 export interface ResolvedStack {
   id: number;
   /** Leaf first, as in pprof; a location the store no longer has is left out. */
   locations: ResolvedLocation[];
-  /** Its node in the cache's prefix tree of location paths (root first). */
-  node: PrefixNode;
+  /** Its leaf node in the cache's frame tree (frame-tree.ts). */
+  frameNode: FrameNodeIndex;
 }
-
-/**
- * The cached stacks as a tree of location paths from the root: stacks that
- * share a prefix share its nodes, so a flame graph maps each distinct prefix
- * to its flame node once (query/flamegraph.ts) instead of walking every frame
- * of every stack. Built once per stack when it is first resolved, dropped
- * with the cache. `stamp`/`flame` are scratch for one flame-tree build.
- */
-export interface PrefixNode {
-  loc: ResolvedLocation | undefined; // undefined at the root
-  parent: PrefixNode | undefined;
-  children: Map<ResolvedLocation, PrefixNode> | undefined;
-  stamp: number;
-  flame: number;
-}
-
-const newRoot = (): PrefixNode => ({ loc: undefined, parent: undefined, children: undefined, stamp: 0, flame: 0 });
 
 /** The resolved stacks of one query, by stack id (a view of the cache, not a copy: no per-stack work when all are cached). */
 export interface Symbols {
   get(stackId: number): ResolvedStack | undefined;
+  /** The tree the stacks' frameNode point into. */
+  frames: FrameTree;
 }
 
 export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
@@ -61,7 +46,7 @@ export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 export class SymbolCache {
   private stacks = new Map<number, ResolvedStack>();
   private locations = new Map<number, ResolvedLocation>();
-  private root = newRoot();
+  private frames = new FrameTree();
 
   constructor(
     private readonly store: ProfileStore,
@@ -69,44 +54,38 @@ export class SymbolCache {
   ) {}
 
   async resolve(stackIds: Iterable<number>): Promise<Symbols> {
-    if (this.stacks.size + this.locations.size > this.maxRows) {
+    if (this.stacks.size + this.locations.size + this.frames.size > this.maxRows) {
       // Start over rather than track recency per row: a query refills what it needs.
       this.stacks = new Map();
       this.locations = new Map();
-      this.root = newRoot();
+      this.frames = new FrameTree();
     }
     // This query's view: the maps as they are now (a later reset by another query leaves them to this one).
     const stacks = this.stacks;
     const locMap = this.locations;
-    const root = this.root;
-    const out: Symbols = { get: (id) => stacks.get(id) };
+    const frames = this.frames;
+    const out: Symbols = { get: (id) => stacks.get(id), frames };
     const missing: number[] = [];
     for (const id of stackIds) if (id !== 0 && !stacks.has(id)) missing.push(id);
     if (missing.length === 0) return out;
     const rows = await this.store.fetchStacks(missing);
     const needLoc = new Set<number>();
     for (const r of rows) for (const l of r.locations) if (!locMap.has(l)) needLoc.add(l);
-    if (needLoc.size > 0) await this.loadLocations([...needLoc], locMap);
+    if (needLoc.size > 0) await this.loadLocations([...needLoc], locMap, frames);
     for (const r of rows) {
       const locations: ResolvedLocation[] = [];
       for (const l of r.locations) {
         const loc = locMap.get(l);
         if (loc) locations.push(loc);
       }
-      let node = root;
-      for (let d = locations.length - 1; d >= 0; d--) {
-        const loc = locations[d]!;
-        node.children ??= new Map();
-        let next = node.children.get(loc);
-        if (!next) node.children.set(loc, (next = { loc, parent: node, children: undefined, stamp: 0, flame: 0 }));
-        node = next;
-      }
-      stacks.set(r.id, { id: r.id, locations, node });
+      let node = 0;
+      for (let d = locations.length - 1; d >= 0; d--) node = frames.descend(node, locations[d]!.frames);
+      stacks.set(r.id, { id: r.id, locations, frameNode: node });
     }
     return out;
   }
 
-  private async loadLocations(ids: number[], into: Map<number, ResolvedLocation>): Promise<void> {
+  private async loadLocations(ids: number[], into: Map<number, ResolvedLocation>, frames: FrameTree): Promise<void> {
     const locs = await this.store.fetchLocations(ids);
     const fnIds = new Set<number>();
     const mapIds = new Set<number>();
@@ -120,7 +99,10 @@ export class SymbolCache {
     for (const l of locs) {
       const lines: ResolvedLine[] = [];
       for (let i = 0; i < l.lines.length; i += 2) lines.push({ fn: fnById.get(l.lines[i]!), line: l.lines[i + 1]! });
-      into.set(l.id, { id: l.id, mapping: mapById.get(l.mappingId), address: l.address, isFolded: l.isFolded, lines, framesStamp: 0, frames: [] });
+      const mapping = mapById.get(l.mappingId);
+      const names = lines.map((line) => (line.fn ? line.fn.name || line.fn.systemName || '?' : '?'));
+      const located = frames.framesOf({ names, binary: mapping?.filename ?? '', address: l.address });
+      into.set(l.id, { id: l.id, mapping, address: l.address, isFolded: l.isFolded, lines, frames: located });
     }
   }
 }
