@@ -168,7 +168,7 @@ describe('migration of stores with hash stack ids', () => {
     }
     const store = await SqliteStore.open(dir);
     try {
-      expect(await sql<{ version: number }>(t.url, 'SELECT version FROM schema_version')).toEqual([{ version: 4 }]);
+      expect(await sql<{ version: number }>(t.url, 'SELECT version FROM schema_version')).toEqual([{ version: MIGRATIONS.length }]);
       const rows = await sql<{ id: number; hash: number }>(t.url, 'SELECT id, hash FROM stacks ORDER BY id');
       expect(rows).toEqual([
         { id: 1, hash: OLD.stacks[1]![0] },

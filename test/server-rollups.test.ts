@@ -1,9 +1,15 @@
 // Rollups (pre-merged 10-minute windows, per series and for the whole fleet)
 // give exactly the merge of the raw profiles: for any range, with late
 // arrivals, and across a restart, on both backends.
+import { join } from 'node:path';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../server/store/open.js';
-import { FLEET_SERIES_ID, FLEET_WINDOW_MS, ROLLUP_WINDOW_MS, type ProfileStore } from '../server/store/store.js';
+import { MIGRATIONS } from '../server/store/schema.js';
+import { PG_MIGRATIONS } from '../server/store/pg-store.js';
+import { DB_FILE } from '../server/store/sqlite-store.js';
+import { Db } from '../server/store/sqlite.js';
+import { FLEET_SERIES_ID, FLEET_WINDOW_MS, ROLLUP_WINDOW_MS, parseStoreUrl, type ProfileStore } from '../server/store/store.js';
 import { SymbolCache, stackColumns } from '../server/store/symbols.js';
 import { ingestProfile } from '../server/ingest.js';
 import { mergeStacks, selectSeries } from '../server/query/merge.js';
@@ -150,6 +156,51 @@ describe.each(BACKENDS)('rollups (%s)', (backend) => {
     await store.close();
     store = await openStore(t.url);
     await check();
+    await store.close();
+    t.cleanup();
+  });
+
+  it('written by an older schema, are dropped and rebuilt from the profiles at start', async () => {
+    // Rollups written before the accumulator fix (2026-11-30) can miss values;
+    // the last migration of each backend drops them, and the store rolls the
+    // windows up again from the raw profiles.
+    const t = await testStoreUrl(backend);
+    const base = Math.floor(Date.now() / ROLLUP_WINDOW_MS) * ROLLUP_WINDOW_MS - 3 * ROLLUP_WINDOW_MS;
+    const pushed: Pushed[] = [];
+    let store = await openStore(t.url);
+    for (let minute = 0; minute < 25; minute++) {
+      for (const node of ['n1', 'n2']) {
+        const samples = [{ stack: randomStack(), values: [2, 20_000_000] }];
+        pushed.push({ node, timeMs: base + minute * 60_000 + 99, samples });
+        await ingestProfile(store, buildProfile({ samples, timeMs: base + minute * 60_000 + 99 }), { node }, Date.now());
+      }
+    }
+    await store.ingestBarrier();
+    const count = async (seriesIds: number[] | null) => store.eachRollup(seriesIds, 0, Number.MAX_SAFE_INTEGER, () => undefined);
+    const rollups = [await count(null), await count([FLEET_SERIES_ID])];
+    expect(rollups).toEqual([2 * 2, 23]);
+    await store.close();
+
+    // As an older server left it: one migration fewer, and rollups that lost their values.
+    const parsed = parseStoreUrl(t.url);
+    const statements = [`UPDATE schema_version SET version = ${parsed.backend === 'postgres' ? PG_MIGRATIONS.length - 1 : MIGRATIONS.length - 1}`, "UPDATE rollups SET samples = ''"];
+    if (parsed.backend === 'postgres') {
+      const c = new pg.Client({ connectionString: parsed.url });
+      await c.connect();
+      for (const q of statements) await c.query(q.replace("''", "''::bytea"));
+      await c.end();
+    } else {
+      const db = await Db.open(join(parsed.dir, DB_FILE));
+      for (const q of statements) await db.run(q.replace("''", "X''"));
+      await db.close();
+    }
+    store = await openStore(t.url);
+    await store.ingestBarrier();
+    expect([await count(null), await count([FLEET_SERIES_ID])]).toEqual(rollups);
+    const whole = await flame(store, '{}', base, base + 20 * 60_000);
+    expect(whole.self).toEqual(expected(pushed, base, base + 20 * 60_000));
+    // Read from rollups (one pair per distinct stack and minute), not from raw rows only.
+    expect(whole.pairs).toBe(fleetPairs(pushed, base, base + 20 * 60_000));
     await store.close();
     t.cleanup();
   });

@@ -144,6 +144,14 @@ export const PG_MIGRATIONS: readonly (string | PgMigration)[] = [
   INSERT INTO rollup_dirty SELECT DISTINCT series_id, (time_ms / ${ROLLUP_WINDOW_MS}) * ${ROLLUP_WINDOW_MS} FROM profiles WHERE time_ms >= 0;
   INSERT INTO rollup_dirty SELECT DISTINCT ${FLEET_SERIES_ID}, (time_ms / ${FLEET_WINDOW_MS}) * ${FLEET_WINDOW_MS} FROM profiles WHERE time_ms >= 0;
   `,
+  // 4: rollups written before the accumulator fix of 2026-11-30 lost one
+  // value each time a window's accumulator grew: drop them and mark every
+  // window with profiles dirty, so they are rolled up again.
+  `
+  DELETE FROM rollups;
+  INSERT INTO rollup_dirty SELECT DISTINCT series_id, (time_ms / ${ROLLUP_WINDOW_MS}) * ${ROLLUP_WINDOW_MS} FROM profiles WHERE time_ms >= 0 ON CONFLICT DO NOTHING;
+  INSERT INTO rollup_dirty SELECT DISTINCT ${FLEET_SERIES_ID}, (time_ms / ${FLEET_WINDOW_MS}) * ${FLEET_WINDOW_MS} FROM profiles WHERE time_ms >= 0 ON CONFLICT DO NOTHING;
+  `,
 ];
 
 type Client = pg.PoolClient;

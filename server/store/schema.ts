@@ -141,6 +141,11 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
       await db.exec('DROP TABLE stacks; ALTER TABLE stacks_v4 RENAME TO stacks; CREATE UNIQUE INDEX stacks_hash ON stacks (hash);');
     },
   },
+  // 5: rollups written before the accumulator fix of 2026-11-30 lost one
+  // value each time a window's accumulator grew. They are derived data: drop
+  // them, and the store rebuilds them from the profiles (it marks windows
+  // without a rollup dirty at start).
+  'DELETE FROM rollups;',
 ];
 
 export async function migrate(db: Db): Promise<number> {
