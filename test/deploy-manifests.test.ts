@@ -229,6 +229,28 @@ describe('deploy/kubernetes', () => {
     expect(agent.env.find((env: Obj) => env.name === 'NODE_EXTRA_CA_CERTS').value).toBe('/etc/fleetprof/tls/ca.crt');
   });
 
+  it('the unwind-dwarf component\'s patches apply, validate, use flags the agent accepts and mount the cache it names', async () => {
+    const component = k8s.loadYaml<{ patches: { target: { kind: string; name: string }; patch: string }[] }>(readFileSync(join(DIR, 'components', 'unwind-dwarf', 'kustomization.yaml'), 'utf8'));
+    const patched = structuredClone(objects);
+    for (const { target, patch } of component.patches) applyJsonPatch(byKind(patched, target.kind, target.name), k8s.loadYaml(patch));
+    for (const object of patched) {
+      await validateAgainstSchema(object);
+      expect(unknownFields(object, MODELS[`${object.apiVersion}/${object.kind}`]![2], object.kind)).toEqual([]);
+    }
+    const pod = byKind(patched, 'DaemonSet').spec.template.spec;
+    const agent = pod.containers[0];
+    expect(agent.args).toContain('--unwind=dwarf');
+    const known = cliOptions('agent');
+    for (const arg of agent.args.slice(1)) expect(known, arg).toContain(/^--([a-z-]+)/.exec(arg)![1]);
+    const cacheDir = (agent.args as string[]).find((a) => a.startsWith('--unwind-cache-dir='))!.split('=')[1];
+    const mount = agent.volumeMounts.find((m: Obj) => m.mountPath === cacheDir);
+    expect(mount, 'the cache directory is a mounted volume (the root file system is read-only)').toBeDefined();
+    expect(agent.securityContext.readOnlyRootFilesystem).toBe(true);
+    expect(mount.readOnly ?? false).toBe(false);
+    const volume = pod.volumes.find((v: Obj) => v.name === mount.name);
+    expect(volume.hostPath).toEqual({ path: cacheDir, type: 'DirectoryOrCreate' });
+  });
+
   it('the kustomization names only files that exist and the image it builds', () => {
     const kustomization = k8s.loadYaml<Kustomization>(readFileSync(join(DIR, 'kustomization.yaml'), 'utf8'));
     for (const file of kustomization.resources) expect(existsSync(join(DIR, file))).toBe(true);
