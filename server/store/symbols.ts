@@ -9,6 +9,7 @@
 import type { FunctionRow, MappingRow, ProfileStore } from './store.js';
 import type { StackAccumulator } from './accumulator.js';
 import { FrameTree, type FrameFunctionIndex, type FrameNodeIndex } from './frame-tree.js';
+import { IdMap } from './id-map.js';
 
 export interface ResolvedLine {
   fn: FunctionRow | undefined;
@@ -45,7 +46,12 @@ export const SYMBOL_CACHE_MAX_ROWS = 1_000_000;
 
 export class SymbolCache {
   private stacks = new Map<number, ResolvedStack>();
-  private locations = new Map<number, ResolvedLocation>();
+  // Locations by content id: an IdMap (typed arrays, no boxed keys) to an
+  // index in `locationList`. A first query looks up every frame of tens of
+  // thousands of stacks here (two million lookups); a Map keyed by 53-bit
+  // numbers cost several times as much.
+  private locationIndex = new IdMap(1 << 12);
+  private locationList: ResolvedLocation[] = [];
   private frames = new FrameTree();
 
   constructor(
@@ -54,29 +60,35 @@ export class SymbolCache {
   ) {}
 
   async resolve(stackIds: Iterable<number>): Promise<Symbols> {
-    if (this.stacks.size + this.locations.size + this.frames.size > this.maxRows) {
+    if (this.stacks.size + this.locationList.length + this.frames.size > this.maxRows) {
       // Start over rather than track recency per row: a query refills what it needs.
       this.stacks = new Map();
-      this.locations = new Map();
+      this.locationIndex = new IdMap(1 << 12);
+      this.locationList = [];
       this.frames = new FrameTree();
     }
     // This query's view: the maps as they are now (a later reset by another query leaves them to this one).
     const stacks = this.stacks;
-    const locMap = this.locations;
+    const locIndex = this.locationIndex;
+    const locList = this.locationList;
     const frames = this.frames;
     const out: Symbols = { get: (id) => stacks.get(id), frames };
     const missing: number[] = [];
     for (const id of stackIds) if (id !== 0 && !stacks.has(id)) missing.push(id);
     if (missing.length === 0) return out;
     const rows = await this.store.fetchStacks(missing);
-    const needLoc = new Set<number>();
-    for (const r of rows) for (const l of r.locations) if (!locMap.has(l)) needLoc.add(l);
-    if (needLoc.size > 0) await this.loadLocations([...needLoc], locMap, frames);
+    const needLoc = new IdMap(1 << 12);
+    for (const r of rows) for (const l of r.locations) if (!locIndex.has(l) && !needLoc.has(l)) needLoc.set(l, 1);
+    if (needLoc.size > 0) {
+      const ids: number[] = [];
+      needLoc.forEach((id) => ids.push(id));
+      await this.loadLocations(ids, locIndex, locList, frames);
+    }
     for (const r of rows) {
       const locations: ResolvedLocation[] = [];
       for (const l of r.locations) {
-        const loc = locMap.get(l);
-        if (loc) locations.push(loc);
+        const i = locIndex.get(l);
+        if (i >= 0) locations.push(locList[i]!);
       }
       let node = 0;
       for (let d = locations.length - 1; d >= 0; d--) node = frames.descend(node, locations[d]!.frames);
@@ -85,7 +97,7 @@ export class SymbolCache {
     return out;
   }
 
-  private async loadLocations(ids: number[], into: Map<number, ResolvedLocation>, frames: FrameTree): Promise<void> {
+  private async loadLocations(ids: number[], index: IdMap, list: ResolvedLocation[], frames: FrameTree): Promise<void> {
     const locs = await this.store.fetchLocations(ids);
     const fnIds = new Set<number>();
     const mapIds = new Set<number>();
@@ -102,7 +114,8 @@ export class SymbolCache {
       const mapping = mapById.get(l.mappingId);
       const names = lines.map((line) => (line.fn ? line.fn.name || line.fn.systemName || '?' : '?'));
       const located = frames.framesOf({ names, binary: mapping?.filename ?? '', address: l.address });
-      into.set(l.id, { id: l.id, mapping, address: l.address, isFolded: l.isFolded, lines, frames: located });
+      index.set(l.id, list.length);
+      list.push({ id: l.id, mapping, address: l.address, isFolded: l.isFolded, lines, frames: located });
     }
   }
 }
