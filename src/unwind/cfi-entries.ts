@@ -24,6 +24,8 @@ export interface Cie {
   fdePointerEncoding: number;
   /** 'S': frames described by it are signal trampolines (the caller's pc is not a return address). */
   isSignalFrame: boolean;
+  /** Augmentation 'z': every FDE has augmentation data (skipped). */
+  hasAugmentationData: boolean;
   initialInstructions: Buffer;
 }
 
@@ -38,12 +40,83 @@ export interface Fde {
   instructionsAddress: number;
 }
 
+const INITIAL_FDES = 1024;
+
+/**
+ * Every FDE of a section, column-wise: a big runtime has 76k of them, and an
+ * object and a Buffer view for each were most of the builder's garbage. The
+ * instructions are (start, end) offsets into the section's bytes.
+ */
+export class FdeColumns {
+  count = 0;
+  /** Offset of the entry in its section. */
+  offset = new Uint32Array(INITIAL_FDES);
+  /** Index into the section's `cies`. */
+  cie = new Uint32Array(INITIAL_FDES);
+  pcBegin = new Float64Array(INITIAL_FDES);
+  pcEnd = new Float64Array(INITIAL_FDES);
+  instructionsStart = new Uint32Array(INITIAL_FDES);
+  instructionsEnd = new Uint32Array(INITIAL_FDES);
+
+  push(offset: number, cie: number, pcBegin: number, pcEnd: number, instructionsStart: number, instructionsEnd: number): void {
+    if (this.count === this.offset.length) this.grow();
+    const i = this.count++;
+    this.offset[i] = offset;
+    this.cie[i] = cie;
+    this.pcBegin[i] = pcBegin;
+    this.pcEnd[i] = pcEnd;
+    this.instructionsStart[i] = instructionsStart;
+    this.instructionsEnd[i] = instructionsEnd;
+  }
+
+  private grow(): void {
+    const size = this.offset.length * 2;
+    this.offset = grownU32(this.offset, size);
+    this.cie = grownU32(this.cie, size);
+    this.pcBegin = grownF64(this.pcBegin, size);
+    this.pcEnd = grownF64(this.pcEnd, size);
+    this.instructionsStart = grownU32(this.instructionsStart, size);
+    this.instructionsEnd = grownU32(this.instructionsEnd, size);
+  }
+}
+
+function grownU32(old: Uint32Array, size: number): Uint32Array<ArrayBuffer> {
+  const array = new Uint32Array(size);
+  array.set(old);
+  return array;
+}
+
+function grownF64(old: Float64Array, size: number): Float64Array<ArrayBuffer> {
+  const array = new Float64Array(size);
+  array.set(old);
+  return array;
+}
+
 export interface CfiSection {
   kind: CfiSectionKind;
-  fdes: Fde[];
+  /** The section's bytes and virtual address (0 for .debug_frame): FDE instructions are offsets into them. */
+  bytes: Buffer;
+  sectionAddress: number;
+  /** The readable CIEs, indexed by FdeColumns.cie. */
+  cies: Cie[];
+  fdes: FdeColumns;
   cieCount: number;
   /** Entries skipped, by error code ("bad CIE pointer", truncations, unsupported augmentations). */
   skipped: Map<string, number>;
+}
+
+/** FDE `i` of a section as an object (for readers that want one: readCfi, tests). */
+export function fdeAt(section: CfiSection, i: number): Fde {
+  const { fdes } = section;
+  const start = fdes.instructionsStart[i]!;
+  return {
+    offset: fdes.offset[i]!,
+    cie: section.cies[fdes.cie[i]!]!,
+    pcBegin: fdes.pcBegin[i]!,
+    pcEnd: fdes.pcEnd[i]!,
+    instructions: section.bytes.subarray(start, fdes.instructionsEnd[i]!),
+    instructionsAddress: section.sectionAddress + start,
+  };
 }
 
 const DEBUG_FRAME_CIE_ID_32 = 0xffff_ffff;
@@ -78,22 +151,28 @@ export function* parseCfiSectionSteps(
   bases: Omit<EncodingBases, 'sectionAddress'> = {},
 ): Generator<void, CfiSection> {
   const encodingBases: EncodingBases = { ...bases, sectionAddress };
-  const cies = new Map<number, Cie | CfiError>();
-  const fdes: Fde[] = [];
+  // CIE offset -> index into `cies`, or the error that made it unreadable.
+  const cieIndex = new Map<number, number | CfiError>();
+  const cies: Cie[] = [];
+  const fdes = new FdeColumns();
   const skipped = new Map<string, number>();
   const cursor = new DwarfCursor(bytes);
   let entries = 0;
+  // FDEs of one CIE come in long runs: the last FDE's CIE skips the map.
+  let lastCieOffset = -1;
+  let lastCie: number | CfiError = 0;
 
-  const cieAt = (offset: number): Cie | CfiError => {
-    let cie = cies.get(offset);
+  const cieAt = (offset: number): number | CfiError => {
+    let cie = cieIndex.get(offset);
     if (cie === undefined) {
       try {
-        cie = readCie(bytes, offset, kind);
+        cies.push(readCie(bytes, offset, kind));
+        cie = cies.length - 1;
       } catch (error) {
         if (!(error instanceof CfiError)) throw error;
         cie = error;
       }
-      cies.set(offset, cie);
+      cieIndex.set(offset, cie);
     }
     return cie;
   };
@@ -127,11 +206,14 @@ export function* parseCfiSectionSteps(
         if (cie instanceof CfiError) count(skipped, `CIE: ${cie.message}`);
       } else {
         const cieOffset = kind === '.eh_frame' ? idPos - id : id;
-        const cie = cieAt(cieOffset);
-        if (cie instanceof CfiError) {
+        if (cieOffset !== lastCieOffset) {
+          lastCie = cieAt(cieOffset);
+          lastCieOffset = cieOffset;
+        }
+        if (lastCie instanceof CfiError) {
           count(skipped, 'FDE of an unreadable CIE');
         } else {
-          fdes.push(readFde(bytes, cursor, entryOffset, entryEnd, cie, kind, encodingBases));
+          readFde(cursor, entryOffset, entryEnd, lastCie, cies[lastCie]!, kind, encodingBases, fdes);
         }
       }
     } catch (error) {
@@ -141,9 +223,7 @@ export function* parseCfiSectionSteps(
     cursor.pos = entryEnd;
     if (++entries % ENTRIES_PER_STEP === 0) yield;
   }
-  let cieCount = 0;
-  for (const cie of cies.values()) if (!(cie instanceof CfiError)) cieCount++;
-  return { kind, fdes, cieCount, skipped };
+  return { kind, bytes, sectionAddress, cies, fdes, cieCount: cies.length, skipped };
 }
 
 function readCie(bytes: Buffer, offset: number, kind: CfiSectionKind): Cie {
@@ -208,11 +288,12 @@ function readCie(bytes: Buffer, offset: number, kind: CfiSectionKind): Cie {
     returnAddressRegister,
     fdePointerEncoding,
     isSignalFrame,
+    hasAugmentationData: augmentation.startsWith('z'),
     initialInstructions: bytes.subarray(cursor.pos, end),
   };
 }
 
-function readFde(bytes: Buffer, cursor: DwarfCursor, offset: number, end: number, cie: Cie, kind: CfiSectionKind, bases: EncodingBases): Fde {
+function readFde(cursor: DwarfCursor, offset: number, end: number, cieIndex: number, cie: Cie, kind: CfiSectionKind, bases: EncodingBases, into: FdeColumns): void {
   cursor.end = end;
   try {
     let pcBegin: number;
@@ -224,18 +305,11 @@ function readFde(bytes: Buffer, cursor: DwarfCursor, offset: number, end: number
       pcBegin = cursor.u64();
       pcRange = cursor.u64();
     }
-    if (cie.augmentation.startsWith('z')) cursor.skip(cursor.uleb());
+    if (cie.hasAugmentationData) cursor.skip(cursor.uleb());
     if (pcRange < 0) throw new CfiError('CFI_MALFORMED', `FDE at ${offset} has a negative range`);
-    return {
-      offset,
-      cie,
-      pcBegin,
-      pcEnd: pcBegin + pcRange,
-      instructions: bytes.subarray(cursor.pos, end),
-      instructionsAddress: bases.sectionAddress + cursor.pos,
-    };
+    into.push(offset, cieIndex, pcBegin, pcBegin + pcRange, cursor.pos, end);
   } finally {
-    cursor.end = bytes.length;
+    cursor.end = cursor.bytes.length;
   }
 }
 

@@ -15,9 +15,8 @@
 //   copy of the rule in force there, so a lookup never leaves its page: the
 //   BPF side does one hash lookup and a binary search of at most 17 steps.
 
-import { classifyRow, INVALID_RULE, ruleKey, sameRule, type UnwindRule } from './rules.js';
-import type { CfaRow } from './cfa-program.js';
-import type { Fde } from './cfi-entries.js';
+import { classifyRow, INVALID_RULE, ruleKey, type UnwindRule } from './rules.js';
+import { RuleTable, type CfaInterpreter, type CfaRow } from './cfa-program.js';
 import type { FdeRows } from './elf-cfi.js';
 
 export const PAGE_BITS = 16;
@@ -58,136 +57,231 @@ export function tableBytes(table: CompiledTable): number {
 
 type Classified = ReturnType<typeof classifyRow>;
 
+const INITIAL_ROWS = 4096;
+
 /**
  * Flattens FDEs, fed one at a time in pcBegin order, into one address-ordered
  * run of rules, compacted as they come: repeats dropped, padding gaps
- * skipped. Streaming, so a big file's rows of every FDE (node: 400k row
- * objects) never exist at once: the table worker runs an FDE's program, feeds
- * it here and lets its rows go.
+ * skipped. Streaming and column-wise: a big file's rows (node: 400k) never
+ * exist as objects, only as the compact rows' start addresses and rule ids.
+ *
+ * Rows come as ids of a RuleTable (cfa-program.ts). Each distinct (CFA, rbp,
+ * return address) is classified by rules.ts once; the rules it gives are
+ * interned by value into "provisional" ids, so two rows have the same rule
+ * exactly when their ids are equal. compile() renumbers them in the order
+ * the table first uses them, as the BPF maps expect.
  */
 export class RowFlattener {
-  /** Start address of each compact row, and its rule (interned objects, shared). */
-  readonly addresses: number[] = [];
-  readonly rules: UnwindRule[] = [];
   inputRows = 0;
   fdes = 0;
   readonly unsupported = new Map<string, number>();
-  // Rows share interned rule objects (cfa-program.ts): classify each distinct (cfa, fp, ra) once.
-  private readonly classified = new Map<object, Map<object, Map<object, Classified>>>();
+  /** The compact rows: start address and provisional rule id. */
+  private length = 0;
+  private addresses = new Float64Array(INITIAL_ROWS);
+  private ruleIds = new Int32Array(INITIAL_ROWS);
+  /** Provisional rule id -> rule; id 0 is INVALID_RULE. */
+  private readonly provisional: UnwindRule[] = [INVALID_RULE];
+  private readonly provisionalByKey = new Map<string, number>([[ruleKey(INVALID_RULE), 0]]);
+  private signalRule = -1;
+  /** Per CFA rule id: (rbp rule id, return-address rule id) -> classification index. */
+  private readonly classifiedByCfa: (Map<number, number> | undefined)[] = [];
+  private readonly classifiedRule: number[] = [];
+  private readonly classifiedReason: (string | undefined)[] = [];
 
-  private push(address: number, rule: UnwindRule): void {
-    const last = this.addresses.length - 1;
-    if (last >= 0 && this.addresses[last] === address) {
-      // Overlapping FDEs (rare, from hand-written assembly): the later start wins.
-      this.addresses.pop();
-      this.rules.pop();
+  constructor(private readonly ruleTable: RuleTable) {}
+
+  private provisionalId(rule: UnwindRule): number {
+    const key = ruleKey(rule);
+    let id = this.provisionalByKey.get(key);
+    if (id === undefined) {
+      id = this.provisional.length;
+      this.provisional.push(rule);
+      this.provisionalByKey.set(key, id);
     }
-    const previous = this.rules[this.rules.length - 1];
-    if (previous !== undefined && sameRule(previous, rule)) return;
-    this.addresses.push(address);
-    this.rules.push(rule);
+    return id;
   }
 
-  private classify(row: CfaRow, isSignalFrame: boolean): Classified {
-    if (isSignalFrame) return classifyRow(row, true);
-    let byFp = this.classified.get(row.cfa);
-    if (byFp === undefined) this.classified.set(row.cfa, (byFp = new Map()));
-    let byRa = byFp.get(row.fp);
-    if (byRa === undefined) byFp.set(row.fp, (byRa = new Map()));
-    let result = byRa.get(row.ra);
-    if (result === undefined) byRa.set(row.ra, (result = classifyRow(row, false)));
-    return result;
+  private push(address: number, rule: number): void {
+    let n = this.length;
+    // Overlapping FDEs (rare, from hand-written assembly): the later start wins.
+    if (n > 0 && this.addresses[n - 1] === address) n--;
+    if (n > 0 && this.ruleIds[n - 1] === rule) {
+      this.length = n;
+      return;
+    }
+    if (n === this.addresses.length) this.grow();
+    this.addresses[n] = address;
+    this.ruleIds[n] = rule;
+    this.length = n + 1;
   }
 
-  /** Adds one FDE's rows; `nextPcBegin` is where the next FDE starts (undefined: the last). */
-  add(fde: Fde, rows: readonly CfaRow[], nextPcBegin: number | undefined): void {
-    this.fdes++;
-    for (const row of rows) {
-      this.inputRows++;
-      const { rule, unsupported: reason } = this.classify(row, fde.cie.isSignalFrame);
+  private grow(): void {
+    const size = this.addresses.length * 2;
+    const addresses = new Float64Array(size);
+    addresses.set(this.addresses);
+    this.addresses = addresses;
+    const ruleIds = new Int32Array(size);
+    ruleIds.set(this.ruleIds);
+    this.ruleIds = ruleIds;
+  }
+
+  /** The classification (an index into classifiedRule/Reason) of a row's rules. */
+  private classification(cfa: number, fp: number, ra: number): number {
+    // Small ids make one small-integer key; larger ones (never seen in practice) are classified every time.
+    const cacheable = fp < 1 << 14 && ra < 1 << 16;
+    const key = fp * (1 << 16) + ra;
+    let byKey = this.classifiedByCfa[cfa];
+    if (cacheable && byKey !== undefined) {
+      const found = byKey.get(key);
+      if (found !== undefined) return found;
+    }
+    const rules = this.ruleTable;
+    const row: CfaRow = { address: 0, cfa: rules.cfa[cfa]!, fp: rules.register[fp]!, ra: rules.register[ra]! };
+    const { rule, unsupported }: Classified = classifyRow(row, false);
+    const index = this.classifiedRule.length;
+    this.classifiedRule.push(this.provisionalId(rule));
+    this.classifiedReason.push(unsupported);
+    if (cacheable) {
+      if (byKey === undefined) this.classifiedByCfa[cfa] = byKey = new Map();
+      byKey.set(key, index);
+    }
+    return index;
+  }
+
+  /** Adds one row (rule ids of the flattener's RuleTable). */
+  row(address: number, cfa: number, fp: number, ra: number, isSignalFrame: boolean): void {
+    this.inputRows++;
+    let rule: number;
+    if (isSignalFrame) {
+      // Every row of a signal trampoline is the signal rule, with nothing to count.
+      if (this.signalRule < 0) this.signalRule = this.provisionalId(classifyRow({ address, cfa: { type: 'undefined' }, fp: { type: 'unset' }, ra: { type: 'unset' } }, true).rule);
+      rule = this.signalRule;
+    } else {
+      const c = this.classification(cfa, fp, ra);
+      rule = this.classifiedRule[c]!;
+      const reason = this.classifiedReason[c];
       if (reason !== undefined) this.unsupported.set(reason, (this.unsupported.get(reason) ?? 0) + 1);
-      this.push(row.address, rule);
     }
-    if (nextPcBegin === undefined || nextPcBegin - fde.pcEnd >= PADDING_BYTES) this.push(fde.pcEnd, INVALID_RULE);
+    this.push(address, rule);
+  }
+
+  /** Adds the rows of the interpreter's last run. */
+  addRows(interpreter: CfaInterpreter, isSignalFrame: boolean): void {
+    const { rowAddress, rowCfa, rowFp, rowRa } = interpreter;
+    for (let i = 0; i < interpreter.rowCount; i++) this.row(rowAddress[i]!, rowCfa[i]!, rowFp[i]!, rowRa[i]!, isSignalFrame);
+  }
+
+  /** Ends an FDE (after its rows): `nextPcBegin` is where the next FDE starts (undefined: the last). */
+  endFde(pcEnd: number, nextPcBegin: number | undefined): void {
+    this.fdes++;
+    if (nextPcBegin === undefined || nextPcBegin - pcEnd >= PADDING_BYTES) this.push(pcEnd, 0);
   }
 
   /** The paged table of everything added. */
   compile(): CompiledTable {
-    return compileFlatRows(this.addresses, this.rules, { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported });
-  }
-}
-
-export function compileTable(fdes: readonly FdeRows[]): CompiledTable {
-  const flattener = new RowFlattener();
-  for (let i = 0; i < fdes.length; i++) flattener.add(fdes[i]!.fde, fdes[i]!.rows, fdes[i + 1]?.fde.pcBegin);
-  return flattener.compile();
-}
-
-function compileFlatRows(addresses: readonly number[], flatRules: readonly UnwindRule[], stats: Pick<CompileStats, 'fdes' | 'inputRows' | 'unsupported'>): CompiledTable {
-  const rules: UnwindRule[] = [];
-  const ruleIds = new Map<UnwindRule, number>();
-  const ruleIdsByKey = new Map<string, number>();
-  // Most rule objects are interned, so identity finds them; the key catches equal copies.
-  const ruleId = (rule: UnwindRule): number => {
-    let id = ruleIds.get(rule);
-    if (id !== undefined) return id;
-    const key = ruleKey(rule);
-    id = ruleIdsByKey.get(key);
-    if (id === undefined) {
-      id = rules.length;
-      if (id > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
-      rules.push(rule);
-      ruleIdsByKey.set(key, id);
-    }
-    ruleIds.set(rule, id);
-    return id;
-  };
-  ruleId(INVALID_RULE); // id 0 is "no information"
-
-  const pages: number[] = [];
-  const pageFirst: number[] = [];
-  const pageCount: number[] = [];
-  const addressLow: number[] = [];
-  const rowRule: number[] = [];
-  const n = addresses.length;
-  let i = 0;
-  while (i < n) {
-    const address = addresses[i]!;
-    // Pages between rows: covered by the previous row's rule, if it is one.
-    const previousRule = i > 0 ? flatRules[i - 1]! : undefined;
-    const page = Math.floor(address / PAGE_SIZE);
-    if (previousRule !== undefined && previousRule.cfa !== INVALID_RULE.cfa) {
-      for (let p = Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1; p < page; p++) {
-        pages.push(p);
-        pageFirst.push(addressLow.length);
-        pageCount.push(1);
-        addressLow.push(0);
-        rowRule.push(ruleId(previousRule));
+    const n = this.length;
+    const addresses = this.addresses;
+    const flatRules = this.ruleIds;
+    const invalid = Uint8Array.from(this.provisional, (rule) => (rule.cfa === INVALID_RULE.cfa ? 1 : 0));
+    // Final ids in the order the table first uses them (id 0 is "no information").
+    const rules: UnwindRule[] = [];
+    const finalId = new Int32Array(this.provisional.length).fill(-1);
+    const ruleId = (provisional: number): number => {
+      let id = finalId[provisional]!;
+      if (id < 0) {
+        id = rules.length;
+        if (id > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
+        rules.push(this.provisional[provisional]!);
+        finalId[provisional] = id;
       }
+      return id;
+    };
+    ruleId(0);
+
+    const pages = new GrowableU32(64);
+    const pageFirst = new GrowableU32(64);
+    const pageCount = new GrowableU32(64);
+    // At most one carried row per page besides the compact rows; pages between rows add one each (grown then).
+    const rowsOut = new GrowableU32(n + 64);
+    let i = 0;
+    while (i < n) {
+      const address = addresses[i]!;
+      // Pages between rows: covered by the previous row's rule, if it is one.
+      const previousRule = i > 0 ? flatRules[i - 1]! : -1;
+      const carries = previousRule >= 0 && invalid[previousRule] === 0;
+      const page = Math.floor(address / PAGE_SIZE);
+      if (carries) {
+        const carried = ruleId(previousRule) << 16;
+        for (let p = Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1; p < page; p++) {
+          pages.push(p);
+          pageFirst.push(rowsOut.length);
+          pageCount.push(1);
+          rowsOut.push(carried);
+        }
+      }
+      const first = rowsOut.length;
+      if (address % PAGE_SIZE !== 0 && carries) rowsOut.push(ruleId(previousRule) << 16);
+      // Not `address < page end`: overlapping FDEs can put a row below the one before it.
+      while (i < n && Math.floor(addresses[i]! / PAGE_SIZE) === page) {
+        rowsOut.push((addresses[i]! % PAGE_SIZE) | (ruleId(flatRules[i]!) << 16));
+        i++;
+      }
+      pages.push(page);
+      pageFirst.push(first);
+      pageCount.push(rowsOut.length - first);
     }
-    const first = addressLow.length;
-    if (address % PAGE_SIZE !== 0 && previousRule !== undefined && previousRule.cfa !== INVALID_RULE.cfa) {
-      addressLow.push(0);
-      rowRule.push(ruleId(previousRule));
+    const packed = rowsOut.array();
+    const rowAddressLow = new Uint16Array(packed.length);
+    const rowRule = new Uint16Array(packed.length);
+    for (let r = 0; r < packed.length; r++) {
+      rowAddressLow[r] = packed[r]! & 0xffff;
+      rowRule[r] = packed[r]! >>> 16;
     }
-    while (i < n && Math.floor(addresses[i]! / PAGE_SIZE) === page) {
-      addressLow.push(addresses[i]! % PAGE_SIZE);
-      rowRule.push(ruleId(flatRules[i]!));
-      i++;
-    }
-    pages.push(page);
-    pageFirst.push(first);
-    pageCount.push(addressLow.length - first);
+    return {
+      rules,
+      pages: pages.array(),
+      pageFirstRow: pageFirst.array(),
+      pageRowCount: pageCount.array(),
+      rowAddressLow,
+      rowRule,
+      stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported, compactRows: n, tableRows: packed.length },
+    };
   }
-  return {
-    rules,
-    pages: Uint32Array.from(pages),
-    pageFirstRow: Uint32Array.from(pageFirst),
-    pageRowCount: Uint32Array.from(pageCount),
-    rowAddressLow: Uint16Array.from(addressLow),
-    rowRule: Uint16Array.from(rowRule),
-    stats: { ...stats, compactRows: n, tableRows: addressLow.length },
-  };
+}
+
+/** A Uint32Array that grows as it is pushed to; array() is an exact-size copy. */
+class GrowableU32 {
+  length = 0;
+  private data: Uint32Array;
+
+  constructor(capacity: number) {
+    this.data = new Uint32Array(Math.max(16, capacity));
+  }
+
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Uint32Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = value;
+  }
+
+  array(): Uint32Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+/** The table of FDEs whose rows are objects (readCfi's), as compileCfiSteps builds it. */
+export function compileTable(fdes: readonly FdeRows[]): CompiledTable {
+  const rules = new RuleTable();
+  const flattener = new RowFlattener(rules);
+  for (let i = 0; i < fdes.length; i++) {
+    const { fde, rows } = fdes[i]!;
+    for (const row of rows) flattener.row(row.address, rules.idOfCfa(row.cfa), rules.idOfRegister(row.fp), rules.idOfRegister(row.ra), fde.cie.isSignalFrame);
+    flattener.endFde(fde.pcEnd, fdes[i + 1]?.fde.pcBegin);
+  }
+  return flattener.compile();
 }
 
 /**
