@@ -20,6 +20,8 @@ import { describe, expect, it } from 'vitest';
 import { ElfReader } from '../src/symbolize/elf.js';
 import { buildTable, type BuildResult } from '../src/unwind/table-builder.js';
 import { TableCache } from '../src/unwind/table-cache.js';
+import { parseCfiSection as referenceParseCfiSection } from './helpers/unwind-reference/cfi-entries.js';
+import { readElfCfi as referenceReadElfCfi } from './helpers/unwind-reference/elf-cfi.js';
 import { buildTable as referenceBuildTable, type BuildResult as ReferenceBuildResult } from './helpers/unwind-reference/table-builder.js';
 import { buildOmitFramePointerProgram, buildOmitFramePointerSplit } from './helpers/unwind-fixtures.js';
 
@@ -37,8 +39,8 @@ function cacheEntry(result: BuildResult | ReferenceBuildResult): Buffer | string
   return readFileSync(join(dir, entry!));
 }
 
-/** Builds `path` with both builders; a throw is an outcome too (it must be the same one). */
-function expectSameEntry(path: string): void {
+/** Builds `path` with both builders; a throw is an outcome too (it must be the same one). Returns what the outcome was. */
+function expectSameEntry(path: string): 'table' | 'other' {
   const outcome = (build: () => BuildResult | ReferenceBuildResult): Buffer | string => {
     try {
       return cacheEntry(build());
@@ -50,28 +52,28 @@ function expectSameEntry(path: string): void {
   const actual = outcome(() => buildTable([path]));
   if (typeof expected === 'string' || typeof actual === 'string') {
     expect(actual).toEqual(expected);
-    return;
+    return 'other';
   }
   expect(actual.length).toBe(expected.length);
   const firstDifference = actual.findIndex((byte, i) => byte !== expected[i]);
   expect(firstDifference, `${path}: entries differ from byte ${firstDifference} of ${expected.length}`).toBe(-1);
+  return 'table';
 }
 
-/**
- * A copy of `path` with every `stride`-th byte of .eh_frame (and .debug_frame)
- * changed: bad lengths, CIE pointers, encodings and opcodes, so both builders
- * walk their error paths (skipped entries, failed programs, overlaps).
- */
-function damagedCopy(path: string, stride: number, xor: number): string {
+/** Changes bytes of a call-frame section (given the whole file's bytes, the section's offset in them, its bytes, its name and address). */
+type Damage = (file: Buffer, sectionOffset: number, section: Buffer, kind: '.eh_frame' | '.debug_frame', sectionAddress: number) => void;
+
+/** A copy of `path` with its .eh_frame and .debug_frame damaged. */
+function damagedCopy(path: string, damage: Damage): string {
   const out = join(mkdtempSync(join(tmpdir(), 'fleetprof-identity-damaged-')), 'damaged');
   copyFileSync(path, out);
   const elf = ElfReader.open(path);
   const bytes = readFileSync(out);
   try {
-    for (const name of ['.eh_frame', '.debug_frame']) {
+    for (const name of ['.eh_frame', '.debug_frame'] as const) {
       const section = elf.section(name);
       if (section === undefined) continue;
-      for (let at = section.offset + (stride >> 1); at < section.offset + section.sizeBytes; at += stride) bytes[at]! ^= xor;
+      damage(bytes, section.offset, bytes.subarray(section.offset, section.offset + section.sizeBytes), name, name === '.eh_frame' ? Number(section.address) : 0);
     }
   } finally {
     elf.close();
@@ -79,6 +81,30 @@ function damagedCopy(path: string, stride: number, xor: number): string {
   writeFileSync(out, bytes);
   return out;
 }
+
+/** Every `stride`-th byte of the sections changed: lengths, CIE pointers and encodings too, so whole runs of entries go. */
+const everyNthByte =
+  (stride: number, xor: number): Damage =>
+  (file, sectionOffset, section) => {
+    for (let at = stride >> 1; at < section.length; at += stride) file[sectionOffset + at]! ^= xor;
+  };
+
+/**
+ * One instruction byte changed in every `every`-th FDE (found by the
+ * reference parser): unknown opcodes, truncated operands, other registers
+ * and offsets, so FDE programs fail or give other rules while the entries
+ * around them stay readable.
+ */
+const everyNthProgram =
+  (every: number, xor: number): Damage =>
+  (file, sectionOffset, section, kind, sectionAddress) => {
+    const { fdes } = referenceParseCfiSection(Buffer.from(section), kind, sectionAddress);
+    fdes.forEach((fde, i) => {
+      if (i % every !== 0 || fde.instructions.length === 0) return;
+      const start = fde.instructionsAddress - sectionAddress;
+      file[sectionOffset + start + ((i >> 3) % fde.instructions.length)]! ^= xor;
+    });
+  };
 
 describe('columnar unwind table builder against the object-per-row one it replaced', () => {
   it("writes the same cache entry for the system's libc and node", { timeout: 120_000 }, () => {
@@ -100,13 +126,22 @@ describe('columnar unwind table builder against the object-per-row one it replac
 
   it('writes the same cache entry (or the same failure) for damaged call-frame sections', { timeout: 120_000 }, () => {
     const gcc = buildOmitFramePointerSplit('gcc', ['-fno-asynchronous-unwind-tables', '-fno-unwind-tables']).cpuSplit;
-    for (const [stride, xor] of [
-      [997, 0x01],
-      [211, 0x80],
-      [61, 0x2f],
-    ] as const) {
-      expectSameEntry(damagedCopy(LIBC, stride, xor));
-      expectSameEntry(damagedCopy(gcc, stride, xor));
+    const clang = buildOmitFramePointerSplit('clang').cpuSplit;
+    let tables = 0;
+    let failedPrograms = 0;
+    for (const path of [LIBC, gcc, clang]) {
+      for (const damage of [everyNthProgram(7, 0x01), everyNthProgram(5, 0x80), everyNthProgram(3, 0x3c), everyNthProgram(11, 0xff), everyNthByte(4093, 0x01), everyNthByte(997, 0x01)]) {
+        const copy = damagedCopy(path, damage);
+        if (expectSameEntry(copy) === 'table') tables++;
+        try {
+          if ([...referenceReadElfCfi(copy).skipped.keys()].some((reason) => reason.includes('FDE program'))) failedPrograms++;
+        } catch {
+          // unreadable as a whole (both builders failed the same way above)
+        }
+      }
     }
+    // The damage must reach the error paths while leaving tables to compare (not only two identical failures).
+    expect(tables).toBeGreaterThanOrEqual(12);
+    expect(failedPrograms).toBeGreaterThanOrEqual(6);
   });
 });
