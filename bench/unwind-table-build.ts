@@ -11,7 +11,7 @@
 // tables they build are compared by digest (any difference is reported).
 // CPU is process.cpuUsage() (user + system, GC threads included) around the
 // build; peak RSS is getrusage's maxRSS minus the RSS before the build; peak
-// heap is V8's used heap plus array buffers, sampled at every step of the
+// heap is V8's used heap plus external memory (array buffers), sampled at every step of the
 // build (the builder yields every few hundred FDEs).
 // Usage: node dist/bench/unwind-table-build.js [--rounds 5] [--files a,b,...] [--no-mapped] [CHECKOUT ...]
 // (no CHECKOUT: this one; e.g. `/tmp/main-checkout .` compares main with this branch).
@@ -19,6 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -71,9 +72,10 @@ async function child(checkout: string, files: string[]): Promise<void> {
   const builder = (await load('unwind/table-builder.js')) as BuilderModule;
   const rssBefore = process.memoryUsage().rss;
   let peakHeap = 0;
+  // V8's own counters (a few µs), not process.memoryUsage(), which also reads the RSS from /proc.
   const sampleHeap = (): void => {
-    const usage = process.memoryUsage();
-    peakHeap = Math.max(peakHeap, usage.heapUsed + usage.arrayBuffers);
+    const heap = getHeapStatistics();
+    peakHeap = Math.max(peakHeap, heap.used_heap_size + heap.external_memory);
   };
   sampleHeap();
   const results: BuildResult[] = [];

@@ -56,9 +56,9 @@ const REGISTER_UNDEFINED_ID = 1;
 const REGISTER_SAME_ID = 2;
 
 /** rsp/rbp + offset for offsets in [0, FAST_CFA_OFFSETS): nearly every CFA rule, found without hashing. */
-const FAST_CFA_OFFSETS = 4096;
+export const FAST_CFA_OFFSETS = 4096;
 /** "Saved at CFA + offset" for offsets in [-FAST_SAVED_OFFSETS / 2, FAST_SAVED_OFFSETS / 2). */
-const FAST_SAVED_OFFSETS = 4096;
+export const FAST_SAVED_OFFSETS = 4096;
 
 /**
  * The distinct CFA and register rules of one build, each given a small
@@ -72,8 +72,10 @@ export class RuleTable {
   readonly cfaRegister: number[] = [-1];
   readonly cfaOffset: number[] = [0];
   readonly register: RegisterRule[] = [{ type: 'unset' }, { type: 'undefined' }, { type: 'same' }];
-  private readonly fastCfa = new Int32Array(2 * FAST_CFA_OFFSETS).fill(-1);
-  private readonly fastSaved = new Int32Array(FAST_SAVED_OFFSETS).fill(-1);
+  /** Ids of rbp + [0, FAST_CFA_OFFSETS) then rsp + [0, FAST_CFA_OFFSETS) (-1: not seen yet), read by the interpreter's fast path. */
+  readonly fastCfa = new Int32Array(2 * FAST_CFA_OFFSETS).fill(-1);
+  /** Ids of "saved at CFA + offset" from offset -FAST_SAVED_OFFSETS / 2 on (-1: not seen yet). */
+  readonly fastSaved = new Int32Array(FAST_SAVED_OFFSETS).fill(-1);
   private readonly cfaByKey = new Map<string, number>();
   private readonly registerByKey = new Map<string, number>();
 
@@ -223,6 +225,9 @@ export class CfaInterpreter {
   private stack = new Int32Array(3 * INITIAL_STACK);
   /** The state after each CIE's initial instructions: (cfa, fp, ra). */
   private readonly cieStates = new Map<Cie, [number, number, number]>();
+  /** The last FDE's CIE and its state (FDEs of one CIE come in long runs). */
+  private lastCie: Cie | undefined;
+  private lastCieState: [number, number, number] | undefined;
   // The bytes being decoded: [pos, end) of `bytes`; `start` is where the program began (for messages and set_loc).
   private bytes: Buffer = Buffer.alloc(0);
   private pos = 0;
@@ -241,7 +246,7 @@ export class CfaInterpreter {
     this.raColumn = cie.returnAddressRegister;
     this.location = pcBegin;
     // A CIE is shared by thousands of FDEs: run its instructions once.
-    const initial = this.cieStates.get(cie);
+    let initial = cie === this.lastCie ? this.lastCieState : this.cieStates.get(cie);
     if (initial === undefined) {
       this.cfa = CFA_UNDEFINED_ID;
       this.fp = REGISTER_UNSET_ID;
@@ -250,12 +255,15 @@ export class CfaInterpreter {
       this.initialRa = REGISTER_UNSET_ID;
       const instructions = cie.initialInstructions;
       this.program(cie, instructions, 0, instructions.length, 0, true);
-      this.cieStates.set(cie, [this.cfa, this.fp, this.ra]);
+      initial = [this.cfa, this.fp, this.ra];
+      this.cieStates.set(cie, initial);
     } else {
       this.cfa = initial[0];
       this.fp = initial[1];
       this.ra = initial[2];
     }
+    this.lastCie = cie;
+    this.lastCieState = initial;
     this.location = pcBegin;
     this.initialFp = this.fp;
     this.initialRa = this.ra;
@@ -352,15 +360,160 @@ export class CfaInterpreter {
     return [at, at + length];
   }
 
+  /**
+   * Runs a program: the common instructions with one-byte operands on a fast
+   * path (locals, rules found in RuleTable's direct tables), the rest (and
+   * any longer operand) by general() from that instruction on. Both read
+   * and write the state in the same fields, so the hand-over is exact.
+   */
   private program(cie: Cie, bytes: Buffer, start: number, end: number, bytesAddress: number, isCie: boolean): void {
+    const rules = this.rules;
+    const fastCfa = rules.fastCfa;
+    const fastSaved = rules.fastSaved;
+    const codeAlignment = cie.codeAlignment;
+    const dataAlignment = cie.dataAlignment;
+    const raColumn = this.raColumn;
+    const initialFp = this.initialFp;
+    const initialRa = this.initialRa;
+    let cfa = this.cfa;
+    let fp = this.fp;
+    let ra = this.ra;
+    let location = this.location;
+    let rowCount = this.rowCount;
+    let rowAddress = this.rowAddress;
+    let rowCfa = this.rowCfa;
+    let rowFp = this.rowFp;
+    let rowRa = this.rowRa;
+    let stack = this.stack;
+    let depth = 0;
+    let pos = start;
+    while (pos < end) {
+      const at = pos;
+      const opcode = bytes[pos++]!;
+      const high = opcode & 0xc0;
+      let next = location;
+      if (high === 0x40) {
+        next = location + (opcode & 0x3f) * codeAlignment;
+      } else if (high === 0x80 || opcode === 0x0e || opcode === 0x2e || opcode === 0x0d || opcode === 0x02) {
+        // One operand, a one-byte ULEB128 (or a u8 for advance_loc1).
+        const operand = bytes[pos]!;
+        if (pos >= end || (operand >= 0x80 && opcode !== 0x02)) {
+          pos = at;
+          break;
+        }
+        pos++;
+        if (high === 0x80) {
+          const offset = operand * dataAlignment;
+          const slot = offset + FAST_SAVED_OFFSETS / 2;
+          let rule = slot >= 0 && slot < FAST_SAVED_OFFSETS ? fastSaved[slot]! : -1;
+          if (rule < 0) rule = rules.savedAt(offset);
+          const register = opcode & 0x3f;
+          if (register === X86_64_RBP) fp = rule;
+          else if (register === raColumn) ra = rule;
+          continue;
+        }
+        if (opcode === 0x02) {
+          next = location + operand * codeAlignment;
+        } else if (opcode === 0x0e || opcode === 0x0d) {
+          const register = opcode === 0x0d ? operand : rules.cfaRegister[cfa]!;
+          if (register < 0) {
+            pos = at; // def_cfa_offset without a CFA register: general() throws
+            break;
+          }
+          const offset = opcode === 0x0d ? rules.cfaOffset[cfa]! : operand;
+          const fast = (register === X86_64_RSP || register === X86_64_RBP) && offset >= 0 && offset < FAST_CFA_OFFSETS;
+          let rule = fast ? fastCfa[(register === X86_64_RSP ? FAST_CFA_OFFSETS : 0) + offset]! : -1;
+          if (rule < 0) rule = rules.cfaAt(register, offset);
+          cfa = rule;
+          continue;
+        } else {
+          continue; // GNU_args_size
+        }
+      } else if (opcode === 0x0c) {
+        // def_cfa: register and offset, one-byte ULEB128s (clang's rbp frames)
+        const register = bytes[pos]!;
+        const offset = bytes[pos + 1]!;
+        if (pos + 2 > end || register >= 0x80 || offset >= 0x80) {
+          pos = at;
+          break;
+        }
+        pos += 2;
+        const fast = register === X86_64_RSP || register === X86_64_RBP;
+        let rule = fast ? fastCfa[(register === X86_64_RSP ? FAST_CFA_OFFSETS : 0) + offset]! : -1;
+        if (rule < 0) rule = rules.cfaAt(register, offset);
+        cfa = rule;
+        continue;
+      } else if (opcode === 0x03) {
+        if (pos + 2 > end) {
+          pos = at;
+          break;
+        }
+        next = location + (bytes[pos]! | (bytes[pos + 1]! << 8)) * codeAlignment;
+        pos += 2;
+      } else if (high === 0xc0) {
+        const register = opcode & 0x3f;
+        if (register === X86_64_RBP) fp = initialFp;
+        else if (register === raColumn) ra = initialRa;
+        continue;
+      } else if (opcode === 0x00) {
+        continue;
+      } else if (opcode === 0x0a) {
+        if (3 * depth === stack.length) {
+          const grown = new Int32Array(stack.length * 2);
+          grown.set(stack);
+          this.stack = stack = grown;
+        }
+        stack[3 * depth] = cfa;
+        stack[3 * depth + 1] = fp;
+        stack[3 * depth + 2] = ra;
+        depth++;
+        continue;
+      } else if (opcode === 0x0b && depth > 0) {
+        depth--;
+        cfa = stack[3 * depth]!;
+        fp = stack[3 * depth + 1]!;
+        ra = stack[3 * depth + 2]!;
+        continue;
+      } else {
+        pos = at;
+        break;
+      }
+      // An advance: the row so far lasts until `next`.
+      if (!isCie && next > location) {
+        if (rowCount === rowAddress.length) {
+          this.rowCount = rowCount;
+          this.growRows();
+          rowAddress = this.rowAddress;
+          rowCfa = this.rowCfa;
+          rowFp = this.rowFp;
+          rowRa = this.rowRa;
+        }
+        rowAddress[rowCount] = location;
+        rowCfa[rowCount] = cfa;
+        rowFp[rowCount] = fp;
+        rowRa[rowCount] = ra;
+        rowCount++;
+      }
+      location = next;
+    }
+    this.cfa = cfa;
+    this.fp = fp;
+    this.ra = ra;
+    this.location = location;
+    this.rowCount = rowCount;
+    if (pos < end) this.general(cie, bytes, start, end, bytesAddress, isCie, pos, depth);
+  }
+
+  /** Runs bytes [from, end) of a program that began at `start`, every instruction, from the state in the fields (`depth` states remembered). */
+  private general(cie: Cie, bytes: Buffer, start: number, end: number, bytesAddress: number, isCie: boolean, from: number, initialDepth: number): void {
     this.bytes = bytes;
-    this.pos = start;
+    this.pos = from;
     this.end = end;
     this.start = start;
     const rules = this.rules;
     const codeAlignment = cie.codeAlignment;
     const dataAlignment = cie.dataAlignment;
-    let depth = 0;
+    let depth = initialDepth;
     while (this.pos < this.end) {
       const opcode = this.u8();
       const high = opcode & 0xc0;

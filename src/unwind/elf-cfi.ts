@@ -152,36 +152,69 @@ export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCf
     }
     yield;
   }
-  const order = addressOrder(keptPcBegin, kept);
-  const interpreter = new CfaInterpreter();
-  const flattener = new RowFlattener(interpreter.rules);
-  // One FDE of look-ahead: an FDE's end row depends on where the next runnable one starts.
-  let pendingEnd: number | undefined;
-  for (let k = 0; k < kept; k++) {
-    const at = order === undefined ? k : order[k]!;
-    const section = parsed[keptSection[at]!]!;
-    const columns = section.fdes;
-    const i = keptFde[at]!;
-    const cie = section.cies[columns.cie[i]!]!;
-    const pcBegin = columns.pcBegin[i]!;
-    const pcEnd = columns.pcEnd[i]!;
-    try {
-      const start = columns.instructionsStart[i]!;
-      interpreter.run(cie, pcBegin, pcEnd, section.bytes, start, columns.instructionsEnd[i]!, section.sectionAddress + start);
-    } catch (error) {
-      if (!(error instanceof CfiError)) throw error;
-      count(skipped, `${section.kind}: FDE program: ${error.message}`);
-      continue;
-    }
-    if (pendingEnd !== undefined) flattener.endFde(pendingEnd, pcBegin);
-    flattener.addRows(interpreter, cie.isSignalFrame);
-    pendingEnd = pcEnd;
-    if ((k + 1) % STREAMED_FDES_PER_STEP === 0) yield;
+  const run = new FdeRunner(parsed, keptSection, keptFde, addressOrder(keptPcBegin, kept), kept, skipped);
+  while (!run.step(STREAMED_FDES_PER_STEP)) yield;
+  return { table: run.table(), skipped };
+}
+
+/**
+ * Runs the kept FDEs' programs in address order into the row compiler, a
+ * number at a time (a plain method, not the generator's body: V8 optimizes
+ * its loop sooner, and it is most of a cold build's time).
+ */
+class FdeRunner {
+  private readonly interpreter = new CfaInterpreter();
+  private readonly flattener: RowFlattener;
+  private next = 0;
+  /** Where the last FDE whose program ran ends: its end row waits for where the next runnable one starts. */
+  private pendingEnd = -1;
+
+  constructor(
+    private readonly sections: CfiSection[],
+    private readonly keptSection: Uint8Array,
+    private readonly keptFde: Uint32Array,
+    /** Undefined: the kept FDEs are in address order already. */
+    private readonly order: Uint32Array | undefined,
+    private readonly kept: number,
+    private readonly skipped: Map<string, number>,
+  ) {
+    this.flattener = new RowFlattener(this.interpreter.rules, kept);
   }
-  if (pendingEnd === undefined) return { table: undefined, skipped };
-  flattener.endFde(pendingEnd, undefined);
-  parsed.length = 0;
-  return { table: flattener.compile(), skipped };
+
+  /** Runs up to `budget` FDEs; returns whether all have run. */
+  step(budget: number): boolean {
+    const { interpreter, flattener, sections, keptSection, keptFde, order } = this;
+    const stop = Math.min(this.kept, this.next + budget);
+    for (let k = this.next; k < stop; k++) {
+      const at = order === undefined ? k : order[k]!;
+      const section = sections[keptSection[at]!]!;
+      const columns = section.fdes;
+      const i = keptFde[at]!;
+      const cie = section.cies[columns.cie[i]!]!;
+      const pcBegin = columns.pcBegin[i]!;
+      const start = columns.instructionsStart[i]!;
+      try {
+        interpreter.run(cie, pcBegin, columns.pcEnd[i]!, section.bytes, start, columns.instructionsEnd[i]!, section.sectionAddress + start);
+      } catch (error) {
+        if (!(error instanceof CfiError)) throw error;
+        count(this.skipped, `${section.kind}: FDE program: ${error.message}`);
+        continue;
+      }
+      if (this.pendingEnd >= 0) flattener.endFde(this.pendingEnd, pcBegin);
+      flattener.addRows(interpreter, cie.isSignalFrame);
+      this.pendingEnd = columns.pcEnd[i]!;
+    }
+    this.next = stop;
+    return stop === this.kept;
+  }
+
+  /** The table (undefined: no FDE's program ran). */
+  table(): CompiledTable | undefined {
+    if (this.pendingEnd < 0) return undefined;
+    this.flattener.endFde(this.pendingEnd, undefined);
+    this.sections.length = 0;
+    return this.flattener.compile();
+  }
 }
 
 /** `array` with room for `size` elements (its contents kept). */
@@ -202,6 +235,20 @@ function addressOrder(pcBegin: Float64Array, n: number): Uint32Array | undefined
   for (let i = 1; i < n && sorted; i++) sorted = pcBegin[i - 1]! <= pcBegin[i]!;
   if (sorted) return undefined;
   const order = new Uint32Array(n);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    min = Math.min(min, pcBegin[i]!);
+    max = Math.max(max, pcBegin[i]!);
+  }
+  if ((max - min + 1) * n <= Number.MAX_SAFE_INTEGER) {
+    // (address, index) packed into one exact double: the typed array's own numeric sort, no comparator calls (node: 76k FDEs, not in order).
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = (pcBegin[i]! - min) * n + i;
+    keys.sort();
+    for (let k = 0; k < n; k++) order[k] = keys[k]! % n;
+    return order;
+  }
   for (let i = 0; i < n; i++) order[i] = i;
   order.sort((a, b) => pcBegin[a]! - pcBegin[b]! || a - b);
   return order;

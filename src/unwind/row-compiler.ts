@@ -35,6 +35,8 @@ export interface CompiledTable {
   /** Low 16 bits of each row's address, and its rule index. */
   rowAddressLow: Uint16Array;
   rowRule: Uint16Array;
+  /** The same, as the maps hold a row: low 16 address bits | rule index << 16. */
+  rows: Uint32Array;
   stats: CompileStats;
 }
 
@@ -58,6 +60,10 @@ export function tableBytes(table: CompiledTable): number {
 type Classified = ReturnType<typeof classifyRow>;
 
 const INITIAL_ROWS = 4096;
+/** Compact rows per FDE, about (node: 3.7, libc: 6.3). */
+const COMPACT_ROWS_PER_FDE = 4;
+const CLASSIFIED_CACHE_SIZE = 4096;
+const CLASSIFIED_CACHE_MASK = CLASSIFIED_CACHE_SIZE - 1;
 
 /**
  * Flattens FDEs, fed one at a time in pcBegin order, into one address-ordered
@@ -77,8 +83,8 @@ export class RowFlattener {
   readonly unsupported = new Map<string, number>();
   /** The compact rows: start address and provisional rule id. */
   private length = 0;
-  private addresses = new Float64Array(INITIAL_ROWS);
-  private ruleIds = new Int32Array(INITIAL_ROWS);
+  private addresses: Float64Array<ArrayBuffer>;
+  private ruleIds: Int32Array<ArrayBuffer>;
   /** Provisional rule id -> rule; id 0 is INVALID_RULE. */
   private readonly provisional: UnwindRule[] = [INVALID_RULE];
   private readonly provisionalByKey = new Map<string, number>([[ruleKey(INVALID_RULE), 0]]);
@@ -87,8 +93,20 @@ export class RowFlattener {
   private readonly classifiedByCfa: (Map<number, number> | undefined)[] = [];
   private readonly classifiedRule: number[] = [];
   private readonly classifiedReason: (string | undefined)[] = [];
+  private readonly cacheCfa = new Int32Array(CLASSIFIED_CACHE_SIZE).fill(-1);
+  private readonly cacheFp = new Int32Array(CLASSIFIED_CACHE_SIZE);
+  private readonly cacheRa = new Int32Array(CLASSIFIED_CACHE_SIZE);
+  private readonly cacheClass = new Int32Array(CLASSIFIED_CACHE_SIZE);
 
-  constructor(private readonly ruleTable: RuleTable) {}
+  constructor(
+    private readonly ruleTable: RuleTable,
+    /** How many FDEs will be added, if known: the row arrays start at a size that rarely needs to grow. */
+    expectedFdes = 0,
+  ) {
+    const capacity = Math.max(INITIAL_ROWS, expectedFdes * COMPACT_ROWS_PER_FDE);
+    this.addresses = new Float64Array(capacity);
+    this.ruleIds = new Int32Array(capacity);
+  }
 
   private provisionalId(rule: UnwindRule): number {
     const key = ruleKey(rule);
@@ -165,10 +183,57 @@ export class RowFlattener {
     this.push(address, rule);
   }
 
-  /** Adds the rows of the interpreter's last run. */
+  /** Adds the rows of the interpreter's last run: row() for each, written out (node: 400k rows, most of them before the JIT has optimized anything). */
   addRows(interpreter: CfaInterpreter, isSignalFrame: boolean): void {
+    const count = interpreter.rowCount;
+    if (isSignalFrame) {
+      for (let i = 0; i < count; i++) this.row(interpreter.rowAddress[i]!, 0, 0, 0, true);
+      return;
+    }
     const { rowAddress, rowCfa, rowFp, rowRa } = interpreter;
-    for (let i = 0; i < interpreter.rowCount; i++) this.row(rowAddress[i]!, rowCfa[i]!, rowFp[i]!, rowRa[i]!, isSignalFrame);
+    const cacheCfa = this.cacheCfa;
+    const cacheFp = this.cacheFp;
+    const cacheRa = this.cacheRa;
+    const cacheClass = this.cacheClass;
+    const classifiedRule = this.classifiedRule;
+    let n = this.length;
+    let addresses = this.addresses;
+    let ruleIds = this.ruleIds;
+    for (let i = 0; i < count; i++) {
+      const cfa = rowCfa[i]!;
+      const fp = rowFp[i]!;
+      const ra = rowRa[i]!;
+      // A direct-mapped cache of classifications in front of the maps.
+      const slot = (cfa * 1031 + fp * 61 + ra) & CLASSIFIED_CACHE_MASK;
+      let c: number;
+      if (cacheCfa[slot] === cfa && cacheFp[slot] === fp && cacheRa[slot] === ra) {
+        c = cacheClass[slot]!;
+      } else {
+        c = this.classification(cfa, fp, ra);
+        cacheCfa[slot] = cfa;
+        cacheFp[slot] = fp;
+        cacheRa[slot] = ra;
+        cacheClass[slot] = c;
+      }
+      const reason = this.classifiedReason[c];
+      if (reason !== undefined) this.unsupported.set(reason, (this.unsupported.get(reason) ?? 0) + 1);
+      const rule = classifiedRule[c]!;
+      const address = rowAddress[i]!;
+      // push(), written out.
+      if (n > 0 && addresses[n - 1] === address) n--;
+      if (n > 0 && ruleIds[n - 1] === rule) continue;
+      if (n === addresses.length) {
+        this.length = n;
+        this.grow();
+        addresses = this.addresses;
+        ruleIds = this.ruleIds;
+      }
+      addresses[n] = address;
+      ruleIds[n] = rule;
+      n++;
+    }
+    this.length = n;
+    this.inputRows += count;
   }
 
   /** Ends an FDE (after its rows): `nextPcBegin` is where the next FDE starts (undefined: the last). */
@@ -182,60 +247,66 @@ export class RowFlattener {
     const n = this.length;
     const addresses = this.addresses;
     const flatRules = this.ruleIds;
-    const invalid = Uint8Array.from(this.provisional, (rule) => (rule.cfa === INVALID_RULE.cfa ? 1 : 0));
-    // Final ids in the order the table first uses them (id 0 is "no information").
-    const rules: UnwindRule[] = [];
-    const finalId = new Int32Array(this.provisional.length).fill(-1);
-    const ruleId = (provisional: number): number => {
-      let id = finalId[provisional]!;
-      if (id < 0) {
-        id = rules.length;
-        if (id > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
-        rules.push(this.provisional[provisional]!);
-        finalId[provisional] = id;
-      }
-      return id;
-    };
-    ruleId(0);
+    const provisional = this.provisional;
+    const invalid = Uint8Array.from(provisional, (rule) => (rule.cfa === INVALID_RULE.cfa ? 1 : 0));
+    // Final ids in the order the rows first use them, "no information" first: what numbering them
+    // as the table is written gives, since a row carried into a page repeats the row before it.
+    const rules: UnwindRule[] = [INVALID_RULE];
+    const finalId = new Int32Array(provisional.length).fill(-1);
+    finalId[0] = 0;
+    for (let i = 0; i < n; i++) {
+      const p = flatRules[i]!;
+      if (finalId[p]! >= 0) continue;
+      if (rules.length > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
+      finalId[p] = rules.length;
+      rules.push(provisional[p]!);
+    }
 
     const pages = new GrowableU32(64);
     const pageFirst = new GrowableU32(64);
     const pageCount = new GrowableU32(64);
-    // At most one carried row per page besides the compact rows; pages between rows add one each (grown then).
-    const rowsOut = new GrowableU32(n + 64);
+    // Rows as the maps hold them: low 16 address bits | rule id << 16.
+    let rowsOut = new Uint32Array(n + 256);
+    let out = 0;
     let i = 0;
     while (i < n) {
       const address = addresses[i]!;
-      // Pages between rows: covered by the previous row's rule, if it is one.
+      const page = Math.floor(address / PAGE_SIZE);
+      const pageStart = page * PAGE_SIZE;
+      // This page's rows. Not just `address < page end`: overlapping FDEs can put a row below the one before it.
+      let end = i + 1;
+      while (end < n && addresses[end]! >= pageStart && addresses[end]! < pageStart + PAGE_SIZE) end++;
+      // Pages between rows are covered by the previous row's rule, if it is one; so is this page's start.
       const previousRule = i > 0 ? flatRules[i - 1]! : -1;
       const carries = previousRule >= 0 && invalid[previousRule] === 0;
-      const page = Math.floor(address / PAGE_SIZE);
-      if (carries) {
-        const carried = ruleId(previousRule) << 16;
-        for (let p = Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1; p < page; p++) {
-          pages.push(p);
-          pageFirst.push(rowsOut.length);
-          pageCount.push(1);
-          rowsOut.push(carried);
-        }
+      const firstPage = carries ? Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1 : page;
+      const room = out + Math.max(0, page - firstPage) + 1 + (end - i);
+      if (room > rowsOut.length) {
+        const grown = new Uint32Array(Math.max(room, rowsOut.length * 2));
+        grown.set(rowsOut.subarray(0, out));
+        rowsOut = grown;
       }
-      const first = rowsOut.length;
-      if (address % PAGE_SIZE !== 0 && carries) rowsOut.push(ruleId(previousRule) << 16);
-      // Not `address < page end`: overlapping FDEs can put a row below the one before it.
-      while (i < n && Math.floor(addresses[i]! / PAGE_SIZE) === page) {
-        rowsOut.push((addresses[i]! % PAGE_SIZE) | (ruleId(flatRules[i]!) << 16));
-        i++;
+      const carried = carries ? (finalId[previousRule]! << 16) >>> 0 : 0;
+      for (let p = firstPage; p < page; p++) {
+        pages.push(p);
+        pageFirst.push(out);
+        pageCount.push(1);
+        rowsOut[out++] = carried;
       }
+      const first = out;
+      if (carries && address !== pageStart) rowsOut[out++] = carried;
+      out = packRows(addresses, flatRules, finalId, i, end, pageStart, rowsOut, out);
       pages.push(page);
       pageFirst.push(first);
-      pageCount.push(rowsOut.length - first);
+      pageCount.push(out - first);
+      i = end;
     }
-    const packed = rowsOut.array();
-    const rowAddressLow = new Uint16Array(packed.length);
-    const rowRule = new Uint16Array(packed.length);
-    for (let r = 0; r < packed.length; r++) {
-      rowAddressLow[r] = packed[r]! & 0xffff;
-      rowRule[r] = packed[r]! >>> 16;
+    const rows = rowsOut.slice(0, out);
+    const rowAddressLow = new Uint16Array(out);
+    const rowRule = new Uint16Array(out);
+    for (let r = 0; r < out; r++) {
+      rowAddressLow[r] = rows[r]! & 0xffff;
+      rowRule[r] = rows[r]! >>> 16;
     }
     return {
       rules,
@@ -244,9 +315,16 @@ export class RowFlattener {
       pageRowCount: pageCount.array(),
       rowAddressLow,
       rowRule,
-      stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported, compactRows: n, tableRows: packed.length },
+      rows,
+      stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported, compactRows: n, tableRows: out },
     };
   }
+}
+
+/** Writes rows [from, to) of one page (starting at `pageStart`) into `out` from `at`; returns the next free index. */
+function packRows(addresses: Float64Array, flatRules: Int32Array, finalId: Int32Array, from: number, to: number, pageStart: number, out: Uint32Array, at: number): number {
+  for (let i = from; i < to; i++) out[at++] = ((addresses[i]! - pageStart) | (finalId[flatRules[i]!]! << 16)) >>> 0;
+  return at;
 }
 
 /** A Uint32Array that grows as it is pushed to; array() is an exact-size copy. */
