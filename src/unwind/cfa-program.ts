@@ -395,13 +395,22 @@ export class CfaInterpreter {
       if (high === 0x40) {
         next = location + (opcode & 0x3f) * codeAlignment;
       } else if (high === 0x80 || opcode === 0x0e || opcode === 0x2e || opcode === 0x0d || opcode === 0x02) {
-        // One operand, a one-byte ULEB128 (or a u8 for advance_loc1).
-        const operand = bytes[pos]!;
-        if (pos >= end || (operand >= 0x80 && opcode !== 0x02)) {
+        // One operand: a ULEB128 of one or two bytes (frames up to 16 KiB), or a u8 for advance_loc1.
+        let operand = bytes[pos]!;
+        if (pos >= end) {
           pos = at;
           break;
         }
         pos++;
+        if (operand >= 0x80 && opcode !== 0x02) {
+          const more = bytes[pos]!;
+          if (pos >= end || more >= 0x80) {
+            pos = at;
+            break;
+          }
+          pos++;
+          operand = (operand & 0x7f) + more * 128;
+        }
         if (high === 0x80) {
           const offset = operand * dataAlignment;
           const slot = offset + FAST_SAVED_OFFSETS / 2;

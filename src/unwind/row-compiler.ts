@@ -33,8 +33,8 @@ export interface CompiledTable {
   pageFirstRow: Uint32Array;
   pageRowCount: Uint32Array;
   /** Low 16 bits of each row's address, and its rule index. */
-  rowAddressLow: Uint16Array;
-  rowRule: Uint16Array;
+  readonly rowAddressLow: Uint16Array;
+  readonly rowRule: Uint16Array;
   /** The same, as the maps hold a row: low 16 address bits | rule index << 16. */
   rows: Uint32Array;
   stats: CompileStats;
@@ -54,7 +54,7 @@ export interface CompileStats {
 
 /** Bytes the table takes in BPF maps: 4 per row, 16 per page entry (key + value). */
 export function tableBytes(table: CompiledTable): number {
-  return table.rowAddressLow.length * 4 + table.pages.length * 16;
+  return table.rows.length * 4 + table.pages.length * 16;
 }
 
 type Classified = ReturnType<typeof classifyRow>;
@@ -254,8 +254,12 @@ export class RowFlattener {
     const rules: UnwindRule[] = [INVALID_RULE];
     const finalId = new Int32Array(provisional.length).fill(-1);
     finalId[0] = 0;
+    let lowest = Infinity;
+    let highest = -Infinity;
     for (let i = 0; i < n; i++) {
       const p = flatRules[i]!;
+      lowest = Math.min(lowest, addresses[i]!);
+      highest = Math.max(highest, addresses[i]!);
       if (finalId[p]! >= 0) continue;
       if (rules.length > 0xffff) throw new Error('more than 65536 distinct unwind rules in one file');
       finalId[p] = rules.length;
@@ -265,8 +269,11 @@ export class RowFlattener {
     const pages = new GrowableU32(64);
     const pageFirst = new GrowableU32(64);
     const pageCount = new GrowableU32(64);
-    // Rows as the maps hold them: low 16 address bits | rule id << 16.
-    let rowsOut = new Uint32Array(n + 256);
+    // Rows as the maps hold them: low 16 address bits | rule id << 16. Besides the compact rows, at
+    // most one carried row per page the addresses span (allocated once: growing it in the loop below
+    // made V8 throw away that loop's optimized code).
+    const spannedPages = n === 0 ? 0 : Math.floor(highest / PAGE_SIZE) - Math.floor(lowest / PAGE_SIZE) + 1;
+    let rowsOut = new Uint32Array(n + spannedPages);
     let out = 0;
     let i = 0;
     while (i < n) {
@@ -302,19 +309,28 @@ export class RowFlattener {
       i = end;
     }
     const rows = rowsOut.slice(0, out);
-    const rowAddressLow = new Uint16Array(out);
-    const rowRule = new Uint16Array(out);
-    for (let r = 0; r < out; r++) {
-      rowAddressLow[r] = rows[r]! & 0xffff;
-      rowRule[r] = rows[r]! >>> 16;
-    }
+    // The rows split in two, for lookups in tests and tools: made when first asked for (the table worker never does).
+    let split: { low: Uint16Array; rule: Uint16Array } | undefined;
+    const splitRows = (): { low: Uint16Array; rule: Uint16Array } => {
+      if (split !== undefined) return split;
+      split = { low: new Uint16Array(out), rule: new Uint16Array(out) };
+      for (let r = 0; r < out; r++) {
+        split.low[r] = rows[r]! & 0xffff;
+        split.rule[r] = rows[r]! >>> 16;
+      }
+      return split;
+    };
     return {
       rules,
       pages: pages.array(),
       pageFirstRow: pageFirst.array(),
       pageRowCount: pageCount.array(),
-      rowAddressLow,
-      rowRule,
+      get rowAddressLow() {
+        return splitRows().low;
+      },
+      get rowRule() {
+        return splitRows().rule;
+      },
       rows,
       stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported, compactRows: n, tableRows: out },
     };
