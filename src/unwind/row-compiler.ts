@@ -80,7 +80,10 @@ const CLASSIFIED_CACHE_MASK = CLASSIFIED_CACHE_SIZE - 1;
 export class RowFlattener {
   inputRows = 0;
   fdes = 0;
-  readonly unsupported = new Map<string, number>();
+  /** Rows per classification (an index into classifiedRule/Reason): the unsupported ones are summed by reason at the end. */
+  private classifiedRows = new Int32Array(64);
+  /** Reasons in the order their first row came (the order `unsupported` lists them in). */
+  private readonly reasonOrder: string[] = [];
   /** The compact rows: start address and provisional rule id. */
   private length = 0;
   private addresses: Float64Array<ArrayBuffer>;
@@ -156,6 +159,13 @@ export class RowFlattener {
     const rules = this.ruleTable;
     const row: CfaRow = { address: 0, cfa: rules.cfa[cfa]!, fp: rules.register[fp]!, ra: rules.register[ra]! };
     const { rule, unsupported }: Classified = classifyRow(row, false);
+    // A classification is made at its first row: a reason first seen here is first seen in the rows too.
+    if (unsupported !== undefined && !this.reasonOrder.includes(unsupported)) this.reasonOrder.push(unsupported);
+    if (this.classifiedRule.length === this.classifiedRows.length) {
+      const grown = new Int32Array(this.classifiedRows.length * 2);
+      grown.set(this.classifiedRows);
+      this.classifiedRows = grown;
+    }
     const index = this.classifiedRule.length;
     this.classifiedRule.push(this.provisionalId(rule));
     this.classifiedReason.push(unsupported);
@@ -177,8 +187,7 @@ export class RowFlattener {
     } else {
       const c = this.classification(cfa, fp, ra);
       rule = this.classifiedRule[c]!;
-      const reason = this.classifiedReason[c];
-      if (reason !== undefined) this.unsupported.set(reason, (this.unsupported.get(reason) ?? 0) + 1);
+      this.classifiedRows[c]!++;
     }
     this.push(address, rule);
   }
@@ -215,8 +224,7 @@ export class RowFlattener {
         cacheRa[slot] = ra;
         cacheClass[slot] = c;
       }
-      const reason = this.classifiedReason[c];
-      if (reason !== undefined) this.unsupported.set(reason, (this.unsupported.get(reason) ?? 0) + 1);
+      this.classifiedRows[c]!++;
       const rule = classifiedRule[c]!;
       const address = rowAddress[i]!;
       // push(), written out.
@@ -240,6 +248,15 @@ export class RowFlattener {
   endFde(pcEnd: number, nextPcBegin: number | undefined): void {
     this.fdes++;
     if (nextPcBegin === undefined || nextPcBegin - pcEnd >= PADDING_BYTES) this.push(pcEnd, 0);
+  }
+
+  /** Rows whose rule the walker cannot follow, by reason, in the order the reasons first came. */
+  private unsupportedRows(): Map<string, number> {
+    const counts = new Map<string, number>(this.reasonOrder.map((reason) => [reason, 0]));
+    this.classifiedReason.forEach((reason, c) => {
+      if (reason !== undefined) counts.set(reason, counts.get(reason)! + this.classifiedRows[c]!);
+    });
+    return counts;
   }
 
   /** The paged table of everything added. */
@@ -332,7 +349,7 @@ export class RowFlattener {
         return splitRows().rule;
       },
       rows,
-      stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupported, compactRows: n, tableRows: out },
+      stats: { fdes: this.fdes, inputRows: this.inputRows, unsupported: this.unsupportedRows(), compactRows: n, tableRows: out },
     };
   }
 }
