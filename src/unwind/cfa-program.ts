@@ -393,6 +393,9 @@ export class CfaInterpreter {
       const opcode = bytes[pos++]!;
       const high = opcode & 0xc0;
       let next = location;
+      // A new CFA rule (def_cfa, def_cfa_register, def_cfa_offset): looked up below, in one place.
+      let newCfaRegister = -1;
+      let newCfaOffset = 0;
       if (high === 0x40) {
         next = location + (opcode & 0x3f) * codeAlignment;
       } else if (high === 0x80 || opcode === 0x0e || opcode === 0x2e || opcode === 0x0d || opcode === 0x02) {
@@ -430,12 +433,8 @@ export class CfaInterpreter {
             pos = at; // def_cfa_offset without a CFA register: general() throws
             break;
           }
-          const offset = opcode === 0x0d ? rules.cfaOffset[cfa]! : operand;
-          const fast = (register === X86_64_RSP || register === X86_64_RBP) && offset >= 0 && offset < FAST_CFA_OFFSETS;
-          let rule = fast ? fastCfa[(register === X86_64_RSP ? FAST_CFA_OFFSETS : 0) + offset]! : -1;
-          if (rule < 0) rule = rules.cfaAt(register, offset);
-          cfa = rule;
-          continue;
+          newCfaRegister = register;
+          newCfaOffset = opcode === 0x0d ? rules.cfaOffset[cfa]! : operand;
         } else {
           continue; // GNU_args_size
         }
@@ -448,11 +447,8 @@ export class CfaInterpreter {
           break;
         }
         pos += 2;
-        const fast = register === X86_64_RSP || register === X86_64_RBP;
-        let rule = fast ? fastCfa[(register === X86_64_RSP ? FAST_CFA_OFFSETS : 0) + offset]! : -1;
-        if (rule < 0) rule = rules.cfaAt(register, offset);
-        cfa = rule;
-        continue;
+        newCfaRegister = register;
+        newCfaOffset = offset;
       } else if (opcode === 0x03) {
         if (pos + 2 > end) {
           pos = at;
@@ -487,6 +483,13 @@ export class CfaInterpreter {
       } else {
         pos = at;
         break;
+      }
+      if (newCfaRegister >= 0) {
+        const fast = (newCfaRegister === X86_64_RSP || newCfaRegister === X86_64_RBP) && newCfaOffset >= 0 && newCfaOffset < FAST_CFA_OFFSETS;
+        let rule = fast ? fastCfa[(newCfaRegister === X86_64_RSP ? FAST_CFA_OFFSETS : 0) + newCfaOffset]! : -1;
+        if (rule < 0) rule = rules.cfaAt(newCfaRegister, newCfaOffset);
+        cfa = rule;
+        continue;
       }
       // An advance: the row so far lasts until `next`.
       if (!isCie && next > location) {
