@@ -82,7 +82,7 @@ export class RowFlattener {
   fdes = 0;
   /** Rows per classification (an index into classifiedRule/Reason): the unsupported ones are summed by reason at the end. */
   private classifiedRows = new Int32Array(64);
-  /** Reasons in the order their first row came (the order `unsupported` lists them in). */
+  /** Reasons in the order their first row came (the order stats.unsupported lists them in). */
   private readonly reasonOrder: string[] = [];
   /** The compact rows: start address and provisional rule id. */
   private length = 0;
