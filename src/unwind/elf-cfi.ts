@@ -124,6 +124,10 @@ export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCf
   let keptSection = new Uint8Array(0);
   let keptFde = new Uint32Array(0);
   let keptPcBegin = new Float64Array(0);
+  // Whether they are in address order already (linkers emit .eh_frame nearly so), and their range.
+  let inOrder = true;
+  let lowest = Infinity;
+  let highest = -Infinity;
   const covered = new Ranges();
   for (const { kind, bytes, address } of sections) {
     const section = yield* parseCfiSectionSteps(bytes, kind, address, dataAddress === undefined ? {} : { dataAddress });
@@ -143,6 +147,9 @@ export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCf
       keptSection[kept] = sectionIndex;
       keptFde[kept] = i;
       keptPcBegin[kept] = pcBegin;
+      if (kept > 0 && pcBegin < keptPcBegin[kept - 1]!) inOrder = false;
+      lowest = Math.min(lowest, pcBegin);
+      highest = Math.max(highest, pcBegin);
       kept++;
     }
     // Only a .debug_frame after it needs .eh_frame's ranges.
@@ -152,7 +159,7 @@ export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCf
     }
     yield;
   }
-  const run = new FdeRunner(parsed, keptSection, keptFde, addressOrder(keptPcBegin, kept), kept, skipped);
+  const run = new FdeRunner(parsed, keptSection, keptFde, inOrder ? undefined : addressOrder(keptPcBegin, kept, lowest, highest), kept, skipped);
   while (!run.step(STREAMED_FDES_PER_STEP)) yield;
   return { table: run.table(), skipped };
 }
@@ -226,25 +233,15 @@ function grownTo<T extends Uint8Array | Uint32Array | Float64Array>(array: T, si
 }
 
 /**
- * The indices [0, n) in order of `pcBegin`, equal ones in index order (what a
- * stable sort of the FDEs gives); undefined when they already are (linkers
- * emit .eh_frame nearly in address order).
+ * The indices [0, n) in order of `pcBegin` (whose values lie in [lowest,
+ * highest]), equal ones in index order: what a stable sort of the FDEs gives.
  */
-function addressOrder(pcBegin: Float64Array, n: number): Uint32Array | undefined {
-  let sorted = true;
-  for (let i = 1; i < n && sorted; i++) sorted = pcBegin[i - 1]! <= pcBegin[i]!;
-  if (sorted) return undefined;
+function addressOrder(pcBegin: Float64Array, n: number, lowest: number, highest: number): Uint32Array {
   const order = new Uint32Array(n);
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    min = Math.min(min, pcBegin[i]!);
-    max = Math.max(max, pcBegin[i]!);
-  }
-  if ((max - min + 1) * n <= Number.MAX_SAFE_INTEGER) {
+  if ((highest - lowest + 1) * n <= Number.MAX_SAFE_INTEGER) {
     // (address, index) packed into one exact double: the typed array's own numeric sort, no comparator calls (node: 76k FDEs, not in order).
     const keys = new Float64Array(n);
-    for (let i = 0; i < n; i++) keys[i] = (pcBegin[i]! - min) * n + i;
+    for (let i = 0; i < n; i++) keys[i] = (pcBegin[i]! - lowest) * n + i;
     keys.sort();
     for (let k = 0; k < n; k++) order[k] = keys[k]! % n;
     return order;

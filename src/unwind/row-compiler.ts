@@ -297,14 +297,11 @@ export class RowFlattener {
       const address = addresses[i]!;
       const page = Math.floor(address / PAGE_SIZE);
       const pageStart = page * PAGE_SIZE;
-      // This page's rows. Not just `address < page end`: overlapping FDEs can put a row below the one before it.
-      let end = i + 1;
-      while (end < n && addresses[end]! >= pageStart && addresses[end]! < pageStart + PAGE_SIZE) end++;
       // Pages between rows are covered by the previous row's rule, if it is one; so is this page's start.
       const previousRule = i > 0 ? flatRules[i - 1]! : -1;
       const carries = previousRule >= 0 && invalid[previousRule] === 0;
       const firstPage = carries ? Math.floor(addresses[i - 1]! / PAGE_SIZE) + 1 : page;
-      const room = out + Math.max(0, page - firstPage) + 1 + (end - i);
+      const room = out + Math.max(0, page - firstPage) + 1 + (n - i);
       if (room > rowsOut.length) {
         const grown = new Uint32Array(Math.max(room, rowsOut.length * 2));
         grown.set(rowsOut.subarray(0, out));
@@ -319,7 +316,8 @@ export class RowFlattener {
       }
       const first = out;
       if (carries && address !== pageStart) rowsOut[out++] = carried;
-      out = packRows(addresses, flatRules, finalId, i, end, pageStart, rowsOut, out);
+      const end = packPage(addresses, flatRules, finalId, i, n, pageStart, rowsOut, out);
+      out += end - i;
       pages.push(page);
       pageFirst.push(first);
       pageCount.push(out - first);
@@ -354,10 +352,19 @@ export class RowFlattener {
   }
 }
 
-/** Writes rows [from, to) of one page (starting at `pageStart`) into `out` from `at`; returns the next free index. */
-function packRows(addresses: Float64Array, flatRules: Int32Array, finalId: Int32Array, from: number, to: number, pageStart: number, out: Uint32Array, at: number): number {
-  for (let i = from; i < to; i++) out[at++] = ((addresses[i]! - pageStart) | (finalId[flatRules[i]!]! << 16)) >>> 0;
-  return at;
+/**
+ * Writes the rows of one page (starting at `pageStart`), from row `from` on
+ * (of `n`), into `out` from `at`; returns the first row of the next page. Not just
+ * `address < page end`: overlapping FDEs can put a row below the one before it.
+ */
+function packPage(addresses: Float64Array, flatRules: Int32Array, finalId: Int32Array, from: number, n: number, pageStart: number, out: Uint32Array, at: number): number {
+  let i = from;
+  for (; i < n; i++) {
+    const offset = addresses[i]! - pageStart;
+    if (offset < 0 || offset >= PAGE_SIZE) break;
+    out[at++] = (offset | (finalId[flatRules[i]!]! << 16)) >>> 0;
+  }
+  return i;
 }
 
 /** A Uint32Array that grows as it is pushed to; array() is an exact-size copy. */
