@@ -362,10 +362,13 @@ export class CfaInterpreter {
   }
 
   /**
-   * Runs a program: the common instructions with one-byte operands on a fast
-   * path (locals, rules found in RuleTable's direct tables), the rest (and
-   * any longer operand) by general() from that instruction on. Both read
-   * and write the state in the same fields, so the hand-over is exact.
+   * Runs a program: the instructions compilers emit for nearly every
+   * function (advances, def_cfa*, offset, restore, remember/restore_state,
+   * args_size; operands of one or two bytes) on a fast path over locals,
+   * with rules found in RuleTable's direct tables; anything else (and any
+   * longer operand) is run by general() from that instruction on. The state
+   * is handed over in the fields, so general() goes on exactly where the
+   * fast path stopped.
    */
   private program(cie: Cie, bytes: Buffer, start: number, end: number, bytesAddress: number, isCie: boolean): void {
     const rules = this.rules;
