@@ -117,6 +117,20 @@ const everyNthProgram =
     });
   };
 
+/**
+ * A copy of `path` whose first .debug_frame FDE starts near 2^53: the FDEs
+ * are then out of address order over a span too wide for the packed-key
+ * sort, so the builder takes its comparator sort.
+ */
+function farDebugFrameFde(path: string): string {
+  return damagedCopy(path, (file, sectionOffset, section, kind) => {
+    if (kind !== '.debug_frame') return;
+    const fde = referenceParseCfiSection(Buffer.from(section), kind, 0).fdes[0]!;
+    // length (4), CIE pointer (4), then initial_location as an 8-byte address
+    file.writeBigUInt64LE(2n ** 53n - 2n ** 20n, sectionOffset + fde.offset + 8);
+  });
+}
+
 /** A copy of `path` whose first .eh_frame FDE's CIE pointer points before the section. */
 function cieBeforeSection(path: string): string {
   return damagedCopy(path, (file, sectionOffset, section, kind, sectionAddress) => {
@@ -160,6 +174,7 @@ describe('columnar unwind table builder against the object-per-row one it replac
         }
       }
     }
+    expect(expectSameEntry(farDebugFrameFde(gcc))).toBe('table');
     // The damage must reach the error paths while leaving tables to compare (not only two identical failures).
     expect(tables).toBeGreaterThanOrEqual(12);
     expect(failedPrograms).toBeGreaterThanOrEqual(4);

@@ -287,10 +287,11 @@ export class RowFlattener {
     const pageFirst = new GrowableU32(64);
     const pageCount = new GrowableU32(64);
     // Rows as the maps hold them: low 16 address bits | rule id << 16. Besides the compact rows, at
-    // most one carried row per page the addresses span (allocated once: growing it in the loop below
-    // made V8 throw away that loop's optimized code).
+    // most one carried row per page the addresses span, in a file whose FDEs do not overlap: sized
+    // for that (growing it in the loop below made V8 throw away that loop's optimized code), but no
+    // bigger than twice the rows (a corrupt FDE far from the others must not make it huge).
     const spannedPages = n === 0 ? 0 : Math.floor(highest / PAGE_SIZE) - Math.floor(lowest / PAGE_SIZE) + 1;
-    let rowsOut = new Uint32Array(n + spannedPages);
+    let rowsOut = new Uint32Array(n + Math.min(spannedPages, n) + 16);
     let out = 0;
     let i = 0;
     while (i < n) {
