@@ -24,6 +24,8 @@ export interface Cie {
   fdePointerEncoding: number;
   /** 'S': frames described by it are signal trampolines (the caller's pc is not a return address). */
   isSignalFrame: boolean;
+  /** Augmentation 'z': every FDE has augmentation data (skipped). */
+  hasAugmentationData: boolean;
   initialInstructions: Buffer;
 }
 
@@ -38,12 +40,94 @@ export interface Fde {
   instructionsAddress: number;
 }
 
+/** Bytes of .eh_frame per FDE, typically (a 20-byte header and the program; node: 36, libc: 41): the capacity a section starts with. */
+const TYPICAL_FDE_BYTES = 32;
+
+/**
+ * Every FDE of a section, column-wise: a big runtime has 76k of them, and an
+ * object and a Buffer view for each were most of the builder's garbage. The
+ * instructions are (start, end) offsets into the section's bytes.
+ */
+export class FdeColumns {
+  count = 0;
+  /** Offset of the entry in its section. */
+  offset: Uint32Array<ArrayBuffer>;
+  /** Index into the section's `cies`. */
+  cie: Uint32Array<ArrayBuffer>;
+  pcBegin: Float64Array<ArrayBuffer>;
+  pcEnd: Float64Array<ArrayBuffer>;
+  instructionsStart: Uint32Array<ArrayBuffer>;
+  instructionsEnd: Uint32Array<ArrayBuffer>;
+
+  constructor(capacity: number) {
+    const size = Math.max(16, capacity);
+    this.offset = new Uint32Array(size);
+    this.cie = new Uint32Array(size);
+    this.pcBegin = new Float64Array(size);
+    this.pcEnd = new Float64Array(size);
+    this.instructionsStart = new Uint32Array(size);
+    this.instructionsEnd = new Uint32Array(size);
+  }
+
+  push(offset: number, cie: number, pcBegin: number, pcEnd: number, instructionsStart: number, instructionsEnd: number): void {
+    if (this.count === this.offset.length) this.grow();
+    const i = this.count++;
+    this.offset[i] = offset;
+    this.cie[i] = cie;
+    this.pcBegin[i] = pcBegin;
+    this.pcEnd[i] = pcEnd;
+    this.instructionsStart[i] = instructionsStart;
+    this.instructionsEnd[i] = instructionsEnd;
+  }
+
+  private grow(): void {
+    const size = this.offset.length * 2;
+    this.offset = grownU32(this.offset, size);
+    this.cie = grownU32(this.cie, size);
+    this.pcBegin = grownF64(this.pcBegin, size);
+    this.pcEnd = grownF64(this.pcEnd, size);
+    this.instructionsStart = grownU32(this.instructionsStart, size);
+    this.instructionsEnd = grownU32(this.instructionsEnd, size);
+  }
+}
+
+function grownU32(old: Uint32Array, size: number): Uint32Array<ArrayBuffer> {
+  const array = new Uint32Array(size);
+  array.set(old);
+  return array;
+}
+
+function grownF64(old: Float64Array, size: number): Float64Array<ArrayBuffer> {
+  const array = new Float64Array(size);
+  array.set(old);
+  return array;
+}
+
 export interface CfiSection {
   kind: CfiSectionKind;
-  fdes: Fde[];
+  /** The section's bytes and virtual address (0 for .debug_frame): FDE instructions are offsets into them. */
+  bytes: Buffer;
+  sectionAddress: number;
+  /** The readable CIEs, indexed by FdeColumns.cie. */
+  cies: Cie[];
+  fdes: FdeColumns;
   cieCount: number;
   /** Entries skipped, by error code ("bad CIE pointer", truncations, unsupported augmentations). */
   skipped: Map<string, number>;
+}
+
+/** FDE `i` of a section as an object (for readers that want one: readCfi, tests). */
+export function fdeAt(section: CfiSection, i: number): Fde {
+  const { fdes } = section;
+  const start = fdes.instructionsStart[i]!;
+  return {
+    offset: fdes.offset[i]!,
+    cie: section.cies[fdes.cie[i]!]!,
+    pcBegin: fdes.pcBegin[i]!,
+    pcEnd: fdes.pcEnd[i]!,
+    instructions: section.bytes.subarray(start, fdes.instructionsEnd[i]!),
+    instructionsAddress: section.sectionAddress + start,
+  };
 }
 
 const DEBUG_FRAME_CIE_ID_32 = 0xffff_ffff;
@@ -70,6 +154,9 @@ export function parseCfiSection(bytes: Buffer, kind: CfiSectionKind, sectionAddr
 /** Entries read between two yields of parseCfiSectionSteps. */
 const ENTRIES_PER_STEP = 2000;
 
+/** DW_EH_PE_pcrel | DW_EH_PE_sdata4: how GCC, clang and binutils encode .eh_frame's FDE addresses on x86-64. */
+const PCREL_SDATA4 = 0x1b;
+
 /** parseCfiSection() in steps (node's .eh_frame has 76k entries: the table worker serves small files in between). */
 export function* parseCfiSectionSteps(
   bytes: Buffer,
@@ -77,28 +164,77 @@ export function* parseCfiSectionSteps(
   sectionAddress: number,
   bases: Omit<EncodingBases, 'sectionAddress'> = {},
 ): Generator<void, CfiSection> {
-  const encodingBases: EncodingBases = { ...bases, sectionAddress };
-  const cies = new Map<number, Cie | CfiError>();
-  const fdes: Fde[] = [];
-  const skipped = new Map<string, number>();
-  const cursor = new DwarfCursor(bytes);
-  let entries = 0;
+  const parser = new SectionParser(bytes, kind, { ...bases, sectionAddress });
+  while (!parser.parse(ENTRIES_PER_STEP)) yield;
+  return { kind, bytes, sectionAddress, cies: parser.cies, fdes: parser.fdes, cieCount: parser.cies.length, skipped: parser.skipped };
+}
 
-  const cieAt = (offset: number): Cie | CfiError => {
-    let cie = cies.get(offset);
-    if (cie === undefined) {
-      try {
-        cie = readCie(bytes, offset, kind);
-      } catch (error) {
-        if (!(error instanceof CfiError)) throw error;
-        cie = error;
+/** The walk over a section's entries, resumable (parse() reads a number of them at a time). */
+class SectionParser {
+  /** CIE offset -> index into `cies`, or the error that made it unreadable. */
+  private readonly cieIndex = new Map<number, number | CfiError>();
+  readonly cies: Cie[] = [];
+  readonly fdes: FdeColumns;
+  readonly skipped = new Map<string, number>();
+  private readonly cursor: DwarfCursor;
+  private done = false;
+  // FDEs of one CIE come in long runs: the last FDE's CIE skips the map, and when its addresses
+  // are pcrel sdata4 with augmentation data (every x86-64 toolchain's), its FDEs take the fast path.
+  private lastCieOffset = -1;
+  private lastCie: number | CfiError = 0;
+  private lastCieFast = false;
+
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly kind: CfiSectionKind,
+    private readonly bases: EncodingBases,
+  ) {
+    this.cursor = new DwarfCursor(bytes);
+    this.fdes = new FdeColumns(Math.ceil(bytes.length / TYPICAL_FDE_BYTES));
+  }
+
+  /** Reads up to `budget` entries; returns whether the section is done. */
+  parse(budget: number): boolean {
+    const bytes = this.bytes;
+    const size = bytes.length;
+    const cursor = this.cursor;
+    const fast = this.kind === '.eh_frame';
+    const sectionAddress = this.bases.sectionAddress;
+    let entries = 0;
+    while (!this.done && cursor.pos + 4 <= size && entries < budget) {
+      // The fast path: an FDE of the last CIE with plain 32-bit fields; anything else (or anything
+      // unusual about it) goes the general way below, which reads it again from the start.
+      const pos = cursor.pos;
+      if (fast && this.lastCieFast) {
+        const length = (bytes[pos]! | (bytes[pos + 1]! << 8) | (bytes[pos + 2]! << 16) | (bytes[pos + 3]! << 24)) >>> 0;
+        const idPos = pos + 4;
+        const entryEnd = idPos + length;
+        if (length >= 13 && length !== 0xffff_ffff && entryEnd <= size) {
+          const id = (bytes[idPos]! | (bytes[idPos + 1]! << 8) | (bytes[idPos + 2]! << 16) | (bytes[idPos + 3]! << 24)) >>> 0;
+          if (id !== 0 && idPos - id === this.lastCieOffset) {
+            const field = idPos + 4;
+            const pcBegin = sectionAddress + field + (bytes[field]! | (bytes[field + 1]! << 8) | (bytes[field + 2]! << 16) | (bytes[field + 3]! << 24));
+            const pcRange = bytes[field + 4]! | (bytes[field + 5]! << 8) | (bytes[field + 6]! << 16) | (bytes[field + 7]! << 24);
+            const augmentationLength = bytes[field + 8]!;
+            const instructionsStart = field + 9 + augmentationLength;
+            if (pcBegin >= 0 && pcRange >= 0 && augmentationLength < 0x80 && instructionsStart <= entryEnd) {
+              this.fdes.push(pos, this.lastCie as number, pcBegin, pcBegin + pcRange, instructionsStart, entryEnd);
+              cursor.pos = entryEnd;
+              entries++;
+              continue;
+            }
+          }
+        }
       }
-      cies.set(offset, cie);
+      if (this.entry()) entries++;
     }
-    return cie;
-  };
+    if (cursor.pos + 4 > size) this.done = true;
+    return this.done;
+  }
 
-  while (cursor.pos + 4 <= bytes.length) {
+  /** Reads the entry at the cursor, any kind, the general way; returns whether it counts as an entry read. */
+  private entry(): boolean {
+    const { bytes, cursor, kind, skipped } = this;
     const entryOffset = cursor.pos;
     let length = cursor.u32();
     let is64 = false;
@@ -108,14 +244,15 @@ export function* parseCfiSectionSteps(
     }
     if (length === 0) {
       // The .eh_frame terminator; .debug_frame has none, and a zero there is padding.
-      if (kind === '.eh_frame') break;
-      continue;
+      if (kind === '.eh_frame') this.done = true;
+      return false;
     }
     const bodyStart = cursor.pos;
     const entryEnd = bodyStart + length;
     if (entryEnd > bytes.length) {
       count(skipped, 'truncated entry');
-      break;
+      this.done = true;
+      return false;
     }
     try {
       const idPos = cursor.pos;
@@ -123,15 +260,21 @@ export function* parseCfiSectionSteps(
       // A 64-bit all-ones id reads as 2^64 in a double: any id above 2^63 can only be it.
       const isCie = kind === '.eh_frame' ? id === 0 : is64 ? id > 2 ** 63 : id === DEBUG_FRAME_CIE_ID_32;
       if (isCie) {
-        const cie = cieAt(entryOffset);
+        const cie = this.cieAt(entryOffset);
         if (cie instanceof CfiError) count(skipped, `CIE: ${cie.message}`);
       } else {
         const cieOffset = kind === '.eh_frame' ? idPos - id : id;
-        const cie = cieAt(cieOffset);
+        if (cieOffset !== this.lastCieOffset) {
+          this.lastCie = this.cieAt(cieOffset);
+          this.lastCieOffset = cieOffset;
+          const cie = this.lastCie instanceof CfiError ? undefined : this.cies[this.lastCie];
+          this.lastCieFast = cie !== undefined && cie.fdePointerEncoding === PCREL_SDATA4 && cie.hasAugmentationData;
+        }
+        const cie = this.lastCie;
         if (cie instanceof CfiError) {
           count(skipped, 'FDE of an unreadable CIE');
         } else {
-          fdes.push(readFde(bytes, cursor, entryOffset, entryEnd, cie, kind, encodingBases));
+          readFde(cursor, entryOffset, entryEnd, cie, this.cies[cie]!, kind, this.bases, this.fdes);
         }
       }
     } catch (error) {
@@ -139,11 +282,23 @@ export function* parseCfiSectionSteps(
       count(skipped, error.code);
     }
     cursor.pos = entryEnd;
-    if (++entries % ENTRIES_PER_STEP === 0) yield;
+    return true;
   }
-  let cieCount = 0;
-  for (const cie of cies.values()) if (!(cie instanceof CfiError)) cieCount++;
-  return { kind, fdes, cieCount, skipped };
+
+  private cieAt(offset: number): number | CfiError {
+    let cie = this.cieIndex.get(offset);
+    if (cie === undefined) {
+      try {
+        this.cies.push(readCie(this.bytes, offset, this.kind));
+        cie = this.cies.length - 1;
+      } catch (error) {
+        if (!(error instanceof CfiError)) throw error;
+        cie = error;
+      }
+      this.cieIndex.set(offset, cie);
+    }
+    return cie;
+  }
 }
 
 function readCie(bytes: Buffer, offset: number, kind: CfiSectionKind): Cie {
@@ -208,11 +363,12 @@ function readCie(bytes: Buffer, offset: number, kind: CfiSectionKind): Cie {
     returnAddressRegister,
     fdePointerEncoding,
     isSignalFrame,
+    hasAugmentationData: augmentation.startsWith('z'),
     initialInstructions: bytes.subarray(cursor.pos, end),
   };
 }
 
-function readFde(bytes: Buffer, cursor: DwarfCursor, offset: number, end: number, cie: Cie, kind: CfiSectionKind, bases: EncodingBases): Fde {
+function readFde(cursor: DwarfCursor, offset: number, end: number, cieIndex: number, cie: Cie, kind: CfiSectionKind, bases: EncodingBases, into: FdeColumns): void {
   cursor.end = end;
   try {
     let pcBegin: number;
@@ -224,18 +380,11 @@ function readFde(bytes: Buffer, cursor: DwarfCursor, offset: number, end: number
       pcBegin = cursor.u64();
       pcRange = cursor.u64();
     }
-    if (cie.augmentation.startsWith('z')) cursor.skip(cursor.uleb());
+    if (cie.hasAugmentationData) cursor.skip(cursor.uleb());
     if (pcRange < 0) throw new CfiError('CFI_MALFORMED', `FDE at ${offset} has a negative range`);
-    return {
-      offset,
-      cie,
-      pcBegin,
-      pcEnd: pcBegin + pcRange,
-      instructions: bytes.subarray(cursor.pos, end),
-      instructionsAddress: bases.sectionAddress + cursor.pos,
-    };
+    into.push(offset, cieIndex, pcBegin, pcBegin + pcRange, cursor.pos, end);
   } finally {
-    cursor.end = bytes.length;
+    cursor.end = cursor.bytes.length;
   }
 }
 

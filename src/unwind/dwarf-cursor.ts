@@ -60,6 +60,8 @@ export class DwarfCursor {
 
   private need(n: number): number {
     const at = this.pos;
+    // A CIE pointer larger than its FDE's own offset points before the section: a corrupt entry, not a crash.
+    if (at < 0) throw new CfiError('CFI_MALFORMED', `offset ${at} is before the section`);
     if (at + n > this.end) throw new CfiError('CFI_TRUNCATED', `need ${n} bytes at offset ${at}, have ${this.end - at}`);
     this.pos = at + n;
     return at;

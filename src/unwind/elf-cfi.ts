@@ -6,8 +6,8 @@
 
 import { ElfReader, FileByteSource, SHT_NOBITS, type ByteSource, type SectionHeader } from '../symbolize/elf.js';
 import { CfiError } from './dwarf-cursor.js';
-import { parseCfiSection, parseCfiSectionSteps, parseEhFrameHeader, type CfiSectionKind, type Fde } from './cfi-entries.js';
-import { runFde, type CfaRow } from './cfa-program.js';
+import { fdeAt, parseCfiSection, parseCfiSectionSteps, parseEhFrameHeader, type CfiSection, type CfiSectionKind, type Fde } from './cfi-entries.js';
+import { CfaInterpreter, runFde, type CfaRow } from './cfa-program.js';
 import { RowFlattener, type CompiledTable } from './row-compiler.js';
 
 const PT_GNU_EH_FRAME = 0x6474e550;
@@ -52,25 +52,35 @@ export function readCfi(source: ByteSource): ElfCfi {
 /** FDE programs run between two yields of readCfiSteps. */
 export const FDES_PER_STEP = 4000;
 
+/** Whether an FDE describes code: one of a discarded function (address 0 or an empty range) does not. */
+function describesCode(pcBegin: number, pcEnd: number): boolean {
+  return pcEnd > pcBegin && pcBegin !== 0;
+}
+
 /**
  * readCfi() in steps: it yields after every FDES_PER_STEP FDE programs, so
  * the agent can build a big runtime's table (node: 76k FDEs) a slice per
- * event-loop turn instead of holding the loop for the whole of it.
+ * event-loop turn instead of holding the loop for the whole of it. Rows come
+ * as objects: for tests and tools; the table worker uses compileCfiSteps.
  */
 export function* readCfiSteps(source: ByteSource): Generator<void, ElfCfi> {
   const { sections, skipped, headerFdeCount, dataAddress } = locateCfi(source);
   const fdes: FdeRows[] = [];
-  const covered: { begin: number; end: number }[] = [];
+  const covered = new Ranges();
+  const interpreter = new CfaInterpreter();
   let ran = 0;
   for (const { kind, bytes, address } of sections) {
     const section = parseCfiSection(bytes, kind, address, dataAddress === undefined ? {} : { dataAddress });
     for (const [reason, n] of section.skipped) count(skipped, `${kind}: ${reason}`, n);
-    for (const fde of section.fdes) {
-      // An FDE of a discarded function (address 0 or an empty range) describes no code.
-      if (fde.pcEnd <= fde.pcBegin || fde.pcBegin === 0) continue;
-      if (kind === '.debug_frame' && overlaps(covered, fde.pcBegin, fde.pcEnd)) continue;
+    const columns = section.fdes;
+    for (let i = 0; i < columns.count; i++) {
+      const pcBegin = columns.pcBegin[i]!;
+      const pcEnd = columns.pcEnd[i]!;
+      if (!describesCode(pcBegin, pcEnd)) continue;
+      if (kind === '.debug_frame' && covered.overlaps(pcBegin, pcEnd)) continue;
+      const fde = fdeAt(section, i);
       try {
-        fdes.push({ fde, source: kind, rows: runFde(fde) });
+        fdes.push({ fde, source: kind, rows: runFde(fde, interpreter) });
       } catch (error) {
         if (!(error instanceof CfiError)) throw error;
         count(skipped, `${kind}: FDE program: ${error.message}`);
@@ -78,8 +88,8 @@ export function* readCfiSteps(source: ByteSource): Generator<void, ElfCfi> {
       if (++ran % FDES_PER_STEP === 0) yield;
     }
     if (kind === '.eh_frame') {
-      for (const f of fdes) covered.push({ begin: f.fde.pcBegin, end: f.fde.pcEnd });
-      covered.sort((a, b) => a.begin - b.begin);
+      for (const f of fdes) covered.add(f.fde.pcBegin, f.fde.pcEnd);
+      covered.sort();
     }
   }
   fdes.sort((a, b) => a.fde.pcBegin - b.fde.pcBegin);
@@ -87,7 +97,7 @@ export function* readCfiSteps(source: ByteSource): Generator<void, ElfCfi> {
 }
 
 /** FDE programs run between two yields of compileCfiSteps: a few ms, so a small file waits little behind a big one. */
-const STREAMED_FDES_PER_STEP = 500;
+const STREAMED_FDES_PER_STEP = 1000;
 
 export interface CompiledCfi {
   /** Undefined when the file has no usable FDE. */
@@ -96,58 +106,183 @@ export interface CompiledCfi {
 }
 
 /**
- * readCfiSteps() and compileTable() in one pass that keeps only one FDE's
- * rows at a time (for the table worker: node's 400k rows as objects were
- * most of the agent's peak memory). FDE headers are read and sorted first;
- * each program is then run in address order and fed to the row compiler.
+ * readCfiSteps() and compileTable() in one pass, column-wise (for the table
+ * worker: node's 76k FDEs and 400k rows as objects were most of the agent's
+ * peak memory and much of its CPU). FDE headers are read into typed arrays
+ * and put in address order (an index sort, skipped when the linker already
+ * emitted them in order); each program is then run in that order straight
+ * from the section's bytes, its rows (rule ids) fed to the row compiler.
  * One difference from readCfi: a .debug_frame FDE is dropped where an
  * .eh_frame FDE covers its range even when the latter's program fails.
  */
 export function* compileCfiSteps(source: ByteSource): Generator<void, CompiledCfi> {
   // The header's table is not needed here (its FDE count is for readCfi's checks): decoding node's 76k entries cost ~5% of its build.
   const { sections, skipped, dataAddress } = locateCfi(source, false);
-  const headers: { fde: Fde; kind: CfiSectionKind }[] = [];
-  const covered: { begin: number; end: number }[] = [];
+  const parsed: CfiSection[] = [];
+  // The FDEs kept, in section order: which section, which FDE of it, and where it starts.
+  let kept = 0;
+  let keptSection = new Uint8Array(0);
+  let keptFde = new Uint32Array(0);
+  let keptPcBegin = new Float64Array(0);
+  // Whether they are in address order already (linkers emit .eh_frame nearly so), and their range.
+  let inOrder = true;
+  let lowest = Infinity;
+  let highest = -Infinity;
+  const covered = new Ranges();
   for (const { kind, bytes, address } of sections) {
     const section = yield* parseCfiSectionSteps(bytes, kind, address, dataAddress === undefined ? {} : { dataAddress });
     for (const [reason, n] of section.skipped) count(skipped, `${kind}: ${reason}`, n);
-    for (const fde of section.fdes) {
-      if (fde.pcEnd <= fde.pcBegin || fde.pcBegin === 0) continue;
-      if (kind === '.debug_frame' && overlaps(covered, fde.pcBegin, fde.pcEnd)) continue;
-      headers.push({ fde, kind });
+    const columns = section.fdes;
+    const sectionIndex = parsed.length;
+    parsed.push(section);
+    const size = kept + columns.count;
+    keptSection = grownTo(keptSection, size, (n) => new Uint8Array(n));
+    keptFde = grownTo(keptFde, size, (n) => new Uint32Array(n));
+    keptPcBegin = grownTo(keptPcBegin, size, (n) => new Float64Array(n));
+    for (let i = 0; i < columns.count; i++) {
+      const pcBegin = columns.pcBegin[i]!;
+      const pcEnd = columns.pcEnd[i]!;
+      if (!describesCode(pcBegin, pcEnd)) continue;
+      if (kind === '.debug_frame' && covered.overlaps(pcBegin, pcEnd)) continue;
+      keptSection[kept] = sectionIndex;
+      keptFde[kept] = i;
+      keptPcBegin[kept] = pcBegin;
+      if (kept > 0 && pcBegin < keptPcBegin[kept - 1]!) inOrder = false;
+      lowest = Math.min(lowest, pcBegin);
+      highest = Math.max(highest, pcBegin);
+      kept++;
     }
     // Only a .debug_frame after it needs .eh_frame's ranges.
     if (kind === '.eh_frame' && sections.length > 1) {
-      for (const h of headers) covered.push({ begin: h.fde.pcBegin, end: h.fde.pcEnd });
-      covered.sort((a, b) => a.begin - b.begin);
+      for (let k = 0; k < kept; k++) covered.add(keptPcBegin[k]!, parsed[keptSection[k]!]!.fdes.pcEnd[keptFde[k]!]!);
+      covered.sort();
     }
     yield;
   }
-  // Linkers emit .eh_frame nearly in address order: skip the sort when it already is.
-  let sorted = true;
-  for (let i = 1; i < headers.length && sorted; i++) sorted = headers[i - 1]!.fde.pcBegin <= headers[i]!.fde.pcBegin;
-  if (!sorted) headers.sort((a, b) => a.fde.pcBegin - b.fde.pcBegin);
-  const flattener = new RowFlattener();
-  // One FDE of look-ahead: an FDE's end row depends on where the next runnable one starts.
-  let pending: { fde: Fde; rows: CfaRow[] } | undefined;
-  for (let i = 0; i < headers.length; i++) {
-    const { fde, kind } = headers[i]!;
-    let rows: CfaRow[];
-    try {
-      rows = runFde(fde);
-    } catch (error) {
-      if (!(error instanceof CfiError)) throw error;
-      count(skipped, `${kind}: FDE program: ${error.message}`);
-      continue;
-    }
-    if (pending !== undefined) flattener.add(pending.fde, pending.rows, fde.pcBegin);
-    pending = { fde, rows };
-    if ((i + 1) % STREAMED_FDES_PER_STEP === 0) yield;
+  const run = new FdeRunner(parsed, keptSection, keptFde, inOrder ? undefined : addressOrder(keptPcBegin, kept, lowest, highest), kept, skipped);
+  while (!run.step(STREAMED_FDES_PER_STEP)) yield;
+  return { table: run.table(), skipped };
+}
+
+/**
+ * Runs the kept FDEs' programs in address order into the row compiler, a
+ * number at a time (a plain method, not the generator's body: V8 optimizes
+ * its loop sooner, and it is most of a cold build's time).
+ */
+class FdeRunner {
+  private readonly interpreter = new CfaInterpreter();
+  private readonly flattener: RowFlattener;
+  private next = 0;
+  /** Where the last FDE whose program ran ends: its end row waits for where the next runnable one starts. */
+  private pendingEnd = -1;
+
+  constructor(
+    private readonly sections: CfiSection[],
+    private readonly keptSection: Uint8Array,
+    private readonly keptFde: Uint32Array,
+    /** Undefined: the kept FDEs are in address order already. */
+    private readonly order: Uint32Array | undefined,
+    private readonly kept: number,
+    private readonly skipped: Map<string, number>,
+  ) {
+    this.flattener = new RowFlattener(this.interpreter.rules, kept);
   }
-  if (pending === undefined) return { table: undefined, skipped };
-  flattener.add(pending.fde, pending.rows, undefined);
-  headers.length = 0;
-  return { table: flattener.compile(), skipped };
+
+  /** Runs up to `budget` FDEs; returns whether all have run. */
+  step(budget: number): boolean {
+    const { interpreter, flattener, sections, keptSection, keptFde, order } = this;
+    const stop = Math.min(this.kept, this.next + budget);
+    for (let k = this.next; k < stop; k++) {
+      const at = order === undefined ? k : order[k]!;
+      const section = sections[keptSection[at]!]!;
+      const columns = section.fdes;
+      const i = keptFde[at]!;
+      const cie = section.cies[columns.cie[i]!]!;
+      const pcBegin = columns.pcBegin[i]!;
+      const start = columns.instructionsStart[i]!;
+      try {
+        interpreter.run(cie, pcBegin, columns.pcEnd[i]!, section.bytes, start, columns.instructionsEnd[i]!, section.sectionAddress + start);
+      } catch (error) {
+        if (!(error instanceof CfiError)) throw error;
+        count(this.skipped, `${section.kind}: FDE program: ${error.message}`);
+        continue;
+      }
+      if (this.pendingEnd >= 0) flattener.endFde(this.pendingEnd, pcBegin);
+      flattener.addRows(interpreter, cie.isSignalFrame);
+      this.pendingEnd = columns.pcEnd[i]!;
+    }
+    this.next = stop;
+    return stop === this.kept;
+  }
+
+  /** The table (undefined: no FDE's program ran). */
+  table(): CompiledTable | undefined {
+    if (this.pendingEnd < 0) return undefined;
+    this.flattener.endFde(this.pendingEnd, undefined);
+    this.sections.length = 0;
+    return this.flattener.compile();
+  }
+}
+
+/** `array` with room for `size` elements (its contents kept). */
+function grownTo<T extends Uint8Array | Uint32Array | Float64Array>(array: T, size: number, make: (n: number) => T): T {
+  if (array.length >= size) return array;
+  const grown = make(size);
+  grown.set(array);
+  return grown;
+}
+
+/**
+ * The indices [0, n) in order of `pcBegin` (whose values lie in [lowest,
+ * highest]), equal ones in index order: what a stable sort of the FDEs gives.
+ */
+function addressOrder(pcBegin: Float64Array, n: number, lowest: number, highest: number): Uint32Array {
+  const order = new Uint32Array(n);
+  if ((highest - lowest + 1) * n <= Number.MAX_SAFE_INTEGER) {
+    // (address, index) packed into one exact double: the typed array's own numeric sort, no comparator calls (node: 76k FDEs, not in order).
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = (pcBegin[i]! - lowest) * n + i;
+    keys.sort();
+    for (let k = 0; k < n; k++) order[k] = keys[k]! % n;
+    return order;
+  }
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => pcBegin[a]! - pcBegin[b]! || a - b);
+  return order;
+}
+
+/**
+ * Address ranges, sorted by start once all are added, for .debug_frame FDEs
+ * to be checked against .eh_frame's. Column-wise, and sorted by index as a
+ * stable sort of (begin, end) objects would be.
+ */
+class Ranges {
+  private begin: number[] = [];
+  private end: number[] = [];
+
+  add(begin: number, end: number): void {
+    this.begin.push(begin);
+    this.end.push(end);
+  }
+
+  sort(): void {
+    const order = [...this.begin.keys()].sort((a, b) => this.begin[a]! - this.begin[b]! || a - b);
+    this.begin = order.map((i) => this.begin[i]!);
+    this.end = order.map((i) => this.end[i]!);
+  }
+
+  /** Whether [begin, end) meets any of the sorted, disjoint-enough ranges. */
+  overlaps(begin: number, end: number): boolean {
+    let lo = 0;
+    let hi = this.begin.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.end[mid]! <= begin) lo = mid + 1;
+      else if (this.begin[mid]! >= end) hi = mid - 1;
+      else return true;
+    }
+    return false;
+  }
 }
 
 /** The CFI sections of a file: .eh_frame (found through .eh_frame_hdr when section headers are gone), then .debug_frame. */
@@ -187,20 +322,6 @@ function locateCfi(
   const debugFrame = elf.section('.debug_frame');
   if (loaded(debugFrame)) sections.push({ kind: '.debug_frame', bytes: source.read(debugFrame.offset, debugFrame.sizeBytes), address: 0 });
   return { sections, skipped, headerFdeCount, dataAddress };
-}
-
-/** Whether [begin, end) meets any of the sorted, disjoint-enough ranges. */
-function overlaps(ranges: { begin: number; end: number }[], begin: number, end: number): boolean {
-  let lo = 0;
-  let hi = ranges.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const range = ranges[mid]!;
-    if (range.end <= begin) lo = mid + 1;
-    else if (range.begin >= end) hi = mid - 1;
-    else return true;
-  }
-  return false;
 }
 
 /** Without section headers: .eh_frame runs from the header's pointer to the end of its load segment. */

@@ -79,13 +79,11 @@ export function* buildTableSteps(paths: readonly string[]): Generator<void, Buil
     if (table === undefined) return { kind: 'noTable', reason: 'no CFI', segments, buildMs: performance.now() - started };
     const rules = new Int32Array(table.rules.length * RULE_FIELDS);
     table.rules.forEach((rule, i) => rules.set([rule.cfa, rule.cfaOffset, rule.fp, rule.fpOffset], i * RULE_FIELDS));
-    const rows = new Uint32Array(table.rowAddressLow.length);
-    for (let i = 0; i < rows.length; i++) rows[i] = (table.rowAddressLow[i]! | (table.rowRule[i]! << 16)) >>> 0;
     return {
       kind: 'table',
       segments,
       rules,
-      rows,
+      rows: table.rows,
       pages: table.pages,
       pageFirstRow: table.pageFirstRow,
       pageRowCount: table.pageRowCount,
