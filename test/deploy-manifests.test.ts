@@ -101,6 +101,18 @@ function cliOptions(command: string): Set<string> {
   return new Set([...help.matchAll(/--([a-z][a-z-]*)/g)].map((match) => match[1]!));
 }
 
+/** The manifests with a kustomize component's patches applied (as kustomize would), each object validated against the API schema. */
+async function withComponent(objects: Obj[], name: string): Promise<Obj[]> {
+  const component = k8s.loadYaml<{ patches: { target: { kind: string; name: string }; patch: string }[] }>(readFileSync(join(DIR, 'components', name, 'kustomization.yaml'), 'utf8'));
+  const patched = structuredClone(objects);
+  for (const { target, patch } of component.patches) applyJsonPatch(byKind(patched, target.kind, target.name), k8s.loadYaml(patch));
+  for (const object of patched) {
+    await validateAgainstSchema(object);
+    expect(unknownFields(object, MODELS[`${object.apiVersion}/${object.kind}`]![2], object.kind)).toEqual([]);
+  }
+  return patched;
+}
+
 describe('deploy/kubernetes', () => {
   const objects = loadResources();
 
@@ -214,13 +226,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('the TLS component\'s patches apply and the result still validates', async () => {
-    const component = k8s.loadYaml<{ patches: { target: { kind: string; name: string }; patch: string }[] }>(readFileSync(join(DIR, 'components', 'tls', 'kustomization.yaml'), 'utf8'));
-    const patched = structuredClone(objects);
-    for (const { target, patch } of component.patches) applyJsonPatch(byKind(patched, target.kind, target.name), k8s.loadYaml(patch));
-    for (const object of patched) {
-      await validateAgainstSchema(object);
-      expect(unknownFields(object, MODELS[`${object.apiVersion}/${object.kind}`]![2], object.kind)).toEqual([]);
-    }
+    const patched = await withComponent(objects, 'tls');
     const server = byKind(patched, 'StatefulSet').spec.template.spec.containers[0];
     expect(server.args).toEqual(expect.arrayContaining(['--tls-cert=/etc/fleetprof/tls/tls.crt', '--tls-key=/etc/fleetprof/tls/tls.key']));
     expect(server.readinessProbe.httpGet.scheme).toBe('HTTPS');
@@ -230,13 +236,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('the unwind-dwarf component\'s patches apply, validate, use flags the agent accepts and mount the cache it names', async () => {
-    const component = k8s.loadYaml<{ patches: { target: { kind: string; name: string }; patch: string }[] }>(readFileSync(join(DIR, 'components', 'unwind-dwarf', 'kustomization.yaml'), 'utf8'));
-    const patched = structuredClone(objects);
-    for (const { target, patch } of component.patches) applyJsonPatch(byKind(patched, target.kind, target.name), k8s.loadYaml(patch));
-    for (const object of patched) {
-      await validateAgainstSchema(object);
-      expect(unknownFields(object, MODELS[`${object.apiVersion}/${object.kind}`]![2], object.kind)).toEqual([]);
-    }
+    const patched = await withComponent(objects, 'unwind-dwarf');
     const pod = byKind(patched, 'DaemonSet').spec.template.spec;
     const agent = pod.containers[0];
     expect(agent.args).toContain('--unwind=dwarf');
