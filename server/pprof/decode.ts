@@ -9,6 +9,7 @@
 // Numbers: ids, indices and counts are read as doubles (exact below 2^53);
 // addresses are exact unsigned 64-bit as two uint32 halves.
 import { errBadProtobuf } from '../errors.js';
+import { f64Vec, i32Vec, u32Vec, u8Vec, type TypedVec } from '../../src/util/typed-vec.js';
 
 export interface RawValueType {
   type: number; // string table index
@@ -28,34 +29,6 @@ export interface RawMapping {
   hasInlineFrames: boolean;
 }
 
-/** A growable typed array; `data` may be longer than `length`. */
-class Vec<T extends Float64Array | Int32Array | Uint32Array | Uint8Array> {
-  length = 0;
-  constructor(
-    public data: T,
-    private readonly make: (n: number) => T,
-  ) {}
-  push(v: number): void {
-    if (this.length === this.data.length) this.reserve(1);
-    this.data[this.length++] = v;
-  }
-  /** Makes room for n more values, so a hot loop can write data[length++] without checks. */
-  reserve(n: number): void {
-    if (this.length + n <= this.data.length) return;
-    let cap = this.data.length * 2;
-    while (cap < this.length + n) cap *= 2;
-    const next = this.make(cap);
-    next.set(this.data.subarray(0, this.length));
-    this.data = next;
-  }
-  view(): T {
-    return this.data.subarray(0, this.length) as T;
-  }
-}
-const f64 = (n = 1024) => new Vec(new Float64Array(n), (k) => new Float64Array(k));
-const i32 = (n = 1024) => new Vec(new Int32Array(n), (k) => new Int32Array(k));
-const u32 = (n = 1024) => new Vec(new Uint32Array(n), (k) => new Uint32Array(k));
-const u8 = (n = 1024) => new Vec(new Uint8Array(n), (k) => new Uint8Array(k));
 
 /**
  * A decoded profile. The typed-array columns are views into buffers that the
@@ -258,7 +231,7 @@ class Reader {
   }
 
   /** Reads a repeated scalar field that may be packed (wire type 2) or not (0). */
-  repeated(wireType: number, out: Vec<Float64Array>, signed: boolean): void {
+  repeated(wireType: number, out: TypedVec<Float64Array>, signed: boolean): void {
     if (wireType === 0) {
       out.push(signed ? this.int64() : this.varint());
     } else if (wireType === 2) {
@@ -282,7 +255,7 @@ class Reader {
    * location ids, ~60,000 per fleet profile, so the one- and two-byte cases
    * are read inline (a packed field holds at most one value per byte).
    */
-  private packedUnsigned(end: number, out: Vec<Float64Array>): void {
+  private packedUnsigned(end: number, out: TypedVec<Float64Array>): void {
     out.reserve(end - this.pos);
     const data = out.data;
     const buf = this.buf;
@@ -336,28 +309,28 @@ class Reader {
 
 // Scratch columns reused by every call (decoding is synchronous).
 const S = {
-  strStart: i32(),
-  strEnd: i32(),
-  sampleLocs: f64(1 << 16),
-  sampleStart: i32(),
-  sampleValues: f64(),
-  sampleValueStart: i32(),
-  labelKey: f64(),
-  labelStr: f64(),
-  sampleLabelStart: i32(),
-  locId: f64(),
-  locMapping: f64(),
-  locAddrLo: u32(),
-  locAddrHi: u32(),
-  locFolded: u8(),
-  locLineStart: i32(),
-  lineFn: f64(),
-  lineNo: f64(),
-  fnId: f64(),
-  fnName: f64(),
-  fnSystemName: f64(),
-  fnFilename: f64(),
-  fnStartLine: f64(),
+  strStart: i32Vec(),
+  strEnd: i32Vec(),
+  sampleLocs: f64Vec(1 << 16),
+  sampleStart: i32Vec(),
+  sampleValues: f64Vec(),
+  sampleValueStart: i32Vec(),
+  labelKey: f64Vec(),
+  labelStr: f64Vec(),
+  sampleLabelStart: i32Vec(),
+  locId: f64Vec(),
+  locMapping: f64Vec(),
+  locAddrLo: u32Vec(),
+  locAddrHi: u32Vec(),
+  locFolded: u8Vec(),
+  locLineStart: i32Vec(),
+  lineFn: f64Vec(),
+  lineNo: f64Vec(),
+  fnId: f64Vec(),
+  fnName: f64Vec(),
+  fnSystemName: f64Vec(),
+  fnFilename: f64Vec(),
+  fnStartLine: f64Vec(),
 };
 const reader = new Reader();
 

@@ -8,6 +8,7 @@
 // Cost: O(stacks selected + flame nodes of the answer), typed arrays only.
 import type { FlameTree, FunctionIndex, FunctionTable, TopResponse } from '../../src/profile/api-types.js';
 import type { StackColumns, Symbols } from '../store/symbols.js';
+import { f64Vec, i32Vec } from '../../src/util/typed-vec.js';
 
 export interface BuiltTree {
   functions: FunctionTable;
@@ -17,24 +18,6 @@ export interface BuiltTree {
   extraTotal: number[][];
 }
 
-/** A growable column of this build's nodes (the answer's size is known only at the end). */
-class Column<T extends Int32Array | Float64Array> {
-  length = 0;
-  constructor(
-    public data: T,
-    private readonly make: (n: number) => T,
-  ) {}
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = this.make(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
-    this.data[this.length++] = v;
-  }
-}
-const ints = (n: number) => new Column(new Int32Array(n), (m) => new Int32Array(m));
-const doubles = (n: number) => new Column(new Float64Array(n), (m) => new Float64Array(m));
 
 /**
  * sc.self[k] are self values per stack (k = 0 is the main column, k >= 1
@@ -51,9 +34,9 @@ export function buildFlameTree(sym: Symbols, sc: StackColumns): BuiltTree {
   const gFunc = ft.func;
   // This build's nodes, numbered in the order a stack first reaches them (parents first).
   const initial = 1024;
-  const fParent = ints(initial);
-  const fGlobal = ints(initial);
-  const fSelf = values.map(() => doubles(initial));
+  const fParent = i32Vec(initial);
+  const fGlobal = i32Vec(initial);
+  const fSelf = values.map(() => f64Vec(initial));
   fParent.push(-1);
   fGlobal.push(0);
   for (const col of fSelf) col.push(0);

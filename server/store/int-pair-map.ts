@@ -76,20 +76,3 @@ export class IntPairMap {
     }
   }
 }
-
-/** A growable Int32Array (stack parents, stack locations). */
-export class IntVec {
-  data: Int32Array;
-  length = 0;
-  constructor(capacity = 1024) {
-    this.data = new Int32Array(capacity);
-  }
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = new Int32Array(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
-    this.data[this.length++] = v;
-  }
-}

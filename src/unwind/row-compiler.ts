@@ -18,6 +18,7 @@
 import { classifyRow, INVALID_RULE, ruleKey, type UnwindRule } from './rules.js';
 import { RuleTable, type CfaInterpreter, type CfaRow } from './cfa-program.js';
 import type { FdeRows } from './elf-cfi.js';
+import { u32Vec } from '../util/typed-vec.js';
 
 export const PAGE_BITS = 16;
 const PAGE_SIZE = 1 << PAGE_BITS;
@@ -283,9 +284,9 @@ export class RowFlattener {
       rules.push(provisional[p]!);
     }
 
-    const pages = new GrowableU32(64);
-    const pageFirst = new GrowableU32(64);
-    const pageCount = new GrowableU32(64);
+    const pages = u32Vec(64);
+    const pageFirst = u32Vec(64);
+    const pageCount = u32Vec(64);
     // Rows as the maps hold them: low 16 address bits | rule id << 16. Besides the compact rows, at
     // most one carried row per page the addresses span, in a file whose FDEs do not overlap: sized
     // for that (growing it in the loop below made V8 throw away that loop's optimized code), but no
@@ -338,9 +339,9 @@ export class RowFlattener {
     };
     return {
       rules,
-      pages: pages.array(),
-      pageFirstRow: pageFirst.array(),
-      pageRowCount: pageCount.array(),
+      pages: pages.view().slice(),
+      pageFirstRow: pageFirst.view().slice(),
+      pageRowCount: pageCount.view().slice(),
       get rowAddressLow() {
         return splitRows().low;
       },
@@ -366,29 +367,6 @@ function packPage(addresses: Float64Array, flatRules: Int32Array, finalId: Int32
     out[at++] = (offset | (finalId[flatRules[i]!]! << 16)) >>> 0;
   }
   return i;
-}
-
-/** A Uint32Array that grows as it is pushed to; array() is an exact-size copy. */
-class GrowableU32 {
-  length = 0;
-  private data: Uint32Array;
-
-  constructor(capacity: number) {
-    this.data = new Uint32Array(Math.max(16, capacity));
-  }
-
-  push(value: number): void {
-    if (this.length === this.data.length) {
-      const grown = new Uint32Array(this.data.length * 2);
-      grown.set(this.data);
-      this.data = grown;
-    }
-    this.data[this.length++] = value;
-  }
-
-  array(): Uint32Array {
-    return this.data.slice(0, this.length);
-  }
 }
 
 /** The table of FDEs whose rows are objects (readCfi's), as compileCfiSteps builds it. */
