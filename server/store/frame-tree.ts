@@ -10,6 +10,7 @@
 import type { FrameKind, FunctionTable } from '../../src/profile/api-types.js';
 import { frameKindOfMapping } from '../../src/profile/frame-kind.js';
 import { IntPairMap } from './int-pair-map.js';
+import { grownTo } from '../../src/util/typed-vec.js';
 
 /** Index into FrameTree.functions (fleet-wide within one cache generation). */
 export type FrameFunctionIndex = number;
@@ -26,13 +27,9 @@ export interface LocationNames {
   address: bigint;
 }
 
+/** `a` with room for `need` entries, at least doubling when it grows (nodes are added one at a time). */
 function grown(a: Int32Array, need: number): Int32Array {
-  if (need <= a.length) return a;
-  let n = a.length;
-  while (n < need) n *= 2;
-  const b = new Int32Array(n);
-  b.set(a);
-  return b;
+  return grownTo(a, need <= a.length ? need : Math.max(need, a.length * 2), (n) => new Int32Array(n));
 }
 
 export class FrameTree {

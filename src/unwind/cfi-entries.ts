@@ -9,6 +9,7 @@
 // - .eh_frame has the 'z' augmentation data, .debug_frame CIEs of version 4 have address and segment sizes.
 
 import { CfiError, DW_EH_PE_absptr, DW_EH_PE_omit, DwarfCursor, type EncodingBases } from './dwarf-cursor.js';
+import { grownTo } from '../util/typed-vec.js';
 
 export type CfiSectionKind = '.eh_frame' | '.debug_frame';
 
@@ -82,25 +83,15 @@ export class FdeColumns {
 
   private grow(): void {
     const size = this.offset.length * 2;
-    this.offset = grownU32(this.offset, size);
-    this.cie = grownU32(this.cie, size);
-    this.pcBegin = grownF64(this.pcBegin, size);
-    this.pcEnd = grownF64(this.pcEnd, size);
-    this.instructionsStart = grownU32(this.instructionsStart, size);
-    this.instructionsEnd = grownU32(this.instructionsEnd, size);
+    const u32 = (n: number) => new Uint32Array(n);
+    const f64 = (n: number) => new Float64Array(n);
+    this.offset = grownTo(this.offset, size, u32);
+    this.cie = grownTo(this.cie, size, u32);
+    this.pcBegin = grownTo(this.pcBegin, size, f64);
+    this.pcEnd = grownTo(this.pcEnd, size, f64);
+    this.instructionsStart = grownTo(this.instructionsStart, size, u32);
+    this.instructionsEnd = grownTo(this.instructionsEnd, size, u32);
   }
-}
-
-function grownU32(old: Uint32Array, size: number): Uint32Array<ArrayBuffer> {
-  const array = new Uint32Array(size);
-  array.set(old);
-  return array;
-}
-
-function grownF64(old: Float64Array, size: number): Float64Array<ArrayBuffer> {
-  const array = new Float64Array(size);
-  array.set(old);
-  return array;
 }
 
 export interface CfiSection {

@@ -9,6 +9,7 @@ import { CfiError } from './dwarf-cursor.js';
 import { fdeAt, parseCfiSection, parseCfiSectionSteps, parseEhFrameHeader, type CfiSection, type CfiSectionKind, type Fde } from './cfi-entries.js';
 import { CfaInterpreter, runFde, type CfaRow } from './cfa-program.js';
 import { RowFlattener, type CompiledTable } from './row-compiler.js';
+import { grownTo } from '../util/typed-vec.js';
 
 const PT_GNU_EH_FRAME = 0x6474e550;
 
@@ -222,14 +223,6 @@ class FdeRunner {
     this.sections.length = 0;
     return this.flattener.compile();
   }
-}
-
-/** `array` with room for `size` elements (its contents kept). */
-function grownTo<T extends Uint8Array | Uint32Array | Float64Array>(array: T, size: number, make: (n: number) => T): T {
-  if (array.length >= size) return array;
-  const grown = make(size);
-  grown.set(array);
-  return grown;
 }
 
 /**

@@ -34,3 +34,11 @@ export const f64Vec = (n = 1024) => new TypedVec(new Float64Array(n), (k) => new
 export const i32Vec = (n = 1024) => new TypedVec(new Int32Array(n), (k) => new Int32Array(k));
 export const u32Vec = (n = 1024) => new TypedVec(new Uint32Array(n), (k) => new Uint32Array(k));
 export const u8Vec = (n = 1024) => new TypedVec(new Uint8Array(n), (k) => new Uint8Array(k));
+
+/** `array` with room for `size` elements, its contents kept: the same array when it has room, else a copy of exactly `size`. */
+export function grownTo<T extends TypedArray>(array: T, size: number, make: (n: number) => T): T {
+  if (array.length >= size) return array;
+  const grown = make(size);
+  grown.set(array);
+  return grown;
+}
