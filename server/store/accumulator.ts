@@ -4,9 +4,12 @@
 import { IdMap } from './id-map.js';
 
 const ROOT_KEY = 2 ** 53;
+/** IdMap keys must be non-zero; the empty stack (id 0: a sample without frames) gets 2^53, above every id. */
+const hashKey = (stackId: number) => (stackId === 0 ? ROOT_KEY : stackId);
 /** Direct-index entries per slot of room (4 bytes each: 32 bytes per slot, beside the slot's own 16 or more and the hash map's 48), and a cap. */
 const DIRECT_IDS_PER_SLOT = 8;
 const MAX_DIRECT_IDS = 1 << 24;
+const directRoomFor = (slots: number) => Math.min(DIRECT_IDS_PER_SLOT * slots, MAX_DIRECT_IDS);
 
 /**
  * Indices 0..n-1 ordered by ascending keys[i] (non-negative integers). When
@@ -52,7 +55,7 @@ export class StackAccumulator {
     this.slots = new IdMap(cap);
     this.ids = new Float64Array(cap);
     this.values = new Float64Array(cap * Math.max(1, cols));
-    this.directRoom = Math.min(DIRECT_IDS_PER_SLOT * cap, MAX_DIRECT_IDS);
+    this.directRoom = directRoomFor(cap);
   }
 
   slotOf(stackId: number): number {
@@ -61,14 +64,12 @@ export class StackAccumulator {
       let s = this.direct[stackId]! - 1;
       if (s >= 0) return s;
       // Below the limit now, but the slot may have been made before the limit grew to cover it.
-      s = this.slots.get(stackId === 0 ? ROOT_KEY : stackId);
+      s = this.slots.get(hashKey(stackId));
       if (s < 0) s = this.newSlot(stackId, false);
       this.direct[stackId] = s + 1;
       return s;
     }
-    // IdMap keys must be non-zero; the empty stack (id 0: a sample without frames) gets 2^53, above every id.
-    const key = stackId === 0 ? ROOT_KEY : stackId;
-    let s = this.slots.get(key);
+    let s = this.slots.get(hashKey(stackId));
     if (s < 0) s = this.newSlot(stackId, true);
     return s;
   }
@@ -82,10 +83,10 @@ export class StackAccumulator {
       const vals = new Float64Array(s * 2 * Math.max(1, this.cols));
       vals.set(this.values);
       this.values = vals;
-      this.directRoom = Math.min(DIRECT_IDS_PER_SLOT * this.ids.length, MAX_DIRECT_IDS);
+      this.directRoom = directRoomFor(this.ids.length);
     }
     this.ids[s] = stackId;
-    if (hashed) this.slots.set(stackId === 0 ? ROOT_KEY : stackId, s);
+    if (hashed) this.slots.set(hashKey(stackId), s);
     return s;
   }
 
