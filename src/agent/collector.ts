@@ -133,6 +133,8 @@ export class Collector {
   private readonly kernelStacks = new StackCache();
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
+  /** Kernel + user frames by user stack, then kernel stack (see joined()); entries go with the stacks. */
+  private readonly joinedStacks = new WeakMap<ProfileFrame[], WeakMap<ProfileFrame[], ProfileFrame[]>>();
   private drainCount = 0;
   /** Tracked processes found gone from /proc, by the drain that found them gone. */
   private readonly goneSinceDrain = new Map<Tgid, number>();
@@ -257,7 +259,7 @@ export class Collector {
       }
       if (!this.processNames.has(raw.tgid)) this.processNames.set(raw.tgid, raw.tid === raw.tgid ? raw.comm : (readProcessName(this.procRoot, raw.tgid) ?? raw.comm));
       samples.push({
-        frames: kernel.length === 0 ? user : user.length === 0 ? kernel : [...kernel, ...user],
+        frames: kernel.length === 0 ? user : user.length === 0 ? kernel : this.joined(kernel, user),
         count: raw.count,
         labels: { pid: raw.tgid, tid: raw.tid, comm: raw.comm, processName: this.processNames.get(raw.tgid) ?? raw.comm },
       });
@@ -266,6 +268,19 @@ export class Collector {
     this.forgetIdleStacks();
     this.symbolizer.trimToBudget();
     return { samples, kernelStats };
+  }
+
+  /**
+   * Kernel frames then user frames, one array per pair of (kept) stacks:
+   * the profile builder works out a frame array's locations once, so the
+   * same pair must come back as the same array, drain after drain.
+   */
+  private joined(kernel: ProfileFrame[], user: ProfileFrame[]): ProfileFrame[] {
+    let byKernel = this.joinedStacks.get(user);
+    if (byKernel === undefined) this.joinedStacks.set(user, (byKernel = new WeakMap()));
+    let frames = byKernel.get(kernel);
+    if (frames === undefined) byKernel.set(kernel, (frames = [...kernel, ...user]));
+    return frames;
   }
 
   private forgetIdleProcesses(): void {
