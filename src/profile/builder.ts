@@ -79,6 +79,8 @@ export class CpuProfileBuilder {
   private readonly processNames = new Map<number, string>();
   /** JIT runtime per pid, from a runtime binary seen on its stacks. */
   private readonly runtimes = new Map<number, number>();
+  /** jitRuntimeOfBinary by binary path: a process without a runtime has every new stack's frames checked. */
+  private readonly runtimeOfFile = new Map<string, number>();
   /** Locations of unnamed JIT code ("[node JIT, ...]"). */
   private readonly unnamedJit = new Set<LocationId>();
 
@@ -121,7 +123,9 @@ export class CpuProfileBuilder {
   private internStack(frames: readonly ProfileFrame[], pid: number): InternedStack {
     if (!this.runtimes.has(pid)) {
       for (const f of frames) {
-        const rt = f.kind === 'native' ? jitRuntimeOfBinary(f.mappingFile) : -1;
+        if (f.kind !== 'native') continue;
+        let rt = this.runtimeOfFile.get(f.mappingFile);
+        if (rt === undefined) this.runtimeOfFile.set(f.mappingFile, (rt = jitRuntimeOfBinary(f.mappingFile)));
         if (rt >= 0) {
           this.runtimes.set(pid, rt);
           break;
