@@ -125,7 +125,7 @@ interface ProcessSnapshot {
 }
 
 /** Frames a process's frame cache keeps at most; past this it starts over (a process's hot code is far less). */
-const MAX_CACHED_FRAMES_PER_PROCESS = 1 << 16;
+const MAX_CACHED_FRAMES_PER_PROCESS = 1 << 14;
 
 /**
  * A kernel address that resolves to nothing re-reads /proc/kallsyms at most
