@@ -297,6 +297,29 @@ async function main(): Promise<void> {
       );
     }
   }
+  // What an always-on agent pays per sample, apart from its fixed cost (start, BPF load, JIT warm-up, tables):
+  // the CPU difference between the lowest and the highest frequency over the difference in samples.
+  if (frequencies.length >= 2) {
+    const low = Math.min(...frequencies);
+    const high = Math.max(...frequencies);
+    lines.push('', `Marginal CPU per sample, ${low} Hz to ${high} Hz: (median CPU at ${high} Hz - median CPU at ${low} Hz) / (median samples at ${high} Hz - at ${low} Hz).`, '');
+    lines.push('| tool | µs CPU per extra sample | vs fleetprof record |', '| --- | --- | --- |');
+    const marginal = (tool: string): number | undefined => {
+      const at = (hz: number) => results.filter((r) => r.frequencyHz === hz && r.tool === tool);
+      const lo = at(low);
+      const hi = at(high);
+      if (lo.length === 0 || hi.length === 0) return undefined;
+      const extraSamples = median(hi.map((r) => r.samples ?? 0)) - median(lo.map((r) => r.samples ?? 0));
+      if (extraSamples <= 0) return undefined;
+      return ((median(hi.map((r) => r.cpuSeconds)) - median(lo.map((r) => r.cpuSeconds))) / extraSamples) * 1e6;
+    };
+    const ours = marginal('fleetprof record');
+    for (const tool of [...new Set(results.map((r) => r.tool))]) {
+      const us = marginal(tool);
+      if (us === undefined || Number.isNaN(us)) continue;
+      lines.push(`| ${tool} | ${us.toFixed(1)} | ${ours === undefined || ours <= 0 ? '-' : (us / ours).toFixed(2) + 'x'} |`);
+    }
+  }
   const table = lines.join('\n');
   process.stdout.write(table + '\n');
   if (args.write) {

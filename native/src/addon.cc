@@ -395,10 +395,40 @@ Napi::Value MapDrain(const Napi::CallbackInfo& info) {
   uint32_t key_size = info[1].As<Napi::Number>().Uint32Value();
   uint32_t value_size = info[2].As<Napi::Number>().Uint32Value();
   std::vector<uint8_t> keys, values;
+  size_t count = 0;
+  bool drained = false;
+  // Batches first: one syscall per batch of entries (read and deleted in the
+  // kernel) instead of three per entry; a drain at 999 Hz reads thousands.
+  // Any error but "no more entries" (e.g. an old kernel without batch
+  // operations) leaves the rest to the entry-by-entry loop below.
+  {
+    const uint32_t batch = 4096;
+    std::vector<uint8_t> batch_keys(size_t(batch) * key_size), batch_values(size_t(batch) * value_size);
+    // The batch position is the hash table's bucket index (4 bytes); 8 bytes leaves room.
+    uint64_t in_token = 0, out_token = 0;
+    bool first_batch = true;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    for (;;) {
+      uint32_t n = batch;
+      int err = bpf_map_lookup_and_delete_batch(fd, first_batch ? nullptr : &in_token, &out_token, batch_keys.data(), batch_values.data(), &n, &opts);
+      int saved = err ? errno : 0;
+      if (err == 0 || saved == ENOENT) {
+        keys.insert(keys.end(), batch_keys.begin(), batch_keys.begin() + size_t(n) * key_size);
+        values.insert(values.end(), batch_values.begin(), batch_values.begin() + size_t(n) * value_size);
+        count += n;
+      }
+      if (err) {
+        drained = saved == ENOENT;  // anything else: the loop below takes what is left
+        break;
+      }
+      first_batch = false;
+      in_token = out_token;
+    }
+  }
+  size_t batched = count;
   std::vector<uint8_t> key(key_size), next(key_size), value(value_size);
   bool first = true;
-  size_t count = 0;
-  for (;;) {
+  while (!drained) {
     int err = bpf_map_get_next_key(fd, first ? nullptr : key.data(), next.data());
     if (err) {
       if (errno == ENOENT) break;
@@ -414,7 +444,7 @@ Napi::Value MapDrain(const Napi::CallbackInfo& info) {
     values.insert(values.end(), value.begin(), value.end());
     count++;
   }
-  for (size_t i = 0; i < count; i++) bpf_map_delete_elem(fd, keys.data() + i * key_size);
+  for (size_t i = batched; i < count; i++) bpf_map_delete_elem(fd, keys.data() + i * key_size);
   Napi::Object out = Napi::Object::New(env);
   out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
   out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));

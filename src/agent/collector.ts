@@ -79,28 +79,33 @@ class StackCache {
   private readonly kept = new Map<StackHash, CachedStack>();
   private readonly thisDrain = new Map<StackHash, ProfileFrame[]>();
 
-  /** The stack's frames, from the cache or from `symbolize`; `jitVersion` is the current version of the process's JIT maps (-1: none). */
-  frames(hash: StackHash, drain: number, jitVersion: () => number, symbolize: () => ProfileFrame[]): ProfileFrame[] {
+  /**
+   * The stack's frames if kept (for a JIT stack: while `jitVersion(tgid)`,
+   * the current version of the process's JIT maps, is the one it was resolved
+   * against), else undefined: resolve it and store() it. No closure per
+   * sample: this runs for every sample of every drain.
+   */
+  lookup(hash: StackHash, drain: number, jitVersion: (tgid: Tgid) => number, tgid: Tgid): ProfileFrame[] | undefined {
     const cached = this.kept.get(hash);
-    if (cached !== undefined && (cached.jitVersion === undefined || cached.jitVersion === jitVersion())) {
+    if (cached !== undefined && (cached.jitVersion === undefined || cached.jitVersion === jitVersion(tgid))) {
       cached.lastUsedDrain = drain;
       return cached.frames;
     }
-    const partial = this.thisDrain.get(hash);
-    if (partial !== undefined) return partial;
-    const versionBefore = jitVersion();
-    const frames = symbolize();
+    return this.thisDrain.get(hash);
+  }
+
+  /** Keeps frames just resolved; `versionBefore`/`versionAfter`: the JIT maps' version before and after resolving them. */
+  store(hash: StackHash, drain: number, frames: ProfileFrame[], versionBefore: number, versionAfter: number): void {
     const hasJit = frames.some((frame) => frame.kind === 'jit');
     // A JIT stack is kept only if its perf map did not change while it was
     // resolved (a miss re-reads it): then every frame was read from one version.
-    if (frames.every((frame) => frame.functionName !== null) && (!hasJit || jitVersion() === versionBefore)) {
+    if (frames.every((frame) => frame.functionName !== null) && (!hasJit || versionAfter === versionBefore)) {
       const entry: CachedStack = { frames, lastUsedDrain: drain };
       if (hasJit) entry.jitVersion = versionBefore;
       this.kept.set(hash, entry);
     } else {
       this.thisDrain.set(hash, frames);
     }
-    return frames;
   }
 
   /** Ends a drain: forgets the stacks kept for it only and those unused since `oldestDrain`. Returns whether any are left. */
@@ -133,6 +138,8 @@ export class Collector {
   private readonly kernelStacks = new StackCache();
   /** User stacks by process: the same hash means other code in another process. */
   private readonly userStacks = new Map<Tgid, StackCache>();
+  /** Kernel + user frames by user stack, then kernel stack (see joined()); entries go with the stacks. */
+  private readonly joinedStacks = new WeakMap<ProfileFrame[], WeakMap<ProfileFrame[], ProfileFrame[]>>();
   private drainCount = 0;
   /** Tracked processes found gone from /proc, by the drain that found them gone. */
   private readonly goneSinceDrain = new Map<Tgid, number>();
@@ -144,6 +151,7 @@ export class Collector {
   /** Loads unwind tables as processes appear (unwind 'dwarf' only). */
   private readonly unwindTables: UnwindTableManager | undefined;
   private readonly onProcess: ((tgid: Tgid) => void) | undefined;
+  private readonly jitVersionOf = (tgid: Tgid): number => this.symbolizer.jitVersion(tgid);
 
   private constructor(options: CollectorOptions) {
     this.onProcess = options.onNewProcess;
@@ -241,23 +249,31 @@ export class Collector {
       }
       this.lastSeenDrain.set(raw.tgid, drain);
       let kernel: ProfileFrame[] = [];
-      if (raw.kernelStack.length > 0) {
-        kernel = this.kernelStacks.frames(raw.kernelStackHash, drain, NO_JIT, () => this.symbolizer.symbolizeKernel(raw.kernelStack));
+      if (raw.kernelStackHash !== 0n) {
+        const cached = this.kernelStacks.lookup(raw.kernelStackHash, drain, NO_JIT, raw.tgid);
+        if (cached !== undefined) {
+          kernel = cached;
+        } else if (raw.kernelStack.length > 0) {
+          kernel = this.symbolizer.symbolizeKernel(raw.kernelStack);
+          this.kernelStacks.store(raw.kernelStackHash, drain, kernel, -1, -1);
+        }
       }
       let user: ProfileFrame[] = [];
-      if (raw.userStack.length > 0) {
+      if (raw.userStackHash !== 0n) {
         let stacks = this.userStacks.get(raw.tgid);
         if (stacks === undefined) this.userStacks.set(raw.tgid, (stacks = new StackCache()));
-        user = stacks.frames(
-          raw.userStackHash,
-          drain,
-          () => this.symbolizer.jitVersion(raw.tgid),
-          () => this.symbolizer.symbolizeUser(raw.tgid, raw.userStack),
-        );
+        const cached = stacks.lookup(raw.userStackHash, drain, this.jitVersionOf, raw.tgid);
+        if (cached !== undefined) {
+          user = cached;
+        } else if (raw.userStack.length > 0) {
+          const versionBefore = this.symbolizer.jitVersion(raw.tgid);
+          user = this.symbolizer.symbolizeUser(raw.tgid, raw.userStack);
+          stacks.store(raw.userStackHash, drain, user, versionBefore, this.symbolizer.jitVersion(raw.tgid));
+        }
       }
       if (!this.processNames.has(raw.tgid)) this.processNames.set(raw.tgid, raw.tid === raw.tgid ? raw.comm : (readProcessName(this.procRoot, raw.tgid) ?? raw.comm));
       samples.push({
-        frames: kernel.length === 0 ? user : user.length === 0 ? kernel : [...kernel, ...user],
+        frames: kernel.length === 0 ? user : user.length === 0 ? kernel : this.joined(kernel, user),
         count: raw.count,
         labels: { pid: raw.tgid, tid: raw.tid, comm: raw.comm, processName: this.processNames.get(raw.tgid) ?? raw.comm },
       });
@@ -266,6 +282,19 @@ export class Collector {
     this.forgetIdleStacks();
     this.symbolizer.trimToBudget();
     return { samples, kernelStats };
+  }
+
+  /**
+   * Kernel frames then user frames, one array per pair of (kept) stacks:
+   * the profile builder works out a frame array's locations once, so the
+   * same pair must come back as the same array, drain after drain.
+   */
+  private joined(kernel: ProfileFrame[], user: ProfileFrame[]): ProfileFrame[] {
+    let byKernel = this.joinedStacks.get(user);
+    if (byKernel === undefined) this.joinedStacks.set(user, (byKernel = new WeakMap()));
+    let frames = byKernel.get(kernel);
+    if (frames === undefined) byKernel.set(kernel, (frames = [...kernel, ...user]));
+    return frames;
   }
 
   private forgetIdleProcesses(): void {

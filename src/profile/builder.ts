@@ -44,6 +44,13 @@ type MappingId = number;
 type LocationId = number;
 type FunctionId = number;
 
+interface InternedStack {
+  pid: number;
+  /** Same id for the same location ids. */
+  id: number;
+  locationIds: LocationId[];
+}
+
 /**
  * Accumulates CPU samples (each a leaf-first stack of resolved frames) and
  * writes them as a pprof profile with two sample types, samples/count and
@@ -59,7 +66,11 @@ export class CpuProfileBuilder {
   private readonly locationIds = new Map<string, LocationId>();
   private readonly functionIds = new Map<string, FunctionId>();
   private readonly locationOfFrame = new WeakMap<ProfileFrame, { pid: number; id: LocationId }>();
-  /** Sample key (location ids + labels) to index in samples. */
+  /** Location ids of the frame arrays seen, per array (with the process they were resolved for). */
+  private readonly stackOfFrames = new WeakMap<readonly ProfileFrame[], InternedStack>();
+  /** Stack id by its location ids (joined): samples are keyed by it. */
+  private readonly stackIds = new Map<string, number>();
+  /** Sample key (stack id + labels) to index in samples. */
   private readonly sampleIndex = new Map<string, number>();
   private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number }[] = [];
   private options: CpuProfileOptions;
@@ -68,6 +79,8 @@ export class CpuProfileBuilder {
   private readonly processNames = new Map<number, string>();
   /** JIT runtime per pid, from a runtime binary seen on its stacks. */
   private readonly runtimes = new Map<number, number>();
+  /** jitRuntimeOfBinary by binary path: a process without a runtime has every new stack's frames checked. */
+  private readonly runtimeOfFile = new Map<string, number>();
   /** Locations of unnamed JIT code ("[node JIT, ...]"). */
   private readonly unnamedJit = new Set<LocationId>();
 
@@ -88,32 +101,52 @@ export class CpuProfileBuilder {
   /** Frames leaf first (pprof's order): kernel frames, then user frames. */
   addSample(frames: readonly ProfileFrame[], count: number, labels: SampleLabels): void {
     this.processNames.set(labels.pid, labels.processName ?? labels.comm);
-    if (!this.runtimes.has(labels.pid)) {
+    // Callers hand the same frame arrays back drain after drain (the collector
+    // keeps symbolized stacks): their location ids are worked out once per
+    // array and process, not once per sample and frame.
+    let stack = this.stackOfFrames.get(frames);
+    if (stack === undefined || stack.pid !== labels.pid) {
+      stack = this.internStack(frames, labels.pid);
+      this.stackOfFrames.set(frames, stack);
+    }
+    const key = `${stack.id}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}|${this.attributionKey(labels.attribution)}`;
+    const existing = this.sampleIndex.get(key);
+    if (existing !== undefined) {
+      this.samples[existing]!.count += count;
+    } else {
+      this.sampleIndex.set(key, this.samples.length);
+      this.samples.push({ locationIds: stack.locationIds, labels, count });
+    }
+    this.totalCount += count;
+  }
+
+  private internStack(frames: readonly ProfileFrame[], pid: number): InternedStack {
+    if (!this.runtimes.has(pid)) {
       for (const f of frames) {
-        const rt = f.kind === 'native' ? jitRuntimeOfBinary(f.mappingFile) : -1;
+        if (f.kind !== 'native') continue;
+        let rt = this.runtimeOfFile.get(f.mappingFile);
+        if (rt === undefined) this.runtimeOfFile.set(f.mappingFile, (rt = jitRuntimeOfBinary(f.mappingFile)));
         if (rt >= 0) {
-          this.runtimes.set(labels.pid, rt);
+          this.runtimes.set(pid, rt);
           break;
         }
       }
     }
     const locationIds: LocationId[] = [];
     for (const frame of frames) {
-      const id = this.locationId(frame, labels.pid);
+      const id = this.locationId(frame, pid);
       // A run of unnamed JIT frames is one frame: a tower of the same name says no more.
       const prev = locationIds[locationIds.length - 1];
       if (prev !== undefined && this.unnamedJit.has(id) && this.unnamedJit.has(prev)) continue;
       locationIds.push(id);
     }
-    const key = `${locationIds.join(',')}|${labels.pid}|${labels.tid}|${labels.comm}|${labels.processName ?? ''}|${this.attributionKey(labels.attribution)}`;
-    const existing = this.sampleIndex.get(key);
-    if (existing !== undefined) {
-      this.samples[existing]!.count += count;
-    } else {
-      this.sampleIndex.set(key, this.samples.length);
-      this.samples.push({ locationIds, labels, count });
+    const stackKey = locationIds.join(',');
+    let id = this.stackIds.get(stackKey);
+    if (id === undefined) {
+      id = this.stackIds.size;
+      this.stackIds.set(stackKey, id);
     }
-    this.totalCount += count;
+    return { pid, id, locationIds };
   }
 
   build(): Profile {

@@ -3,7 +3,7 @@ import { BpfObject, bpfObjectPath, loadAddon, type MapInfo } from '../native/add
 import { onlineCpus } from './cpus.js';
 import {
   decodeProcessEvent,
-  decodeSampleKey,
+  decodeComm,
   decodeStack,
   encodeConfig,
   SAMPLE_KEY_SIZE,
@@ -53,9 +53,60 @@ export interface UnwindMapSizes {
 
 export interface RawSample extends SampleKey {
   count: number;
-  /** Leaf first; empty when the sample has no stack of that kind. */
-  userStack: bigint[];
-  kernelStack: bigint[];
+  /** Leaf first; empty when the sample has no stack of that kind. Decoded on first use (see DrainedStacks). */
+  readonly userStack: bigint[];
+  readonly kernelStack: bigint[];
+}
+
+const NO_ADDRESSES: bigint[] = [];
+
+/**
+ * One drain's stack map, by hash. A stack is decoded into addresses only when
+ * asked for: the collector keeps symbolized stacks across drains, so most
+ * stacks of a drain are never decoded (127 BigInts each, every drain, was
+ * most of the drain's garbage at 999 Hz).
+ */
+class DrainedStacks {
+  private readonly indexOf = new Map<StackHash, number>();
+  private readonly decoded: (bigint[] | undefined)[];
+
+  constructor(
+    private readonly values: Buffer,
+    private readonly valueSize: number,
+    keys: Buffer,
+    count: number,
+  ) {
+    this.decoded = new Array<bigint[] | undefined>(count);
+    for (let i = 0; i < count; i++) this.indexOf.set(keys.readBigUInt64LE(i * 8), i);
+  }
+
+  addresses(hash: StackHash): bigint[] {
+    if (hash === 0n) return NO_ADDRESSES;
+    const index = this.indexOf.get(hash);
+    if (index === undefined) return NO_ADDRESSES;
+    return (this.decoded[index] ??= decodeStack(this.values, index * this.valueSize, this.valueSize));
+  }
+}
+
+/** A drained count-map entry; its stacks are decoded from the drain's stack map on first use. */
+class DrainedSample implements RawSample {
+  constructor(
+    readonly tgid: Tgid,
+    readonly tid: number,
+    readonly userStackHash: StackHash,
+    readonly kernelStackHash: StackHash,
+    readonly comm: string,
+    public count: number,
+    private readonly stacks: DrainedStacks,
+  ) {}
+
+  get userStack(): bigint[] {
+    return this.stacks.addresses(this.userStackHash);
+  }
+
+  get kernelStack(): bigint[] {
+    return this.stacks.addresses(this.kernelStackHash);
+  }
 }
 
 export interface DrainResult {
@@ -200,20 +251,20 @@ export class Sampler {
     const countMap = this.countMaps[index & 1]!;
     const counts = mapDrain(countMap.fd, countMap.keySize, countMap.valueSize);
     const stackEntries = mapDrain(stackMap.fd, stackMap.keySize, stackMap.valueSize);
-    const stacks = new Map<StackHash, bigint[]>();
-    for (let i = 0; i < stackEntries.count; i++) {
-      const hash = stackEntries.keys.readBigUInt64LE(i * 8);
-      stacks.set(hash, decodeStack(stackEntries.values, i * stackMap.valueSize, stackMap.valueSize));
-    }
-    const samples: RawSample[] = [];
+    const stacks = new DrainedStacks(stackEntries.values, stackMap.valueSize, stackEntries.keys, stackEntries.count);
+    const samples: RawSample[] = new Array<RawSample>(counts.count);
+    const keys = counts.keys;
     for (let i = 0; i < counts.count; i++) {
-      const key = decodeSampleKey(counts.keys, i * SAMPLE_KEY_SIZE);
-      samples.push({
-        ...key,
-        count: Number(counts.values.readBigUInt64LE(i * countMap.valueSize)),
-        userStack: key.userStackHash !== 0n ? (stacks.get(key.userStackHash) ?? []) : [],
-        kernelStack: key.kernelStackHash !== 0n ? (stacks.get(key.kernelStackHash) ?? []) : [],
-      });
+      const at = i * SAMPLE_KEY_SIZE;
+      samples[i] = new DrainedSample(
+        keys.readUInt32LE(at),
+        keys.readUInt32LE(at + 4),
+        keys.readBigUInt64LE(at + 8),
+        keys.readBigUInt64LE(at + 16),
+        decodeComm(keys, at + 24),
+        Number(counts.values.readBigUInt64LE(i * countMap.valueSize)),
+        stacks,
+      );
     }
     const now = this.readStats();
     const stats = mapStats((name) => now[name] - this.previousStats[name]);

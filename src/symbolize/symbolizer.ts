@@ -113,7 +113,19 @@ interface ProcessSnapshot {
   perfMapsReadAtMs: number;
   mapsReadAtMs: number;
   alive: boolean;
+  /**
+   * Resolved native frames by address (a leaf under its address negated: it
+   * is looked up at the address itself, a return address at the byte
+   * before). A new stack mostly repeats callers of stacks seen before, and
+   * resolving a frame (mapping search, binary key, symbol search, a new
+   * frame object) was most of what a new stack cost. Cleared when the
+   * mappings are re-read.
+   */
+  frames: Map<Address, ResolvedFrame>;
 }
+
+/** Frames a process's frame cache keeps at most; past this it starts over (a process's hot code is far less). */
+const MAX_CACHED_FRAMES_PER_PROCESS = 1 << 14;
 
 /**
  * A kernel address that resolves to nothing re-reads /proc/kallsyms at most
@@ -231,7 +243,7 @@ export class Symbolizer {
     this.counters.processesObserved++;
     const nsPid = readNsPid(`${this.procRoot}/${pid}/status`) ?? pid;
     const now = Date.now();
-    const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), perfMapsReadAtMs: now, mapsReadAtMs: now, alive: true };
+    const snap: ProcessSnapshot = { pid, nsPid, mappings: maps, binaries: new Map(), perfMaps: this.perfMapFiles(pid, nsPid), perfMapsReadAtMs: now, mapsReadAtMs: now, alive: true, frames: new Map() };
     const previous = this.processes.get(pid);
     this.processes.delete(pid); // re-inserted last: most recently observed
     this.processes.set(pid, snap);
@@ -292,11 +304,27 @@ export class Symbolizer {
     let perfMapsRefreshed = false;
     for (let i = 0; i < addresses.length; i++) {
       const address = addresses[i]!;
-      const frame = snap === undefined ? unknownFrame(address) : this.resolveUser(snap, address, lookupAddress(address, i), () => {
-        if (perfMapsRefreshed) return;
-        perfMapsRefreshed = true;
-        for (const pm of snap!.perfMaps) pm.refresh();
-      });
+      let frame: ResolvedFrame;
+      if (snap === undefined) {
+        frame = unknownFrame(address);
+      } else {
+        const key = i > 0 ? address : -address;
+        const cached = snap.frames.get(key);
+        if (cached !== undefined) {
+          frame = cached;
+        } else {
+          frame = this.resolveUser(snap, address, lookupAddress(address, i), () => {
+            if (perfMapsRefreshed) return;
+            perfMapsRefreshed = true;
+            for (const pm of snap!.perfMaps) pm.refresh();
+          });
+          // Only named native code is kept: a JIT reuses addresses, and an unnamed frame is tried again later.
+          if (frame.kind === 'native' && frame.functionName !== null) {
+            if (snap.frames.size >= MAX_CACHED_FRAMES_PER_PROCESS) snap.frames.clear();
+            snap.frames.set(key, frame);
+          }
+        }
+      }
       if (frame.functionName === null) this.counters.unresolvedFrames++;
       else this.counters.resolvedFrames++;
       if (frame.kind === 'jit') this.counters.jitFrames++;
@@ -409,6 +437,7 @@ export class Symbolizer {
     }
     this.counters.mapsRefreshes++;
     snap.mappings = maps;
+    snap.frames.clear();
     this.loadBinaries(snap);
     return true;
   }
