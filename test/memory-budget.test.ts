@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector } from '../src/agent/collector.js';
-import { cacheLimits, FALLBACK_MEMORY_BUDGET_MB, resolveMemoryBudgetMb } from '../src/agent/memory-budget.js';
+import { BYTES_PER_CACHED_FRAME, cacheLimits, FALLBACK_MEMORY_BUDGET_MB, resolveMemoryBudgetMb } from '../src/agent/memory-budget.js';
 import { Symbolizer } from '../src/symbolize/symbolizer.js';
 
 describe('memory budget', () => {
@@ -25,7 +25,7 @@ describe('memory budget', () => {
     expect(resolveMemoryBudgetMb(undefined, {}, cgroup)).toBe(FALLBACK_MEMORY_BUDGET_MB);
     for (const mb of [128, 255, 1024]) {
       const l = cacheLimits(mb);
-      const estimated = l.binaryCacheBytes + l.perfMapBytes + l.maxStacks * 2048 + l.maxProcesses * 16 * 1024;
+      const estimated = l.binaryCacheBytes + l.perfMapBytes + l.maxStacks * 2048 + l.maxProcesses * 16 * 1024 + l.maxCachedFrames * BYTES_PER_CACHED_FRAME;
       expect(estimated, `${mb} MiB`).toBeLessThanOrEqual(Math.max(mb * 2 ** 20, 96 * 2 ** 20 + 16 * 2 ** 20));
     }
     // The DaemonSet's 300 MiB limit no longer allows a 1 GiB binary cache.

@@ -137,6 +137,34 @@ describe('symbolizing a live native process', () => {
     await Promise.all([stop(r1), stop(r2)]);
   });
 
+  it('keeps resolved frames within one bound for all processes, dropping the least recently observed first, counted', async () => {
+    const r1 = await start(fx.pie, [], /READY/);
+    const r2 = await start(fx.pie, [], /READY/);
+    const s = new Symbolizer({ maxCachedFrames: 3 });
+    s.observeProcess(r1.pid);
+    s.observeProcess(r2.pid);
+    const a1 = parsePrintedAddresses(r1.stdout);
+    const a2 = parsePrintedAddresses(r2.stdout);
+    // Leaf first, then return addresses (looked up at the byte before): two distinct cache keys each.
+    expect(names(s.symbolizeUser(r1.pid, [a1.hot_loop, a1.widget_spin + 1n]))).toEqual(['hot_loop', 'fleet::Widget::spin(long)']);
+    expect(s.stats()).toMatchObject({ cachedFrames: 2, frameCacheEvictions: 0 });
+    // The same frames again come from the cache: nothing more is held.
+    expect(names(s.symbolizeUser(r1.pid, [a1.hot_loop, a1.widget_spin + 1n]))).toEqual(['hot_loop', 'fleet::Widget::spin(long)']);
+    expect(s.stats().cachedFrames).toBe(2);
+    expect(names(s.symbolizeUser(r2.pid, [a2.hot_loop, a2.widget_spin + 1n]))).toEqual(['hot_loop', 'fleet::Widget::spin(long)']);
+    // The third entry fit; the fourth dropped the least recently observed process's two (r1 was observed first).
+    expect(s.stats()).toMatchObject({ cachedFrames: 2, frameCacheEvictions: 2 });
+    // Dropped frames are resolved again when asked for.
+    expect(names(s.symbolizeUser(r1.pid, [a1.hot_loop]))).toEqual(['hot_loop']);
+    expect(s.stats().cachedFrames).toBeLessThanOrEqual(3);
+    // A forgotten process takes its frames along (not an eviction).
+    const before = s.stats();
+    s.forgetProcess(r2.pid);
+    expect(s.stats().cachedFrames).toBeLessThan(before.cachedFrames);
+    expect(s.stats().frameCacheEvictions).toBe(before.frameCacheEvictions);
+    await Promise.all([stop(r1), stop(r2)]);
+  });
+
   it("still names a process's frames after it exited, from the files it held open", async () => {
     const r = await start(fx.pie, [], /READY/);
     const a = parsePrintedAddresses(r.stdout);

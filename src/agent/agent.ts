@@ -13,7 +13,7 @@ import type { Attribution, AttributionOptions } from '../attribution/attribution
 import { labelsKey } from '../attribution/labels.js';
 import { startWithAttribution } from './start-attribution.js';
 import { DiskSpool } from './spool.js';
-import { cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
+import { BYTES_PER_CACHED_FRAME, cacheLimits, resolveMemoryBudgetMb } from './memory-budget.js';
 
 export interface AgentOptions {
   serverUrl: string;
@@ -129,6 +129,7 @@ export class Agent {
       const s = this.collector.symbolizer.stats();
       result.observe(s.binaryCacheEvictions, { cache: 'binaries' });
       result.observe(s.perfMapEvictions, { cache: 'perf_maps' });
+      result.observe(s.frameCacheEvictions, { cache: 'frames' });
       result.observe(this.collector.evictions.processes, { cache: 'processes' });
       result.observe(this.collector.evictions.stacks, { cache: 'stacks' });
     });
@@ -136,6 +137,7 @@ export class Agent {
       const s = this.collector.symbolizer.stats();
       result.observe(s.binaryCacheBytes, { cache: 'binaries' });
       result.observe(s.perfMapBytes, { cache: 'perf_maps' });
+      result.observe(s.cachedFrames * BYTES_PER_CACHED_FRAME, { cache: 'frames' });
     });
     meter.createObservableCounter('fleetprof_agent_stale_perf_maps', { description: 'perf map files ignored as older than their process (left by an earlier process with the same pid)' }).addCallback((result) => {
       result.observe(this.collector.symbolizer.stats().stalePerfMaps);

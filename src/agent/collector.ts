@@ -159,7 +159,7 @@ export class Collector {
     const limits = options.limits ?? {};
     this.maxProcesses = limits.maxProcesses ?? Number.POSITIVE_INFINITY;
     this.maxStacks = limits.maxStacks ?? Number.POSITIVE_INFINITY;
-    this.symbolizer = new Symbolizer({ procRoot: this.procRoot, cacheMaxBytes: limits.binaryCacheBytes, perfMapMaxBytes: limits.perfMapBytes });
+    this.symbolizer = new Symbolizer({ procRoot: this.procRoot, cacheMaxBytes: limits.binaryCacheBytes, perfMapMaxBytes: limits.perfMapBytes, maxCachedFrames: limits.maxCachedFrames });
     const dwarf = options.unwind === 'dwarf';
     this.sampler = Sampler.start({
       ...options,

@@ -13,6 +13,8 @@ export interface CacheLimits {
   maxProcesses: number;
   /** Symbolized stacks kept across drains, all processes together. */
   maxStacks: number;
+  /** Resolved native frames kept per process and address (the symbolizer's frame caches), all processes together. */
+  maxCachedFrames: number;
 }
 
 /** What is left when the budget is unknown and no limit is found. */
@@ -22,6 +24,8 @@ const RUNTIME_RESERVE_MB = 96;
 /** Rough heap per cached stack (a frames array of ~20 shared frame objects) and per tracked process (maps snapshot). */
 const BYTES_PER_STACK = 2048;
 const BYTES_PER_PROCESS = 16 * 1024;
+/** A frame-cache entry: the Map slot and its frame object (often shared with cached stacks, counted in full anyway). */
+export const BYTES_PER_CACHED_FRAME = 192;
 
 /**
  * The budget in MiB: the flag, else FLEETPROF_MEMORY_LIMIT_MB (the DaemonSet
@@ -41,13 +45,14 @@ export function resolveMemoryBudgetMb(flagMb: number | undefined, env: NodeJS.Pr
   return FALLBACK_MEMORY_BUDGET_MB;
 }
 
-/** Shares a budget out: what is not the runtime's goes 45% to symbol tables, 15% to perf maps, 25% to stacks, 15% to processes. */
+/** Shares a budget out: what is not the runtime's goes 45% to symbol tables, 15% to perf maps, 20% to stacks, 5% to resolved frames, 15% to processes. */
 export function cacheLimits(budgetMb: number): CacheLimits {
   const cacheBytes = Math.max(16, budgetMb - RUNTIME_RESERVE_MB) * 2 ** 20;
   return {
     binaryCacheBytes: Math.floor(cacheBytes * 0.45),
     perfMapBytes: Math.floor(cacheBytes * 0.15),
-    maxStacks: Math.max(1000, Math.floor((cacheBytes * 0.25) / BYTES_PER_STACK)),
+    maxStacks: Math.max(1000, Math.floor((cacheBytes * 0.2) / BYTES_PER_STACK)),
+    maxCachedFrames: Math.max(4096, Math.floor((cacheBytes * 0.05) / BYTES_PER_CACHED_FRAME)),
     maxProcesses: Math.max(256, Math.floor((cacheBytes * 0.15) / BYTES_PER_PROCESS)),
   };
 }

@@ -49,6 +49,8 @@ export interface SymbolizerOptions {
   sysRoot?: string;
   /** A kernel address that resolves to nothing re-reads kallsyms at most this often; default 60 s. */
   kallsymsRefreshIntervalMs?: number;
+  /** Resolved frames the per-process frame caches keep, all processes together; past it the least recently observed processes' are dropped (counted). */
+  maxCachedFrames?: number;
 }
 
 export interface SymbolizerStats {
@@ -78,6 +80,9 @@ export interface SymbolizerStats {
   perfMapBytes: number;
   /** Perf maps dropped to stay within perfMapMaxBytes (read again if needed). */
   perfMapEvictions: number;
+  /** Resolved frames held by the per-process frame caches, and how many were dropped to stay within maxCachedFrames. */
+  cachedFrames: number;
+  frameCacheEvictions: number;
   /**
    * Perf map files ignored because they are older than the process observed:
    * left in /tmp by an earlier process that had the same pid.
@@ -126,6 +131,8 @@ interface ProcessSnapshot {
 
 /** Frames a process's frame cache keeps at most; past this it starts over (a process's hot code is far less). */
 const MAX_CACHED_FRAMES_PER_PROCESS = 1 << 14;
+/** Frames all processes' caches keep together unless the agent's memory budget says otherwise (memory-budget.ts). */
+const DEFAULT_MAX_CACHED_FRAMES = 1 << 18;
 
 /**
  * A kernel address that resolves to nothing re-reads /proc/kallsyms at most
@@ -191,8 +198,12 @@ export class Symbolizer {
     mapsRefreshes: 0,
     perfMapEvictions: 0,
     stalePerfMaps: 0,
+    frameCacheEvictions: 0,
   };
   private readonly perfMapMaxBytes: number;
+  private readonly maxCachedFrames: number;
+  /** Entries of every snapshot's frame cache together. */
+  private cachedFrames = 0;
 
   constructor(opts: SymbolizerOptions = {}) {
     this.procRoot = opts.procRoot ?? '/proc';
@@ -201,6 +212,7 @@ export class Symbolizer {
     this.kallsymsRefreshIntervalMs = opts.kallsymsRefreshIntervalMs ?? KALLSYMS_REFRESH_INTERVAL_MS;
     this.cache = new BinaryCache({ maxEntries: opts.cacheMaxBinaries ?? 1000, maxBytes: opts.cacheMaxBytes });
     this.perfMapMaxBytes = opts.perfMapMaxBytes ?? Number.POSITIVE_INFINITY;
+    this.maxCachedFrames = Math.max(1, opts.maxCachedFrames ?? DEFAULT_MAX_CACHED_FRAMES);
   }
 
   /**
@@ -249,7 +261,10 @@ export class Symbolizer {
     this.processes.set(pid, snap);
     this.loadBinaries(snap);
     // After the new snapshot took its references: files both map stay open.
-    if (previous !== undefined) this.dropBinaryRefs(previous);
+    if (previous !== undefined) {
+      this.dropFrames(previous, false);
+      this.dropBinaryRefs(previous);
+    }
     for (const pm of snap.perfMaps) pm.refresh();
     return true;
   }
@@ -277,7 +292,31 @@ export class Symbolizer {
     const snap = this.processes.get(pid);
     if (snap === undefined) return;
     this.processes.delete(pid);
+    this.dropFrames(snap, false);
     this.dropBinaryRefs(snap);
+  }
+
+  /** Empties a snapshot's frame cache; `evicted`: to stay within a bound (counted), not because the frames went stale. */
+  private dropFrames(snap: ProcessSnapshot, evicted: boolean): void {
+    const n = snap.frames.size;
+    if (n === 0) return;
+    this.cachedFrames -= n;
+    if (evicted) this.counters.frameCacheEvictions += n;
+    snap.frames.clear();
+  }
+
+  /** Caches a resolved frame of `snap`, within the per-process and the overall bound. */
+  private cacheFrame(snap: ProcessSnapshot, key: Address, frame: ResolvedFrame): void {
+    if (snap.frames.size >= MAX_CACHED_FRAMES_PER_PROCESS) this.dropFrames(snap, true);
+    if (this.cachedFrames >= this.maxCachedFrames) {
+      // Map order is insertion order: re-observed processes move to the end, so the least recently observed go first.
+      for (const other of this.processes.values()) {
+        if (this.cachedFrames < this.maxCachedFrames) break;
+        this.dropFrames(other, true);
+      }
+    }
+    snap.frames.set(key, frame);
+    this.cachedFrames++;
   }
 
   private dropBinaryRefs(snap: ProcessSnapshot): void {
@@ -320,8 +359,7 @@ export class Symbolizer {
           });
           // Only named native code is kept: a JIT reuses addresses, and an unnamed frame is tried again later.
           if (frame.kind === 'native' && frame.functionName !== null) {
-            if (snap.frames.size >= MAX_CACHED_FRAMES_PER_PROCESS) snap.frames.clear();
-            snap.frames.set(key, frame);
+            this.cacheFrame(snap, key, frame);
           }
         }
       }
@@ -396,6 +434,7 @@ export class Symbolizer {
     return {
       ...this.counters,
       processesTracked: this.processes.size,
+      cachedFrames: this.cachedFrames,
       binariesParsed: c.parsed,
       binaryCacheHits: c.hits,
       binaryCacheMisses: c.misses,
@@ -437,7 +476,7 @@ export class Symbolizer {
     }
     this.counters.mapsRefreshes++;
     snap.mappings = maps;
-    snap.frames.clear();
+    this.dropFrames(snap, false);
     this.loadBinaries(snap);
     return true;
   }
