@@ -164,6 +164,15 @@ export interface IngestBatch {
   series: { id: number; labels: Record<string, string> }[];
   profileTypes: ProfileType[];
   profiles: NewProfile[];
+  /**
+   * Stacks (content ids) a lean push referenced without defining them and
+   * that the marks cache could not vouch for: the store finds their rows,
+   * raises their marks (and their locations', functions' and mappings') to
+   * `mark` in the same transaction, or refuses the batch with
+   * FP_ERR_UNKNOWN_STACKS naming those it does not hold. Their check lanes
+   * are in `checks`.
+   */
+  refs?: number[];
 }
 
 export interface RetentionResult {
