@@ -32,7 +32,7 @@ export const errBadProfile = coded('FP_ERR_BAD_PROFILE', 400);
 export const errEmptyBody = coded('FP_ERR_EMPTY_BODY', 400);
 export const errUnauthorized = coded('FP_ERR_UNAUTHORIZED', 401);
 export const errNotFound = coded('FP_ERR_NOT_FOUND', 404);
-/** Two different contents hashed to one id (server/store/hash.ts); the profile is refused, never merged into the wrong code. */
+/** Two different contents hashed to one id (src/profile/identity.ts); the profile is refused, never merged into the wrong code. */
 export const errIdCollision = coded('FP_ERR_ID_COLLISION', 500);
 export const errUnsupportedMediaType = coded('FP_ERR_UNSUPPORTED_MEDIA_TYPE', 415);
 /** A lean push referenced stacks the store does not hold (never stored, or collected): the sender re-sends them with their definitions. */

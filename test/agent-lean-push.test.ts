@@ -5,6 +5,7 @@
 // server, and the two flame graphs are equal.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,9 @@ describe('agent lean push', () => {
     try {
       const workload = spawn(fixtures.cpuSplit, ['6'], { stdio: 'ignore' });
       await once(workload, 'exit');
+      // The workload's stacks recur from interval to interval: once a push referenced some, /metrics says so
+      // (read before stop(), which shuts metrics down; on a loaded machine the pushes may lag the intervals).
+      while (agent.shipper.samplesByReference === 0 && Date.now() - startMs < 60_000) await sleep(100);
       const metrics = await agent.renderMetrics();
       await agent.stop(60_000);
       expect(agent.spool.stats().files).toBe(0);

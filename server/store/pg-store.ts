@@ -259,7 +259,7 @@ export class PgStore implements ProfileStore {
     const pool = new pg.Pool({
       connectionString: url,
       max: 8,
-      // Ids and times are below 2^53 by construction (hash.ts): bigint as a JS number is exact.
+      // Ids and times are below 2^53 by construction (src/profile/identity.ts): bigint as a JS number is exact.
       types: { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser },
     });
     pool.on('error', () => undefined); // an idle client's lost connection: the next query reconnects
@@ -365,6 +365,7 @@ export class PgStore implements ProfileStore {
     };
     const stacks = new Map<number, StackWrite>();
     let stackIds: IdMap | undefined;
+    let stackIdsLearned: IdMap | undefined;
     const series = new Map<number, { labels: string; first: number; last: number }>();
     const types = new Map<number, string>();
     const seriesTypes = new Set<string>();
@@ -424,6 +425,7 @@ export class PgStore implements ProfileStore {
           const written = await writeStacks(stacks, profiles, this.stackIds, stackIo(c), known);
           bad.push(...written.collided);
           stackIds = written.ids;
+          stackIdsLearned = written.learned;
           if (types.size > 0) {
             const t = [...types].sort((a, b) => a[0] - b[0]);
             const r = await c.query<{ id: number }>(
@@ -508,7 +510,7 @@ export class PgStore implements ProfileStore {
       c.release();
     }
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIds!);
+    this.stackIds.remember(stackIdsLearned!);
     this.scheduleRollups();
     let next = 0;
     for (const q of queued) {

@@ -229,6 +229,7 @@ export class SqliteStore implements ProfileStore {
       ids.push(mine);
     }
     let stackIds: IdMap | undefined;
+    let stackIdsLearned: IdMap | undefined;
     const nextStackId = this.nextStackId;
     const invalidations = this.pendingInvalidations;
     this.pendingInvalidations = [];
@@ -252,6 +253,7 @@ export class SqliteStore implements ProfileStore {
         const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIds, this.stackIo(), known);
         bad.push(...st.collided);
         stackIds = st.ids;
+        stackIdsLearned = st.learned;
         bad.push(...(await this.upsertPlain('series', ['id', 'labels'], 'labels = excluded.labels', series)));
         bad.push(...(await this.upsertPlain('profile_types', ['id', 'descriptor'], 'descriptor = excluded.descriptor', types)));
         if (bad.length > 0) {
@@ -274,7 +276,7 @@ export class SqliteStore implements ProfileStore {
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIds!);
+    this.stackIds.remember(stackIdsLearned!);
     queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
   }

@@ -1,4 +1,4 @@
-// Dense stack ids. A stack is still identified by its content hash (hash.ts:
+// Dense stack ids. A stack is still identified by its content hash (src/profile/identity.ts:
 // `stacks.hash`, unique), so servers never coordinate to name the same stack.
 // The database additionally gives each stack row a small integer `id` (the
 // SQLite store's own counter, a PostgreSQL identity column), and packed
@@ -72,11 +72,18 @@ export async function writeStacks(
   io: StackRowIo,
   /** hash -> id of stacks already resolved in this transaction (resolveStackRefs). */
   known?: Map<number, number>,
-): Promise<{ ids: IdMap; collided: number[] }> {
+): Promise<{ ids: IdMap; learned: IdMap; collided: number[] }> {
   let nUsed = 0;
   for (const p of profiles) nUsed += p.stackHashes.length;
   const ids = new IdMap(Math.max(1024, rows.size + nUsed));
-  if (known) for (const [hash, id] of known) ids.set(hash, id);
+  // What the cache does not know yet (read or written here): remembered after commit. Ids the cache gave are not set again.
+  const learned = new IdMap(1024);
+  if (known) {
+    for (const [hash, id] of known) {
+      ids.set(hash, id);
+      learned.set(hash, id);
+    }
+  }
   const collided: number[] = [];
   let pending = [...rows.values()].sort((a, b) => a.hash - b.hash);
   // Two rounds: a row another server inserts between our select and insert is found by the second select.
@@ -128,11 +135,17 @@ export async function writeStacks(
   }
   if (lookup.length > 0) {
     for (const e of await io.select(lookup)) ids.set(e.hash, e.id);
+    for (const h of lookup) if (ids.get(h) >= 0) learned.set(h, ids.get(h));
     const lost = lookup.filter((h) => ids.get(h) < 0);
     // Cannot happen while marks hold (see the header); refuse rather than store a dangling reference.
     if (lost.length > 0) throw errIdCollision(`stacks ${lost.slice(0, 3).join(', ')} are neither in this request nor stored; retry the upload`);
   }
-  return { ids, collided };
+  // Rows written or read by hash above (not from the cache).
+  for (const r of rows.values()) {
+    const id = ids.get(r.hash);
+    if (id >= 0) learned.set(r.hash, id);
+  }
+  return { ids, learned, collided };
 }
 
 /** Packs one profile's samples under dense ids (ascending). */

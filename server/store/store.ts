@@ -3,7 +3,7 @@
 // embedded SQLite file.
 //
 // Identity: symbol rows, series and profile kinds are keyed by content ids
-// (hash.ts), so servers sharing one database never coordinate ids.
+// (src/profile/identity.ts), so servers sharing one database never coordinate ids.
 //
 // Garbage collection by marks: every symbol row carries `mark`, the latest
 // mark epoch (MARK_EPOCH_MS) of a profile that referenced it. A profile of
@@ -159,7 +159,7 @@ export interface RollupRow {
 export interface IngestBatch {
   mark: number;
   rows: SymbolRows;
-  /** Row id -> the collision check lane (hash.ts) of every row in `rows`, stored in the marks cache after commit. */
+  /** Row id -> the collision check lane (src/profile/identity.ts) of every row in `rows`, stored in the marks cache after commit. */
   checks: IdMap;
   series: { id: number; labels: Record<string, string> }[];
   profileTypes: ProfileType[];

@@ -271,8 +271,9 @@ export class Agent {
       this.samplesCounter.add(sample.count);
     }
     for (const { builder, labels } of builders.values()) {
-      const body = gzipSync(builder.encode());
-      this.shipper.enqueue(labels, body);
+      const profile = builder.build();
+      const body = gzipSync(profile.encode());
+      this.shipper.enqueue(labels, body, profile);
       this.options.onProfile?.(labels, builder.sampleCount, body);
     }
   }

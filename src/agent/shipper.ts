@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
-import { encodePush, preparePush, type PreparedPush } from '../profile/push-encode.js';
+import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../profile/push-encode.js';
 import { PUSH_MEDIA_TYPE } from '../profile/push-format.js';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -41,17 +41,12 @@ interface Exchange {
   answer?: Buffer;
 }
 
+/** Recent spool entries whose decoded profile is kept in memory (one interval's series, typically). */
+const DECODED_KEPT = 64;
 /** Stack ids the server is known to hold, kept before the set starts over (about 50 bytes each). */
 const KNOWN_STACKS_MAX = 1_000_000;
 /** After a server refused the lean push's media type (415: it predates it), pprof only for this long, then try again. */
 const LEAN_RETRY_AFTER_MS = 60 * 60 * 1000;
-/**
- * Lean pushes that define stacks go gzipped from this size (definitions are
- * names and paths, which compress ~4x); pushes of references only do not:
- * they are mostly random 8-byte ids, which gzip barely shrinks and the
- * server would have to inflate.
- */
-const LEAN_GZIP_MIN_BYTES = 2048;
 
 /**
  * Sends profiles to the server. Every profile goes through the disk spool
@@ -70,6 +65,8 @@ export class Shipper {
   /** Stack content id -> cache check of the stacks the server acknowledged (defined or referenced in a 2xx push). */
   private readonly known = new Map<number, number>();
   private leanOffUntilMs = 0;
+  /** Spool id -> its profile, decoded (enqueue); bounded. */
+  private readonly decoded = new Map<string, Profile>();
   /** Pushes acknowledged as lean pushes, and as full pprof. */
   leanPushes = 0;
   fullPushes = 0;
@@ -117,9 +114,18 @@ export class Shipper {
     this.httpAgent = this.url.protocol === 'https:' ? new HttpsAgent({ ...agentOptions, ...this.tls }) : new HttpAgent(agentOptions);
   }
 
-  /** Queues a profile (durably, in the spool); returns at once. */
-  enqueue(labels: Record<string, string>, body: Buffer): void {
-    this.options.spool.put(labels, body);
+  /**
+   * Queues a profile (durably, in the spool); returns at once. `profile`, the
+   * decoded form of `body` when the caller has it, spares the lean push a
+   * decode of the spooled pprof (kept for the few most recent entries only:
+   * a backlog is read back from the spool).
+   */
+  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile): void {
+    const id = this.options.spool.put(labels, body);
+    if (profile && this.options.lean) {
+      this.decoded.set(id, profile);
+      if (this.decoded.size > DECODED_KEPT) this.decoded.delete(this.decoded.keys().next().value!);
+    }
     this.kick();
   }
 
@@ -235,13 +241,14 @@ export class Shipper {
     if (!entry) return 'ok'; // removed meanwhile (trimmed or unreadable, counted by the spool)
     this.inFlight.add(id);
     try {
-      const result = await this.pushEntry(entry.labels, entry.body);
+      const result = await this.pushEntry(entry.labels, entry.body, this.decoded.get(id));
       if (result === 'retry') {
         this.failed++;
         return result;
       }
       // Acknowledged (or refused for good): only now does it leave the spool.
       this.options.spool.remove(id);
+      this.decoded.delete(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
       this.backoffMs = this.options.initialBackoffMs;
@@ -257,11 +264,11 @@ export class Shipper {
    * hold is answered at once with their definitions), else as the pprof.
    * The spool keeps the pprof, so either can be made from it at any time.
    */
-  private async pushEntry(labels: Record<string, string>, body: Buffer): Promise<PushResult> {
+  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | undefined): Promise<PushResult> {
     if (this.options.lean && Date.now() >= this.leanOffUntilMs) {
       let prepared: PreparedPush | undefined;
       try {
-        prepared = preparePush(Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
+        prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
       } catch {
         prepared = undefined; // not a profile this encoder reads: the server judges the pprof itself
       }
@@ -284,7 +291,7 @@ export class Shipper {
     let define: Set<number> | undefined;
     for (let attempt = 0; ; attempt++) {
       const push = encodePush(prepared, holds, define);
-      const body = push.defined.length > 0 && push.body.length >= LEAN_GZIP_MIN_BYTES ? gzipSync(push.body) : push.body;
+      const body = pushRequestBody(push);
       const sent = await this.post(labels, body, PUSH_MEDIA_TYPE);
       if (sent.status === 415) return 'unsupported';
       if (sent.result === 'ok') {

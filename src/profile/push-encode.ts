@@ -7,6 +7,7 @@
 //   caller says the server holds and defining the others in full.
 // A prepared profile can be encoded again (after a 409 FP_ERR_UNKNOWN_STACKS,
 // with the missing stacks defined), so the spool keeps only the pprof.
+import { gzipSync } from 'node:zlib';
 import type { Profile } from 'pprof-format';
 import {
   addressRuleOf,
@@ -433,4 +434,17 @@ export function encodePush(p: PreparedPush, holds: (id: number, check: number) =
   // The string table last: only now is every string the push uses known.
   for (const i of usedStrings) w.string(F.stringTable, p.strings[i]!);
   return { body: w.bytes(), defined, referenced, samples: p.nSamples };
+}
+
+/**
+ * Lean pushes that define stacks go gzipped from this size (definitions are
+ * names and paths, which compress several times); pushes of references only
+ * do not: they are mostly random 8-byte ids, which gzip barely shrinks and
+ * the server would have to inflate.
+ */
+export const PUSH_GZIP_MIN_BYTES = 2048;
+
+/** The request body of an encoded push, as the agent sends it (the server sniffs gzip). */
+export function pushRequestBody(push: EncodedPush): Buffer {
+  return push.defined.length > 0 && push.body.length >= PUSH_GZIP_MIN_BYTES ? gzipSync(push.body) : push.body;
 }
