@@ -124,9 +124,10 @@ export class Agent {
       tls: options.tls,
       spool: this.spool,
       lean: options.leanPush ?? true,
-      onPush: ({ ok, latencyMs }) => {
+      onPush: ({ ok, latencyMs, status }) => {
         pushLatency.record(latencyMs);
-        if (!ok) pushFailures.add(1);
+        // A 409 is the lean push's "define these stacks" (answered at once, counted in fleetprof_agent_push_stacks_resent), not a failure.
+        if (!ok && status !== 409) pushFailures.add(1);
       },
     });
     this.observeVisibility(kernelSymbolsHidden);
