@@ -15,14 +15,24 @@
 // locations, functions, stacks; by the server's identity rules) and compares
 // the server's symbol row gauges with it after the first day and at the end.
 //
+// Push format (--format): `lean` (default) pushes what the real agent
+// pushes, through the same encoder (src/profile/push-encode.ts): each
+// simulated agent keeps the set of stacks the server acknowledged, references
+// those by content id and defines the others (new code every day, new
+// stacks as the Zipf tail is drawn); agents restart --agent-restarts-per-day
+// times a day (a rolling restart: each agent's set starts empty again, so its
+// next push defines everything), and a 409 (a stack the store does not hold)
+// is answered with the definitions, as the agent does. `pprof` pushes the
+// whole gzipped pprof every time, for comparison.
+//
 // Reports server CPU per profile (server processes, plus PostgreSQL's own
-// processes), symbol rows against distinct code, bytes on disk per
+// processes), bytes on the wire per push, symbol rows against distinct code, bytes on disk per
 // stack-value pair, merged flame-graph latency over the last hour (all nodes,
 // one node, one service) and server peak RSS. --compare runs SQLite,
 // PostgreSQL with 1 server and PostgreSQL with 3 servers in one invocation,
 // so the ratios are between peers measured on the same machine at the same time.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100] [--compare]
+//   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100] [--compare] [--format lean|pprof] [--agent-restarts-per-day 1]
 //     [--backend sqlite|postgres] [--servers N] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
 //     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -33,7 +43,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
 import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
+import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../src/profile/push-encode.js';
+import { PUSH_MEDIA_TYPE } from '../src/profile/push-format.js';
 const { values: args } = parseArgs({
   options: {
     minutes: { type: 'string', default: '60' },
@@ -53,6 +66,8 @@ const { values: args } = parseArgs({
     services: { type: 'string', default: '10' },
     'bodies-per-slot': { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
+    format: { type: 'string', default: 'lean' },
+    'agent-restarts-per-day': { type: 'string', default: '1' },
     // Keep the SQLite store of the (single) SQLite configuration in this directory, for bench/flame-query.ts.
     'keep-store': { type: 'string' },
   },
@@ -70,6 +85,9 @@ const RESTART_MS = Number(args['restart-min']) * 60_000;
 const ASLR_SLOTS = Math.max(1, Number(args['aslr-slots']));
 const SERVICES = Math.max(1, Number(args.services));
 const BODIES_PER_SLOT = Number(args['bodies-per-slot']);
+const FORMAT: 'lean' | 'pprof' = args.format === 'pprof' ? 'pprof' : 'lean';
+if (args.format !== 'lean' && args.format !== 'pprof') throw new Error(`--format must be lean or pprof, not ${args.format}`);
+const AGENT_RESTARTS_PER_DAY = Math.max(0, Number(args['agent-restarts-per-day']));
 const PERIOD_NS = 10_101_010; // 99 Hz
 const BINARIES = 24;
 
@@ -429,6 +447,15 @@ interface Result {
   rssMiB: number;
   /** 1-minute load average, sampled every 5 s while this configuration ran: min and max. */
   load: [number, number];
+  /** Request bodies as sent, summed over all pushes. */
+  wireBytes: number;
+  /** Lean: stacks defined in full, 409 answers, and stacks defined again after one. */
+  defined: number;
+  misses: number;
+  resent: number;
+  agentRestarts: number;
+  /** Server CPU per profile within each simulated day (ms). */
+  cpuMsPerProfileByDay: number[];
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -439,7 +466,7 @@ async function runConfig(
   backend: 'sqlite' | 'postgres',
   nServers: number,
   pg: TestPostgres | undefined,
-  data: { pool: Int32Array[]; bodies: Buffer[][]; keys: CodeKeys[][] },
+  data: { pool: Int32Array[]; bodies: Buffer[][]; keys: CodeKeys[][]; prepared: PreparedPush[][] },
 ): Promise<Result> {
   let sqliteDir: string | undefined;
   let store: string;
@@ -464,22 +491,59 @@ async function runConfig(
   // node:http with keep-alive: cheaper per request than fetch (the client
   // shares the cores with the servers), body written as two chunks.
   const agentPools = servers.map(() => new Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
-  const post = (si: number, path: string, head: Buffer, tail: Buffer) =>
-    new Promise<void>((resolve, reject) => {
+  const post = (si: number, path: string, chunks: Buffer[], contentType: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
       const base = new URL(servers[si]!.url);
+      const length = chunks.reduce((a, c) => a + c.length, 0);
       const req = request(
-        { host: base.hostname, port: base.port, path, method: 'POST', agent: agentPools[si], headers: { 'content-type': 'application/octet-stream', 'content-length': head.length + tail.length } },
+        { host: base.hostname, port: base.port, path, method: 'POST', agent: agentPools[si], headers: { 'content-type': contentType, 'content-length': length } },
         (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`ingest failed: ${res.statusCode} ${Buffer.concat(chunks).toString()}`))));
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
           res.on('error', reject);
         },
       );
       req.on('error', reject);
-      req.write(head);
-      req.end(tail);
+      for (let i = 0; i < chunks.length - 1; i++) req.write(chunks[i]!);
+      req.end(chunks[chunks.length - 1]);
     });
+  const ok = (r: { status: number; body: string }) => {
+    if (r.status !== 200) throw new Error(`ingest failed: ${r.status} ${r.body}`);
+  };
+  // Each simulated agent's stacks the server acknowledged (the shipper's `known`), as the real agent keeps them.
+  const known = Array.from({ length: AGENTS }, () => new Map<number, number>());
+  let wireBytes = 0;
+  let defined = 0;
+  let misses = 0;
+  let resent = 0;
+  let agentRestarts = 0;
+  const restartEvery = AGENT_RESTARTS_PER_DAY > 0 ? Math.max(1, Math.floor(roundsPerDay / AGENT_RESTARTS_PER_DAY)) : Infinity;
+  /** One push as the agent's shipper makes it (src/agent/shipper.ts pushLean): references, definitions, a 409 answered with them. */
+  const pushLean = async (a: number, si: number, path: string, prep: PreparedPush): Promise<void> => {
+    const set = known[a]!;
+    const holds = (id: number, check: number) => set.get(id) === check;
+    let define: Set<number> | undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const push = encodePush(prep, holds, define);
+      const body = pushRequestBody(push);
+      wireBytes += body.length;
+      const r = await post(si, path, [body], PUSH_MEDIA_TYPE);
+      if (r.status === 409) {
+        const missing = (JSON.parse(r.body) as { missingStacks: number[] }).missingStacks;
+        misses++;
+        resent += missing.length;
+        for (const id of missing) set.delete(id);
+        define = new Set(missing);
+        continue;
+      }
+      ok(r);
+      for (const d of push.defined) set.set(d.id, d.check);
+      defined += push.defined.length;
+      return;
+    }
+    throw new Error('a push was refused twice for unknown stacks');
+  };
   const distinct = { mapping: new Set<string>(), function: new Set<number>(), location: new Set<string>(), stack: new Set<string>() };
   const count = () => ({ mapping: distinct.mapping.size, function: distinct.function.size, location: distinct.location.size, stack: distinct.stack.size });
   let sent = 0;
@@ -493,7 +557,10 @@ async function runConfig(
   const loadTimer = setInterval(() => loads.push(loadavg()[0]!), 5000);
   const t0 = performance.now();
   let firstDay: Result['firstDay'] | undefined;
+  const cpuMsPerProfileByDay: number[] = [];
   for (let day = 0; day < DAYS; day++) {
+    const dayCpu0 = serverCpuNow();
+    const daySent0 = sent;
     const jobs: (() => Promise<void>)[] = [];
     for (let r = day * roundsPerDay; r < Math.min(rounds, (day + 1) * roundsPerDay); r++) {
       for (let a = 0; a < AGENTS; a++) {
@@ -502,10 +569,24 @@ async function runConfig(
         const generation = Math.floor((timeMs - startMs + a * 7919) / RESTART_MS);
         const slot = (a * 3 + generation) % ASLR_SLOTS;
         const k = (r * AGENTS + a * 7) % BODIES_PER_SLOT;
+        // Rolling agent restarts: each agent AGENT_RESTARTS_PER_DAY times a day, out of phase.
+        const restart = FORMAT === 'lean' && r > 0 && (r + a * 13) % restartEvery === 0;
         jobs.push(async () => {
-          const head = data.bodies[day]![slot * BODIES_PER_SLOT + k]!;
           const keys = data.keys[day]![k]!;
-          await post(a % servers.length, `/api/v1/ingest?node=agent-${String(a).padStart(3, '0')}&service=svc${a % SERVICES}`, head, timeMember(timeMs));
+          const path = `/api/v1/ingest?node=agent-${String(a).padStart(3, '0')}&service=svc${a % SERVICES}`;
+          if (FORMAT === 'lean') {
+            if (restart) {
+              known[a]!.clear();
+              agentRestarts++;
+            }
+            const prep = data.prepared[day]![slot * BODIES_PER_SLOT + k]!;
+            await pushLean(a, a % servers.length, path, { ...prep, timeNanos: BigInt(timeMs) * 1_000_000n });
+          } else {
+            const head = data.bodies[day]![slot * BODIES_PER_SLOT + k]!;
+            const tail = timeMember(timeMs);
+            wireBytes += head.length + tail.length;
+            ok(await post(a % servers.length, path, [head, tail], 'application/octet-stream'));
+          }
           for (const x of keys.mappings) distinct.mapping.add(x);
           for (const x of keys.functions) distinct.function.add(x);
           for (const x of keys.locations) distinct.location.add(x);
@@ -521,6 +602,7 @@ async function runConfig(
         while (next < jobs.length) await jobs[next++]!();
       }),
     );
+    cpuMsPerProfileByDay.push(((serverCpuNow() - dayCpu0) / Math.max(1, sent - daySent0)) * 1000);
     if (day === 0) firstDay = { rows: (await gauges(servers[0]!.url)).rows, distinct: count() };
     console.log(`  day ${day + 1}/${DAYS}: ${sent} profiles, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
@@ -566,6 +648,12 @@ async function runConfig(
     queries,
     rssMiB,
     load: [Math.min(...loads), Math.max(...loads)],
+    wireBytes,
+    defined,
+    misses,
+    resent,
+    agentRestarts,
+    cpuMsPerProfileByDay,
   };
 }
 
@@ -591,6 +679,7 @@ async function main() {
   t = performance.now();
   const bodies: Buffer[][] = [];
   const keys: CodeKeys[][] = [];
+  const prepared: PreparedPush[][] = [];
   const choices: { idx: number[]; counts: number[] }[] = [];
   for (let i = 0; i < BODIES_PER_SLOT; i++) {
     const chosen = new Set<number>();
@@ -600,15 +689,24 @@ async function main() {
   }
   for (let day = 0; day < DAYS; day++) {
     const perDay: Buffer[] = [];
-    for (let slot = 0; slot < ASLR_SLOTS; slot++) for (const c of choices) perDay.push(gzipSync(encodeProfile(pool, c.idx, c.counts, day, slot), { level: 6 }));
+    const preparedDay: PreparedPush[] = [];
+    for (let slot = 0; slot < ASLR_SLOTS; slot++) {
+      for (const c of choices) {
+        const raw = encodeProfile(pool, c.idx, c.counts, day, slot);
+        if (FORMAT === 'pprof') perDay.push(gzipSync(raw, { level: 6 }));
+        // The agent's encoder, from the very pprof this agent would have sent (its ASLR base included).
+        else preparedDay.push(preparePush(Profile.decode(raw)));
+      }
+    }
     bodies.push(perDay);
+    prepared.push(preparedDay);
     keys.push(choices.map((c) => codeKeys(pool, c.idx, day)));
   }
-  console.log(`${DAYS * ASLR_SLOTS * BODIES_PER_SLOT} bodies generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.log(`${DAYS * ASLR_SLOTS * BODIES_PER_SLOT} ${FORMAT === 'lean' ? 'profiles prepared for lean pushes' : 'pprof bodies'} generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const pg = configs.some((c) => c[1] === 'postgres') ? await startPostgres() : undefined;
   const results: Result[] = [];
   try {
-    for (const [label, backend, n] of configs) results.push(await runConfig(label, backend, n, pg, { pool, bodies, keys }));
+    for (const [label, backend, n] of configs) results.push(await runConfig(label, backend, n, pg, { pool, bodies, keys, prepared }));
   } finally {
     pg?.stop();
   }
@@ -617,8 +715,15 @@ async function main() {
   console.log(`| fleet-ingest: ${AGENTS} agents x ${STACKS} stacks every ${INTERVAL_S} s, ${MINUTES} min = ${DAYS} simulated days, ${sent} profiles, ${(results[0]!.pairs / 1e6).toFixed(1)} M pairs | ${results.map((r) => r.label).join(' | ')} |`);
   console.log(`|---|${results.map(() => '---').join('|')}|`);
   const row = (name: string, f: (r: Result) => string) => console.log(`| ${name} | ${results.map(f).join(' | ')} |`);
+  row('push format', () => (FORMAT === 'lean' ? `lean (${PUSH_MEDIA_TYPE})` : 'pprof, gzipped'));
+  row('bytes on the wire per push (mean)', (r) => `${(r.wireBytes / r.sent / 1024).toFixed(1)} KiB`);
+  if (FORMAT === 'lean') {
+    row('stacks defined per push (mean; agent restarts)', (r) => `${(r.defined / r.sent).toFixed(1)} (${r.agentRestarts} restarts)`);
+    row('409 answers (stacks defined again after one)', (r) => `${r.misses} (${r.resent})`);
+  }
   row('ingest wall time (speed vs real time)', (r) => `${r.ingestS.toFixed(0)} s (${((MINUTES * 60) / r.ingestS).toFixed(1)}x)`);
   row('CPU per profile: server processes', (r) => `${r.serverCpuMsPerProfile.toFixed(1)} ms`);
+  row('CPU per profile: server processes, by simulated day', (r) => r.cpuMsPerProfileByDay.map((x) => `${x.toFixed(1)}`).join(' / ') + ' ms');
   row('CPU per profile: servers + PostgreSQL', (r) => `${r.cpuMsPerProfile.toFixed(1)} ms${results[0] && r !== results[0] ? ` (${(r.cpuMsPerProfile / results[0].cpuMsPerProfile).toFixed(2)}x SQLite)` : ''}`);
   const rows = (x: Result['firstDay']) => KINDS.map((k) => `${k} ${x.rows[k]}/${x.distinct[k]}`).join(', ');
   row('symbol rows / distinct code after day 1', (r) => rows(r.firstDay));

@@ -53,7 +53,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     const code = statusCode === 500 && !(error instanceof FpError) && !error.code ? 'FP_ERR_INTERNAL' : (error.code ?? 'FP_ERR_INTERNAL');
     if (req.url.startsWith('/api/v1/ingest')) o.metrics.ingestRejects.add(1, { reason: code });
     if (statusCode < 500) {
-      const body: ApiErrorResponse = { statusCode, code, error: httpErrorName(statusCode), message: error.message };
+      const body: ApiErrorResponse = { statusCode, code, error: httpErrorName(statusCode), message: error.message, ...(error instanceof FpError ? error.details : undefined) };
       return reply.code(statusCode).type('application/json').send(body);
     }
     // 5xx: the detail (an SQLite message, a stack) goes to the log only; the

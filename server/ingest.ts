@@ -1,18 +1,16 @@
-// Ingest: raw request body -> validated pprof -> fleet-wide content ids ->
-// one packed profile row per series. Data only flows forward: nothing here
-// reads queries.
+// Ingest of a pprof: raw request body -> validated pprof -> fleet-wide
+// content ids -> one packed profile row per series. Data only flows forward:
+// nothing here reads queries. (A lean push, which references stacks the store
+// holds by content id, goes through ingest-push.ts; both end in
+// ingest-series.ts.)
 //
-// Identity of code (the same code in 1,000 processes is one set of rows):
-// - a mapping is its binary: build ID, else path;
-// - a location is (binary, file-relative address, folded flag, its lines):
-//   native addresses are turned from runtime addresses into file offsets
-//   (address - memory_start + file_offset), so ASLR and process restarts do
-//   not make new rows; resolved kernel and JIT frames keep no address at all
-//   (KASLR differs per host, JIT addresses die with the process), unresolved
-//   ones keep theirs;
-// - a function is (name, system name, file, start line); a stack is its
-//   location list. Ids are content hashes (store/hash.ts); the store gives
-//   stacks dense ids too (store/stack-ids.ts).
+// Identity of code (the same code in 1,000 processes is one set of rows) is
+// defined in src/profile/identity.ts, which the agent's lean-push encoder
+// uses too: mapping = build ID else path, location = (binary, file-relative
+// address, folded flag, lines), resolved kernel/JIT frames without address,
+// function = (name, system name, file, start line), stack = its locations.
+// Ids are content hashes; the store gives stacks dense ids too
+// (store/stack-ids.ts).
 //
 // Labels: string sample labels become series labels (as Pyroscope does), so a
 // whole-host profile keeps `comm`/`process` per sample. Labels named in
@@ -28,31 +26,33 @@
 import { gunzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { decodeProfile, stringAt, type RawProfile } from './pprof/decode.js';
-import { StackAccumulator } from './store/accumulator.js';
-import { Hasher, mixChecks, SEED, textId } from './store/hash.js';
-import { IdMap } from './store/id-map.js';
 import {
-  canonicalLabels,
-  markEpoch,
-  typeDescriptor,
-  type IngestBatch,
-  type NewProfile,
-  type ProfileStore,
-  type ProfileType,
-  type SymbolRows,
-} from './store/store.js';
-import { frameKindOfMapping } from '../src/profile/frame-kind.js';
-import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errIdCollision, errTooLarge } from './errors.js';
+  addressRuleOf,
+  functionIdentity,
+  Hasher,
+  lineIdentity,
+  locationIdentity,
+  mappingIdentity,
+  mixChecks,
+  normalizeAddress,
+  stackCacheCheck,
+  stackIdentity,
+  stringIdentity,
+} from '../src/profile/identity.js';
+import { IdMap } from './store/id-map.js';
+import type { StackAccumulator } from './store/accumulator.js';
+import { markEpoch, type ProfileStore, type SymbolRows } from './store/store.js';
+import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errTooLarge } from './errors.js';
 import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
+import { DEFAULT_INGEST_OPTIONS, finishIngest, LABEL_NAME, MAX_LABELS, MAX_LABEL_VALUE_LENGTH, SeriesSplit, type IngestOptions, type IngestResult } from './ingest-series.js';
+
+export { DEFAULT_DROP_SAMPLE_LABELS, DEFAULT_INGEST_OPTIONS, type IngestOptions, type IngestResult } from './ingest-series.js';
 
 const gunzipAsync = promisify(gunzip);
 
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024;
 /** Gzipped bodies up to this size are inflated synchronously (see maybeGunzip). */
 const SYNC_GUNZIP_MAX_BYTES = 1024 * 1024;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const MAX_LABELS = 32;
-const MAX_LABEL_VALUE_LENGTH = 1024;
 
 /** Gunzips when the body starts with the gzip magic; the output is capped (zip bomb). */
 export async function maybeGunzip(body: Buffer, maxBytes: number): Promise<Buffer> {
@@ -137,7 +137,7 @@ function indexById(ids: Float64Array, n: number, what: string, slot?: number): I
 // column; `zeroed` when the caller reads entries it has not written.
 type Column = Float64Array | Int32Array | Uint32Array | Uint8Array;
 const columns: Column[] = [];
-function column<T extends Column>(slot: number, n: number, make: (n: number) => T, zeroed = false): T {
+export function column<T extends Column>(slot: number, n: number, make: (n: number) => T, zeroed = false): T {
   let c = columns[slot] as T | undefined;
   if (c === undefined || c.length < n) {
     c = make(Math.max(n, 1024, (c?.length ?? 0) * 2));
@@ -148,11 +148,11 @@ function column<T extends Column>(slot: number, n: number, make: (n: number) => 
   if (zeroed) view.fill(0);
   return view;
 }
-const F64 = (n: number) => new Float64Array(n);
-const I32 = (n: number) => new Int32Array(n);
-const U32 = (n: number) => new Uint32Array(n);
-const U8 = (n: number) => new Uint8Array(n);
-// Column slots.
+export const F64 = (n: number) => new Float64Array(n);
+export const I32 = (n: number) => new Int32Array(n);
+export const U32 = (n: number) => new Uint32Array(n);
+export const U8 = (n: number) => new Uint8Array(n);
+// Column slots (ingest-push.ts uses slots from PUSH_COLUMN_BASE on).
 const C_LOC_ROW = 0;
 const C_FN_INDEX = 1;
 const C_LOC_INDEX = 2;
@@ -167,6 +167,7 @@ const C_LOC_HI = 10;
 const C_LOC_LO = 11;
 const C_LOC_MK = 12;
 const C_LOC_SEEN = 13;
+export const PUSH_COLUMN_BASE = 14;
 
 /** Checks every cross reference; throws FP_ERR_BAD_PROFILE naming the first dangling one. */
 function validate(p: RawProfile) {
@@ -252,34 +253,6 @@ function validate(p: RawProfile) {
   return { mappings, functions, locRow };
 }
 
-export const DEFAULT_DROP_SAMPLE_LABELS: readonly string[] = ['pid', 'tid'];
-
-export interface IngestOptions {
-  /** Sample label names not turned into series labels (high cardinality). */
-  dropSampleLabels: ReadonlySet<string>;
-}
-
-export const DEFAULT_INGEST_OPTIONS: IngestOptions = { dropSampleLabels: new Set(DEFAULT_DROP_SAMPLE_LABELS) };
-
-export interface IngestResult {
-  /** Id of the first stored profile (one per series the samples fall into). */
-  id: number;
-  ids: number[];
-  seriesIds: number[];
-  timeMs: number;
-  samples: number;
-  stacks: number;
-  /** Sample labels not kept: configured as dropped, numeric, or invalid (too long, too many). */
-  droppedLabels: number;
-}
-
-const SAFE_LABEL_NAME = /[^a-zA-Z0-9_]/g;
-const sanitizeLabelName = (k: string) => {
-  const s = k.replace(SAFE_LABEL_NAME, '_');
-  return /^[a-zA-Z_]/.test(s) ? s : '_' + s;
-};
-const TWO32 = 4294967296;
-
 /** Turns one decoded, uncompressed pprof into stored profiles, one per series its samples belong to. */
 export async function ingestProfile(
   store: ProfileStore,
@@ -314,7 +287,7 @@ export async function ingestProfile(
   const hs = new Hasher(); // not `h`: strings are hashed in the middle of other rows' hashes
   const feedStr = (i: number) => {
     if (!strDone[i]) {
-      hs.reset(SEED.string).bytes(p.buf, p.strStart[i]!, p.strEnd[i]!);
+      stringIdentity(hs, p.buf, p.strStart[i]!, p.strEnd[i]!);
       strId[i] = hs.id();
       strChk[i] = hs.check();
       strDone[i] = 1;
@@ -338,12 +311,10 @@ export async function ingestProfile(
     const byBuildId = buildId !== '';
     feedStr(byBuildId ? m.buildId : m.filename);
     const si = byBuildId ? m.buildId : m.filename;
-    h.reset(SEED.mapping).int(byBuildId ? 1 : 2).num(strId[si]!).int(strChk[si]!);
+    mappingIdentity(h, byBuildId, strId[si]!, strChk[si]!);
     mapGid[k] = h.id();
     mapChk[k] = h.check();
-    const kind = frameKindOfMapping(filename);
-    const small = m.memoryLimit < 2n ** 53n && m.fileOffset < 2n ** 53n;
-    mapKind[k] = kind === 'native' && small ? 1 : kind === 'kernel' || kind === 'jit' ? 2 : 0;
+    mapKind[k] = addressRuleOf(filename, m.memoryLimit, m.fileOffset);
     mapStart[k] = Number(m.memoryStart);
     mapLimit[k] = Number(m.memoryLimit);
     mapOffset[k] = Number(m.fileOffset);
@@ -361,8 +332,7 @@ export async function ingestProfile(
     feedStr(name);
     feedStr(sys);
     feedStr(file);
-    h.reset(SEED.function).num(strId[name]!).int(strChk[name]!).num(strId[sys]!).int(strChk[sys]!).num(strId[file]!).int(strChk[file]!);
-    h.int(sl).int((sl / TWO32) | 0);
+    functionIdentity(h, strId[name]!, strChk[name]!, strId[sys]!, strChk[sys]!, strId[file]!, strChk[file]!, sl);
     fnGid[k] = h.id();
     fnChk[k] = h.check();
   }
@@ -390,26 +360,14 @@ export async function ingestProfile(
     const j0 = p.locLineStart[k]!;
     const j1 = p.locLineStart[k + 1]!;
     if (mk >= 0) {
-      const kind = mapKind[mk]!;
-      if (kind === 1) {
-        const addr = hi * TWO32 + lo;
-        if (addr >= mapStart[mk]! && addr < mapLimit[mk]!) {
-          const fo = addr - mapStart[mk]! + mapOffset[mk]!;
-          hi = Math.floor(fo / TWO32);
-          lo = fo >>> 0;
-        }
-      } else if (kind === 2 && j1 > j0) {
-        hi = 0;
-        lo = 0;
-      }
+      const a = normalizeAddress(mapKind[mk]!, hi, lo, mapStart[mk]!, mapLimit[mk]!, mapOffset[mk]!, j1 - j0);
+      hi = a.hi;
+      lo = a.lo;
     }
     const gm = mk >= 0 ? mapGid[mk]! : 0;
     const folded = p.locFolded[k]!;
-    h.reset(SEED.location).num(gm).int(hi).int(lo).int(folded).int(j1 - j0);
-    for (let j = j0; j < j1; j++) {
-      const ln = p.lineNo[j]!;
-      h.num(fnGid[fnRowOf(p.lineFn[j]!)]!).int(ln).int((ln / TWO32) | 0);
-    }
+    locationIdentity(h, gm, hi, lo, folded, j1 - j0);
+    for (let j = j0; j < j1; j++) lineIdentity(h, fnGid[fnRowOf(p.lineFn[j]!)]!, p.lineNo[j]!);
     locGid[k] = h.id();
     locChk[k] = h.check();
     locHi[k] = hi;
@@ -444,29 +402,11 @@ export async function ingestProfile(
   };
 
   // Series of each sample: request labels plus its kept string labels.
-  let droppedLabels = p.numericLabels;
+  const nTypes = p.sampleTypes.length;
+  const split = new SeriesSplit(labels, opts, nTypes, Math.min(p.nSamples, 1 << 16));
+  split.droppedLabels = p.numericLabels;
   /** Sample label indices ("key=value," of string indices) -> its series' accumulator; few distinct per profile. */
   const groupOf = new Map<string, { acc: StackAccumulator; dropped: number }>();
-  const seriesAcc = new Map<string, { acc: StackAccumulator; labels: Record<string, string> }>();
-  const nTypes = p.sampleTypes.length;
-  const labelKeyName = new Map<number, string | null>();
-  const keyName = (si: number): string | null => {
-    let n = labelKeyName.get(si);
-    if (n === undefined) {
-      const raw = stringAt(p, si);
-      n = raw === '' || opts.dropSampleLabels.has(raw) ? null : sanitizeLabelName(raw);
-      if (n !== null && labels[n] !== undefined) n = null; // the request's label wins
-      labelKeyName.set(si, n);
-    }
-    return n;
-  };
-  // The first series is sized for every sample (the usual one-series push needs no table growth); more series start small.
-  const seriesFor = (merged: Record<string, string>): StackAccumulator => {
-    const key = canonicalLabels(merged);
-    let e = seriesAcc.get(key);
-    if (!e) seriesAcc.set(key, (e = { acc: new StackAccumulator(nTypes, seriesAcc.size === 0 ? Math.min(p.nSamples, 1 << 16) : 1024), labels: merged }));
-    return e.acc;
-  };
   const accFor = (i: number): StackAccumulator => {
     const l0 = p.sampleLabelStart[i]!;
     const l1 = p.sampleLabelStart[i + 1]!;
@@ -474,18 +414,16 @@ export async function ingestProfile(
     for (let j = l0; j < l1; j++) key += `${p.labelKey[j]}=${p.labelStr[j]},`;
     let g = groupOf.get(key);
     if (!g) {
-      const merged: Record<string, string> = { ...labels };
-      let dropped = 0;
+      const keys: string[] = [];
+      const values: string[] = [];
       for (let j = l0; j < l1; j++) {
-        const name = keyName(p.labelKey[j]!);
-        const value = stringAt(p, p.labelStr[j]!);
-        if (name === null || value.length > MAX_LABEL_VALUE_LENGTH || (merged[name] === undefined && Object.keys(merged).length >= MAX_LABELS)) dropped++;
-        else merged[name] = value;
+        keys.push(stringAt(p, p.labelKey[j]!));
+        values.push(stringAt(p, p.labelStr[j]!));
       }
-      g = { acc: seriesFor(merged), dropped };
+      g = split.forLabels(keys, values);
       groupOf.set(key, g);
     }
-    droppedLabels += g.dropped;
+    split.droppedLabels += g.dropped;
     return g.acc;
   };
 
@@ -498,13 +436,13 @@ export async function ingestProfile(
     const to = sampleStart[i + 1]!;
     let stack = 0;
     if (to > from) {
-      h.reset(SEED.stack).int(to - from);
+      stackIdentity(h, to - from);
       h.numsAt(locGid, locRow, from, to);
       stack = h.id();
       // The cache's check of a stack also covers its locations' checks: a
       // stack found stored vouches for its locations (emitLocation), so a
       // location id collision must still be noticed here.
-      if (needs(stack, h.check() ^ mixChecks(locChk, locRow, from, to))) {
+      if (needs(stack, stackCacheCheck(h.check(), mixChecks(locChk, locRow, from, to)))) {
         const locations: number[] = [];
         for (let j = from; j < to; j++) {
           const k = locRow[j]!;
@@ -519,49 +457,15 @@ export async function ingestProfile(
     const vs = sampleValueStart[i]!;
     for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += sampleValues[vs + t]!;
   }
-  // No samples: the series still gets an (empty) profile, so it exists and its timeline shows zero.
-  if (seriesAcc.size === 0) seriesFor({ ...labels });
-
   const vt = (t: { type: number; unit: number }) => ({ type: stringAt(p, t.type), unit: stringAt(p, t.unit) });
-  const typeDesc: Omit<ProfileType, 'id'> = {
+  const header = {
     sampleTypes: p.sampleTypes.map(vt),
     periodType: p.periodType ? vt(p.periodType) : undefined,
     defaultSampleType: stringAt(p, p.defaultSampleType),
-  };
-  const profileTypeId = textId(SEED.profileType, typeDescriptor(typeDesc));
-  const knownType = store.profileType(profileTypeId);
-  if (knownType && typeDescriptor(knownType) !== typeDescriptor(typeDesc)) throw errIdCollision(`profile kind id ${profileTypeId} is taken by another kind`);
-  const batch: IngestBatch = {
-    mark,
-    rows,
-    checks,
-    series: [],
-    profileTypes: knownType ? [] : [{ id: profileTypeId, ...typeDesc }],
-    profiles: [],
-  };
-  let nStacksTotal = 0;
-  for (const [key, { acc }] of seriesAcc) {
-    const seriesId = textId(SEED.series, key);
-    const known = store.seriesById(seriesId);
-    if (known && canonicalLabels(known.labels) !== key) throw errIdCollision(`series id ${seriesId} is taken by ${canonicalLabels(known.labels)}`);
-    if (!known) batch.series.push({ id: seriesId, labels: JSON.parse(key) as Record<string, string> });
-    // Unsorted: the store packs them once it knows their dense ids (store/stack-ids.ts).
-    const stackHashes = acc.ids.slice(0, acc.length);
-    const vals = acc.values.slice(0, acc.length * nTypes);
-    const totals = new Array<number>(nTypes).fill(0);
-    for (let k = 0; k < vals.length; k++) totals[k % nTypes]! += vals[k]!;
-    nStacksTotal += acc.length;
-    const row: NewProfile = { seriesId, timeMs, durationNs: p.durationNanos, period: p.period, profileTypeId, totals, nTypes, stackHashes, values: vals };
-    batch.profiles.push(row);
-  }
-  const ids = await store.write(batch);
-  return {
-    id: ids[0]!,
-    ids,
-    seriesIds: batch.profiles.map((r) => r.seriesId),
     timeMs,
-    samples: p.nSamples,
-    stacks: nStacksTotal,
-    droppedLabels,
+    durationNs: p.durationNanos,
+    period: p.period,
+    nSamples: p.nSamples,
   };
+  return finishIngest(store, header, split, mark, rows, checks);
 }

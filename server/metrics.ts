@@ -10,6 +10,8 @@ import { SYMBOL_KINDS, type SymbolKind } from './store/store.js';
 export interface ServerMetrics {
   ingestBytes: Counter;
   ingestProfiles: Counter;
+  /** Accepted ingest requests by format: pprof, or push (lean). */
+  ingestPushes: Counter;
   ingestRejects: Counter;
   droppedSampleLabels: Counter;
   queryDuration: Histogram;
@@ -43,6 +45,7 @@ export function createMetrics(store: StoreGauges): ServerMetrics {
   return {
     ingestBytes: meter.createCounter('fleetprof_ingest_bytes', { description: 'Bytes of profile request bodies received (as sent, before gunzip)' }),
     ingestProfiles: meter.createCounter('fleetprof_ingest_profiles', { description: 'Profiles stored (one per series a pushed profile fell into)' }),
+    ingestPushes: meter.createCounter('fleetprof_ingest_requests', { description: 'Ingest requests accepted, by format (pprof, or push: the lean push that references stored stacks by id)' }),
     droppedSampleLabels: meter.createCounter('fleetprof_ingest_dropped_sample_labels', {
       description: 'Sample labels not turned into series labels: --drop-sample-labels, numeric, or invalid (too long, too many)',
     }),

@@ -38,7 +38,14 @@ export const openApiDocument = {
       ApiError: {
         type: 'object',
         required: ['statusCode', 'code', 'error', 'message'],
-        properties: { statusCode: num, code: str, error: str, message: str },
+        properties: {
+          statusCode: num,
+          code: str,
+          error: str,
+          message: str,
+          requestId: str,
+          missingStacks: { type: 'array', items: { type: 'integer' }, description: 'FP_ERR_UNKNOWN_STACKS (409): referenced stack content ids the store does not hold' },
+        },
       },
       SampleType: sampleType,
       FlameGraph: {
@@ -145,14 +152,17 @@ export const openApiDocument = {
   paths: {
     '/api/v1/ingest': {
       post: {
-        summary: 'Store one pprof profile; query-string parameters are the series labels',
+        summary: 'Store one pprof profile or lean push; query-string parameters are the series labels',
         parameters: [{ name: 'labels', in: 'query', style: 'form', explode: true, schema: { type: 'object', additionalProperties: str } }],
         requestBody: {
           required: true,
-          description: 'pprof, gzipped or not; other media types get 415',
-          content: Object.fromEntries(['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
+          description:
+            'pprof, gzipped or not; or a lean push (application/vnd.fleetprof.push+protobuf, src/profile/push-format.ts), which references stored stacks by content id and is answered 409 FP_ERR_UNKNOWN_STACKS (missingStacks) when the store does not hold one; other media types get 415',
+          content: Object.fromEntries(
+            ['application/octet-stream', 'application/x-protobuf', 'application/vnd.google.protobuf', 'application/vnd.fleetprof.push+protobuf'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }]),
+          ),
         },
-        responses: { 200: json('IngestResult'), 400: err, 401: err, 413: err, 415: err, 500: err },
+        responses: { 200: json('IngestResult'), 400: err, 401: err, 409: err, 413: err, 415: err, 500: err },
       },
     },
     '/api/v1/labels': { get: { summary: 'Label names', parameters: selectorParams, responses: { 200: json('LabelNames'), 400: err } } },

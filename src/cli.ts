@@ -216,6 +216,7 @@ withAttributionOptions(program
   .option('--spool-dir <dir>', 'where unacknowledged profiles wait', '/var/lib/fleetprof/spool')
   .option('--spool-max-mb <mb>', 'spool size bound; the oldest profiles are dropped past it (counted)', positiveNumber('--spool-max-mb'), 256)
   .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
+  .addOption(new Option('--push-format <format>', 'lean: stacks the server holds go by content id (pprof when the server does not take it); pprof: always the whole profile').choices(['lean', 'pprof']).default('lean'))
   .option('--ca-file <file>', 'trust this PEM CA for an https server (e.g. a private CA)')
   .option('--client-cert <file>', 'present this PEM client certificate to the server')
   .option('--client-key <file>', 'the key of --client-cert')
@@ -248,6 +249,7 @@ withAttributionOptions(program
       metricsPort: number | 'off';
       metricsHost: string;
       pid?: number;
+      pushFormat: 'lean' | 'pprof';
     } & AttributionCliOptions) => {
       if ((options.clientCert === undefined) !== (options.clientKey === undefined)) throw new InvalidArgumentError('--client-cert and --client-key go together');
       const Agent = await loadAgent();
@@ -269,6 +271,7 @@ withAttributionOptions(program
         metricsHost: options.metricsHost,
         filterTgid: options.pid,
         memoryBudgetMb: options.memoryBudgetMb,
+        leanPush: options.pushFormat === 'lean',
         onProfile: () => profilesMade++,
         unwind: options.unwind,
         unwindTableBudgetBytes: Math.round(options.unwindTableMb * 1024 * 1024),

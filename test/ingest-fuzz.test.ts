@@ -3,7 +3,8 @@
 // BPF recording, Go's runtime/pprof, @datadog/pprof) — bit flips,
 // truncations, huge varints, dangling and cyclic ids, deep stacks,
 // decompression bombs. Every answer must be a 2xx or a 4xx, never a 5xx or
-// a dropped connection; afterwards the server still ingests and answers, and
+// a dropped connection; the same for lean pushes (src/profile/push-format.ts)
+// made from those profiles by the agent's encoder; afterwards the server still ingests and answers, and
 // its memory stayed bounded.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,8 @@ import fc from 'fast-check';
 import { Label, Profile } from 'pprof-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, startCliServer } from './helpers/cli.js';
+import { encodePush, preparePush, type PreparedPush } from '../src/profile/push-encode.js';
+import { PUSH_MEDIA_TYPE } from '../src/profile/push-format.js';
 import { buildProfile, getJson, ingest, tempDir } from './server-helpers.js';
 
 /** Runs per mutation family; the families together make several thousand requests. */
@@ -116,10 +119,11 @@ describe('ingest fuzzing', () => {
   });
 
   /** Posts one body; records the status; a 5xx or a network failure is a finding. */
-  async function post(body: Buffer, what: string, opts: { overBodyLimit?: boolean } = {}): Promise<void> {
+  async function post(body: Buffer, what: string, opts: { overBodyLimit?: boolean; lean?: boolean } = {}): Promise<void> {
     let status: number;
     try {
-      const res = await fetch(`${server.url}/api/v1/ingest?node=fuzz&comm=c`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+      const type = opts.lean ? PUSH_MEDIA_TYPE : 'application/octet-stream';
+      const res = await fetch(`${server.url}/api/v1/ingest?node=fuzz&comm=c`, { method: 'POST', body, headers: { 'content-type': type } });
       await res.arrayBuffer();
       status = res.status;
     } catch (error) {
@@ -269,6 +273,122 @@ describe('ingest fuzzing', () => {
       ),
       { numRuns: RUNS },
     );
+    // Lean pushes of the same profiles, by the agent's encoder: first with
+    // every definition (accepted), then by reference only (accepted: the
+    // server holds them now), then mutated like the pprofs above, and
+    // structurally: ids that do not match their content, indices out of
+    // range, references the store does not hold.
+    const prepared = seeds.map((s) => preparePush(Profile.decode(s.raw)));
+    const leanSeeds: Buffer[] = [];
+    for (const [k, p] of prepared.entries()) {
+      const full = encodePush(p, () => false).body;
+      const r = await fetch(`${server.url}/api/v1/ingest?node=lean&comm=c`, { method: 'POST', body: full, headers: { 'content-type': PUSH_MEDIA_TYPE } });
+      expect(r.status, `${seeds[k]!.name}: ${await r.text()}`).toBe(200);
+      const refs = encodePush(p, () => true).body;
+      const r2 = await fetch(`${server.url}/api/v1/ingest?node=lean&comm=c`, { method: 'POST', body: refs, headers: { 'content-type': PUSH_MEDIA_TYPE } });
+      expect(r2.status, `${seeds[k]!.name} by reference: ${await r2.text()}`).toBe(200);
+      leanSeeds.push(full, refs);
+    }
+    const leanIndex = () => fc.nat({ max: leanSeeds.length - 1 });
+    await fc.assert(
+      fc.asyncProperty(leanIndex(), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 7 })), { minLength: 1, maxLength: 16 }), fc.boolean(), async (k, flips, gz) => {
+        const b = Buffer.from(leanSeeds[k]!);
+        for (const [at, bit] of flips) b[at % b.length]! ^= 1 << bit;
+        await post(maybeGzip(b, gz), `lean bitflip ${k}`, { lean: true });
+      }),
+      { numRuns: RUNS / 2 },
+    );
+    await fc.assert(
+      fc.asyncProperty(leanIndex(), fc.double({ min: 0, max: 1, noNaN: true }), async (k, frac) => {
+        const whole = leanSeeds[k]!;
+        await post(whole.subarray(0, Math.floor(whole.length * frac)), `lean truncate ${k}`, { lean: true });
+      }),
+      { numRuns: RUNS / 2 },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        leanIndex(),
+        fc.nat(),
+        fc.integer({ min: 1, max: 18 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        fc.integer({ min: 0, max: 6 }),
+        async (k, at, field, wire, value, over) => {
+          const raw = leanSeeds[k]!;
+          const pos = at % (raw.length + 1);
+          const inserted = Buffer.concat([varint(BigInt((field << 3) | wire)), varint(value, over)]);
+          await post(Buffer.concat([raw.subarray(0, pos), inserted, raw.subarray(pos)]), `lean varint ${k}`, { lean: true });
+        },
+      ),
+      { numRuns: RUNS / 2 },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        seedIndex(),
+        fc.constantFrom('wrongStackId', 'locationNotItsId', 'mappingNotItsId', 'badLocationIndex', 'badFunctionIndex', 'badString', 'unknownReference', 'badLabelSet', 'deepStack'),
+        fc.nat(),
+        async (k, kind, n) => {
+          const p: PreparedPush = structuredClone(prepared[k]!);
+          const pick = <T>(xs: T[]): T | undefined => (xs.length === 0 ? undefined : xs[n % xs.length]);
+          let holds = (): boolean => false;
+          switch (kind) {
+            case 'wrongStackId': {
+              const st = pick(p.stacks);
+              if (st) st.id = (st.id + 1 + (n % 1000)) % 2 ** 53;
+              break;
+            }
+            case 'locationNotItsId': {
+              const l = pick(p.locations);
+              if (l) l.addrLo = (l.addrLo ^ (1 + (n % 255))) >>> 0;
+              break;
+            }
+            case 'mappingNotItsId': {
+              const m = pick(p.mappings);
+              if (m) [m.buildId, m.filename] = [m.filename, m.buildId];
+              break;
+            }
+            case 'badLocationIndex': {
+              const st = pick(p.stacks);
+              if (st) st.locations = [...st.locations, p.locations.length + (n % 100)];
+              break;
+            }
+            case 'badFunctionIndex': {
+              const l = pick(p.locations.filter((x) => x.lines.length > 0));
+              if (l) l.lines[0] = p.functions.length + (n % 100);
+              break;
+            }
+            case 'badString': {
+              const f = pick(p.functions);
+              if (f) f.name = p.strings.length + (n % 100);
+              break;
+            }
+            case 'unknownReference': {
+              const st = pick(p.stacks);
+              if (st) st.id = 1 + (n % 1_000_000);
+              holds = () => true;
+              break;
+            }
+            case 'badLabelSet':
+              if (p.nSamples > 0) p.sampleLabelSet[n % p.nSamples] = p.labelSets.length + (n % 100);
+              break;
+            case 'deepStack': {
+              const st = pick(p.stacks);
+              if (st) st.locations = Array.from({ length: 20_000 + (n % 30_000) }, (_, i) => st.locations[i % st.locations.length]!);
+              break;
+            }
+          }
+          let body: Buffer;
+          try {
+            body = encodePush(p, holds).body;
+          } catch {
+            return; // the encoder itself refuses (an index past its tables): nothing to send
+          }
+          await post(body, `lean ${kind} ${seeds[k]!.name}`, { lean: true });
+        },
+      ),
+      { numRuns: RUNS / 2 },
+    );
+
     // Bombs: gzip streams that inflate past the limit, a body past the body
     // limit, gzip inside gzip, and a protobuf declaring a huge repeated field.
     const zerosMember = gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });

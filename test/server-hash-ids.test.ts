@@ -6,7 +6,7 @@
 // per-value feed.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Hasher, SEED, textId } from '../server/store/hash.js';
+import { Hasher, SEED, textId } from '../src/profile/identity.js';
 
 describe('content ids', () => {
   it('are the ids existing stores hold', () => {

@@ -82,7 +82,7 @@ export interface RawProfile {
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
 /** String i of a decoded profile (index range must have been validated). */
-export function stringAt(p: RawProfile, i: number): string {
+export function stringAt(p: Pick<RawProfile, 'buf' | 'nStrings' | 'strStart' | 'strEnd'>, i: number): string {
   if (i >= p.nStrings) return '';
   const s = p.strStart[i]!;
   const e = p.strEnd[i]!;
@@ -109,7 +109,7 @@ export function addressBig(hi: number, lo: number): bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
-class Reader {
+export class Reader {
   pos = 0;
   end = 0;
   /** Results of varint64(). */
@@ -334,7 +334,7 @@ const S = {
 };
 const reader = new Reader();
 
-function decodeValueType(r: Reader): RawValueType {
+export function decodeValueType(r: Reader): RawValueType {
   const out: RawValueType = { type: 0, unit: 0 };
   const outer = r.enter();
   while (r.pos < r.end) {

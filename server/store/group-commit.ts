@@ -12,6 +12,7 @@
 // - Background jobs (SQLite rollups, retention) run on the same queue, between
 //   flushes, so they never interleave with a commit.
 import type { IngestBatch } from './store.js';
+import { errUnknownStacks } from '../errors.js';
 
 /** One ingest waiting for its commit. */
 export interface PendingWrite<B, R> {
@@ -119,7 +120,17 @@ export function failIngestGroup<R>(
   group: PendingWrite<IngestBatch, R>[],
   e: unknown,
   collided: ReadonlySet<number> | undefined,
+  /** Referenced stacks the store does not hold (resolveStackRefs): the batches referencing one are refused with FP_ERR_UNKNOWN_STACKS naming theirs. */
+  unknown?: ReadonlySet<number>,
 ): void {
+  if (unknown) {
+    for (const q of group) {
+      const missing = (q.batch.refs ?? []).filter((h) => unknown.has(h));
+      if (missing.length > 0) q.reject(errUnknownStacks(missing));
+      else queue.requeue(q);
+    }
+    return;
+  }
   if (!collided) {
     for (const q of group) q.reject(e);
     return;

@@ -19,10 +19,10 @@ import pg from 'pg';
 import { IdMap } from './id-map.js';
 import { remapSamples } from './sample-codec.js';
 import { WindowMerge } from './window-merge.js';
-import { encodeDense, StackIdCache, writeStacks, type StackRowIo, type StackWrite } from './stack-ids.js';
+import { encodeDense, groupRefs, resolveStackRefs, StackIdCache, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
-import { errIdCollision } from '../errors.js';
+import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
   canonicalLabels,
   FLEET_SERIES_ID,
@@ -216,6 +216,30 @@ function stackIo(c: Client): StackRowIo {
   };
 }
 
+/**
+ * Rows behind referenced stacks (resolveStackRefs), through one client inside
+ * the ingest transaction. Raised rows are locked in id order (FOR UPDATE), so
+ * a concurrent retention sweep either waits for this commit (and then sees the
+ * new mark) or deleted them first (and they are missing from the answer).
+ */
+function refIo(c: Client): RefRowIo {
+  return {
+    selectStacks: async (hashes) =>
+      (await c.query<{ hash: number; id: number; mark: number; locations: Buffer }>('SELECT hash, id, mark, locations FROM stacks WHERE hash = ANY($1::bigint[])', [hashes])).rows,
+    selectLocations: async (ids) =>
+      (await c.query<{ id: number; mark: number; mapping_id: number; lines: string }>('SELECT id, mark, mapping_id, lines FROM locations WHERE id = ANY($1::bigint[])', [ids])).rows,
+    raiseMarks: async (kind, ids, mark) => {
+      if (ids.length === 0) return [];
+      const t = TABLE[kind];
+      const r = await c.query<{ id: number }>(
+        `UPDATE ${t} SET mark = GREATEST(mark, $1) WHERE id IN (SELECT id FROM ${t} WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE) RETURNING id`,
+        [mark, ids],
+      );
+      return r.rows.map((x) => x.id);
+    },
+  };
+}
+
 export class PgStore implements ProfileStore {
   readonly backend = 'postgres' as const;
   readonly marks = new IdMap(1 << 16);
@@ -235,7 +259,7 @@ export class PgStore implements ProfileStore {
     const pool = new pg.Pool({
       connectionString: url,
       max: 8,
-      // Ids and times are below 2^53 by construction (hash.ts): bigint as a JS number is exact.
+      // Ids and times are below 2^53 by construction (src/profile/identity.ts): bigint as a JS number is exact.
       types: { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser },
     });
     pool.on('error', () => undefined); // an idle client's lost connection: the next query reconnects
@@ -341,6 +365,7 @@ export class PgStore implements ProfileStore {
     };
     const stacks = new Map<number, StackWrite>();
     let stackIds: IdMap | undefined;
+    let stackIdsLearned: IdMap | undefined;
     const series = new Map<number, { labels: string; first: number; last: number }>();
     const types = new Map<number, string>();
     const seriesTypes = new Set<string>();
@@ -370,6 +395,8 @@ export class PgStore implements ProfileStore {
     const profiles = queued.flatMap((q) => q.batch.profiles);
     let ids: number[] = [];
     let collided: Set<number> | undefined;
+    let unknown: Set<number> | undefined;
+    const refs = groupRefs(queued.map((q) => q.batch), stacks);
     // A database that cannot be reached answers every queued ingest with the
     // error (a 5xx the agent retries from its spool), never with silence.
     let c: Client;
@@ -384,11 +411,21 @@ export class PgStore implements ProfileStore {
       for (let attempt = 0; ; attempt++) {
         try {
           await c.query('BEGIN');
+          let known: Map<number, number> | undefined;
+          if (refs.size > 0) {
+            const r = await resolveStackRefs(refs, refIo(c));
+            if (r.missing.length > 0) {
+              unknown = new Set(r.missing);
+              throw errUnknownStacks(r.missing);
+            }
+            known = r.ids;
+          }
           const bad: number[] = [];
           for (const kind of ROW_KINDS) bad.push(...(await this.upsert(c, kind, rows[kind])));
-          const written = await writeStacks(stacks, profiles, this.stackIds, stackIo(c));
+          const written = await writeStacks(stacks, profiles, this.stackIds, stackIo(c), known);
           bad.push(...written.collided);
           stackIds = written.ids;
+          stackIdsLearned = written.learned;
           if (types.size > 0) {
             const t = [...types].sort((a, b) => a[0] - b[0]);
             const r = await c.query<{ id: number }>(
@@ -462,18 +499,18 @@ export class PgStore implements ProfileStore {
           break;
         } catch (e) {
           await c.query('ROLLBACK').catch(() => undefined);
-          if (!collided && isRetryable(e) && attempt < 5) continue;
+          if (!collided && !unknown && isRetryable(e) && attempt < 5) continue;
           throw e;
         }
       }
     } catch (e) {
-      failIngestGroup(this.commits, queued, e, collided);
+      failIngestGroup(this.commits, queued, e, collided, unknown);
       return;
     } finally {
       c.release();
     }
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIds!);
+    this.stackIds.remember(stackIdsLearned!);
     this.scheduleRollups();
     let next = 0;
     for (const q of queued) {

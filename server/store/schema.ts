@@ -62,7 +62,7 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
     samples BLOB NOT NULL,
     PRIMARY KEY (series_id, window_ms, profile_type_id)) WITHOUT ROWID;
   `,
-  // 3: fleet-wide identity (see store.ts, hash.ts). Ids are content hashes;
+  // 3: fleet-wide identity (see store.ts, src/profile/identity.ts). Ids are content hashes;
   // mappings are binaries (build ID, else path), locations carry file-relative
   // addresses, strings live in their rows. `mark` drives garbage collection.
   // The old tables hold per-process ids that cannot be converted: migrate()

@@ -10,12 +10,12 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Db, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
-import { encodeDense, StackIdCache, writeStacks, type StackRowIo, type StackWrite } from './stack-ids.js';
+import { encodeDense, groupRefs, resolveStackRefs, StackIdCache, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { WindowMerge } from './window-merge.js';
 import { IdMap } from './id-map.js';
 import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
-import { errIdCollision } from '../errors.js';
+import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
   markEpoch,
   FLEET_WINDOW_MS,
@@ -229,18 +229,31 @@ export class SqliteStore implements ProfileStore {
       ids.push(mine);
     }
     let stackIds: IdMap | undefined;
+    let stackIdsLearned: IdMap | undefined;
     const nextStackId = this.nextStackId;
     const invalidations = this.pendingInvalidations;
     this.pendingInvalidations = [];
     const w = this.writer;
     let collided: Set<number> | undefined;
+    let unknown: Set<number> | undefined;
+    const refs = groupRefs(queued.map((q) => q.batch), stacks);
     try {
       await w.transaction(async () => {
+        let known: Map<number, number> | undefined;
+        if (refs.size > 0) {
+          const r = await resolveStackRefs(refs, this.refIo());
+          if (r.missing.length > 0) {
+            unknown = new Set(r.missing);
+            throw errUnknownStacks(r.missing);
+          }
+          known = r.ids;
+        }
         const bad: number[] = [];
         for (const kind of ROW_KINDS) bad.push(...(await this.upsert(kind, rows[kind])));
-        const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIds, this.stackIo());
+        const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIds, this.stackIo(), known);
         bad.push(...st.collided);
         stackIds = st.ids;
+        stackIdsLearned = st.learned;
         bad.push(...(await this.upsertPlain('series', ['id', 'labels'], 'labels = excluded.labels', series)));
         bad.push(...(await this.upsertPlain('profile_types', ['id', 'descriptor'], 'descriptor = excluded.descriptor', types)));
         if (bad.length > 0) {
@@ -258,14 +271,28 @@ export class SqliteStore implements ProfileStore {
     } catch (e) {
       this.nextStackId = nextStackId; // the rolled-back inserts' ids are free again
       this.pendingInvalidations = [...invalidations, ...this.pendingInvalidations];
-      failIngestGroup(this.commits, queued, e, collided);
+      failIngestGroup(this.commits, queued, e, collided, unknown);
       return;
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIds!);
+    this.stackIds.remember(stackIdsLearned!);
     queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
+  }
+
+  /** Rows behind referenced stacks, through the writer connection (inside the flush transaction; retention runs on the same queue). */
+  private refIo(): RefRowIo {
+    const w = this.writer;
+    return {
+      selectStacks: (hashes) => w.all('SELECT hash, id, mark, locations FROM stacks WHERE hash IN (SELECT value FROM json_each(?))', [idList(hashes)]),
+      selectLocations: (ids) => w.all('SELECT id, mark, mapping_id, lines FROM locations WHERE id IN (SELECT value FROM json_each(?))', [idList(ids)]),
+      raiseMarks: async (kind, ids, mark) => {
+        if (ids.length === 0) return [];
+        const rows = await w.all<{ id: number }>(`UPDATE ${TABLE[kind]} SET mark = max(mark, ?) WHERE id IN (SELECT value FROM json_each(?)) RETURNING id`, [mark, idList(ids)]);
+        return rows.map((r) => r.id);
+      },
+    };
   }
 
   /** Stack rows through this store's writer connection (inside the flush transaction). */

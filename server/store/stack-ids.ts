@@ -1,4 +1,4 @@
-// Dense stack ids. A stack is still identified by its content hash (hash.ts:
+// Dense stack ids. A stack is still identified by its content hash (src/profile/identity.ts:
 // `stacks.hash`, unique), so servers never coordinate to name the same stack.
 // The database additionally gives each stack row a small integer `id` (the
 // SQLite store's own counter, a PostgreSQL identity column), and packed
@@ -18,7 +18,7 @@
 import { IdMap } from './id-map.js';
 import { encodeSamples } from './sample-codec.js';
 import { orderByKey } from './accumulator.js';
-import type { NewProfile } from './store.js';
+import { unpackIds, type NewProfile, type SymbolKind } from './store.js';
 import { errIdCollision } from '../errors.js';
 
 /** Entries kept before the cache starts over (about 32 bytes each in the hash table). */
@@ -65,10 +65,25 @@ export interface StackRowIo {
  * cache, after commit). Different content under a stored hash is a collision:
  * refused (FP_ERR_ID_COLLISION), never merged.
  */
-export async function writeStacks(rows: Map<number, StackWrite>, profiles: readonly NewProfile[], cache: StackIdCache, io: StackRowIo): Promise<{ ids: IdMap; collided: number[] }> {
+export async function writeStacks(
+  rows: Map<number, StackWrite>,
+  profiles: readonly NewProfile[],
+  cache: StackIdCache,
+  io: StackRowIo,
+  /** hash -> id of stacks already resolved in this transaction (resolveStackRefs). */
+  known?: Map<number, number>,
+): Promise<{ ids: IdMap; learned: IdMap; collided: number[] }> {
   let nUsed = 0;
   for (const p of profiles) nUsed += p.stackHashes.length;
   const ids = new IdMap(Math.max(1024, rows.size + nUsed));
+  // What the cache does not know yet (read or written here): remembered after commit. Ids the cache gave are not set again.
+  const learned = new IdMap(1024);
+  if (known) {
+    for (const [hash, id] of known) {
+      ids.set(hash, id);
+      learned.set(hash, id);
+    }
+  }
   const collided: number[] = [];
   let pending = [...rows.values()].sort((a, b) => a.hash - b.hash);
   // Two rounds: a row another server inserts between our select and insert is found by the second select.
@@ -120,11 +135,17 @@ export async function writeStacks(rows: Map<number, StackWrite>, profiles: reado
   }
   if (lookup.length > 0) {
     for (const e of await io.select(lookup)) ids.set(e.hash, e.id);
+    for (const h of lookup) if (ids.get(h) >= 0) learned.set(h, ids.get(h));
     const lost = lookup.filter((h) => ids.get(h) < 0);
     // Cannot happen while marks hold (see the header); refuse rather than store a dangling reference.
     if (lost.length > 0) throw errIdCollision(`stacks ${lost.slice(0, 3).join(', ')} are neither in this request nor stored; retry the upload`);
   }
-  return { ids, collided };
+  // Rows written or read by hash above (not from the cache).
+  for (const r of rows.values()) {
+    const id = ids.get(r.hash);
+    if (id >= 0) learned.set(r.hash, id);
+  }
+  return { ids, learned, collided };
 }
 
 /** Packs one profile's samples under dense ids (ascending). */
@@ -146,4 +167,99 @@ export function encodeDense(p: NewProfile, ids: IdMap): { blob: Buffer; scales: 
   }
   const { blob, scales } = encodeSamples(sortedIds, vals, nTypes);
   return { blob, scales, nStacks: n };
+}
+
+/** What resolveStackRefs needs of a backend, inside the ingest transaction. */
+export interface RefRowIo {
+  /** Stack rows among `hashes`: dense id, mark, packed location ids. */
+  selectStacks(hashes: number[]): Promise<{ hash: number; id: number; mark: number; locations: Buffer }[]>;
+  /** Location rows among `ids`: mark, mapping id, lines as stored ("functionId,line,..."). */
+  selectLocations(ids: number[]): Promise<{ id: number; mark: number; mapping_id: number; lines: string }[]>;
+  /** Raises the mark of the rows of a kind to at least `mark` (locking them); returns the ids found. */
+  raiseMarks(kind: SymbolKind, ids: number[], mark: number): Promise<number[]>;
+}
+
+/**
+ * Stacks a lean push referenced by content id (IngestBatch.refs), per mark:
+ * finds their rows and raises the marks of those marked below the batch's,
+ * with their locations, functions and mappings first (a row is marked no
+ * later than what it references, store.ts), so garbage collection keeps them
+ * as long as the new profile. Returns hash -> dense id of those found, and
+ * the hashes the store does not hold (never stored, or collected): their
+ * batches are refused with FP_ERR_UNKNOWN_STACKS and the agent sends their
+ * definitions. In steady state the marks cache vouches for referenced stacks
+ * and nothing reaches here; a row is raised at most once per mark epoch.
+ */
+export async function resolveStackRefs(refs: Map<number, number[]>, io: RefRowIo): Promise<{ ids: Map<number, number>; missing: number[] }> {
+  const ids = new Map<number, number>();
+  const missing: number[] = [];
+  for (const [mark, hashes] of refs) {
+    const rows = await io.selectStacks(hashes);
+    const found = new Set<number>();
+    const stale: { hash: number; id: number; locations: number[] }[] = [];
+    for (const r of rows) {
+      found.add(r.hash);
+      ids.set(r.hash, r.id);
+      if (r.mark < mark) stale.push({ hash: r.hash, id: r.id, locations: unpackIds(r.locations) });
+    }
+    for (const h of hashes) if (!found.has(h)) missing.push(h);
+    if (stale.length === 0) continue;
+    const locIds = new Set<number>();
+    for (const s of stale) for (const l of s.locations) locIds.add(l);
+    const locs = await io.selectLocations([...locIds].sort((a, b) => a - b));
+    const present = new Set<number>();
+    const staleLocs: number[] = [];
+    const fns = new Set<number>();
+    const maps = new Set<number>();
+    for (const l of locs) {
+      present.add(l.id);
+      if (l.mark >= mark) continue; // its functions and mapping are marked at least as late
+      staleLocs.push(l.id);
+      if (l.mapping_id !== 0) maps.add(l.mapping_id);
+      const parts = l.lines === '' ? [] : l.lines.split(',');
+      for (let j = 0; j < parts.length; j += 2) fns.add(Number(parts[j]));
+    }
+    // Kind order, then id order (as the upserts): servers sharing a database lock rows in the same order.
+    const byId = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b);
+    await io.raiseMarks('mapping', byId(maps), mark);
+    await io.raiseMarks('function', byId(fns), mark);
+    const raisedLocs = new Set(await io.raiseMarks('location', byId(staleLocs), mark));
+    const staleLocSet = new Set(staleLocs);
+    const whole: number[] = [];
+    for (const s of stale) {
+      // A location collected meanwhile (another server's retention): the stack cannot be vouched for.
+      if (s.locations.every((l) => present.has(l) && (raisedLocs.has(l) || !staleLocSet.has(l)))) whole.push(s.id);
+      else {
+        missing.push(s.hash);
+        ids.delete(s.hash);
+      }
+    }
+    const raised = new Set(await io.raiseMarks('stack', byId(whole), mark));
+    for (const s of stale) {
+      if (ids.has(s.hash) && !raised.has(s.id)) {
+        missing.push(s.hash);
+        ids.delete(s.hash);
+      }
+    }
+  }
+  return { ids, missing };
+}
+
+/** A group's referenced stacks (IngestBatch.refs) by mark (the highest a hash needs), minus those the group writes itself. */
+export function groupRefs(batches: readonly { mark: number; refs?: number[] }[], written: ReadonlyMap<number, unknown>): Map<number, number[]> {
+  const markOf = new Map<number, number>();
+  for (const b of batches) {
+    for (const h of b.refs ?? []) {
+      if (written.has(h)) continue;
+      if ((markOf.get(h) ?? -Infinity) < b.mark) markOf.set(h, b.mark);
+    }
+  }
+  const out = new Map<number, number[]>();
+  for (const [h, m] of markOf) {
+    let l = out.get(m);
+    if (!l) out.set(m, (l = []));
+    l.push(h);
+  }
+  for (const l of out.values()) l.sort((a, b) => a - b);
+  return out;
 }

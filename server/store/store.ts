@@ -3,7 +3,7 @@
 // embedded SQLite file.
 //
 // Identity: symbol rows, series and profile kinds are keyed by content ids
-// (hash.ts), so servers sharing one database never coordinate ids.
+// (src/profile/identity.ts), so servers sharing one database never coordinate ids.
 //
 // Garbage collection by marks: every symbol row carries `mark`, the latest
 // mark epoch (MARK_EPOCH_MS) of a profile that referenced it. A profile of
@@ -159,11 +159,20 @@ export interface RollupRow {
 export interface IngestBatch {
   mark: number;
   rows: SymbolRows;
-  /** Row id -> the collision check lane (hash.ts) of every row in `rows`, stored in the marks cache after commit. */
+  /** Row id -> the collision check lane (src/profile/identity.ts) of every row in `rows`, stored in the marks cache after commit. */
   checks: IdMap;
   series: { id: number; labels: Record<string, string> }[];
   profileTypes: ProfileType[];
   profiles: NewProfile[];
+  /**
+   * Stacks (content ids) a lean push referenced without defining them and
+   * that the marks cache could not vouch for: the store finds their rows,
+   * raises their marks (and their locations', functions' and mappings') to
+   * `mark` in the same transaction, or refuses the batch with
+   * FP_ERR_UNKNOWN_STACKS naming those it does not hold. Their check lanes
+   * are in `checks`.
+   */
+  refs?: number[];
 }
 
 export interface RetentionResult {

@@ -46,7 +46,9 @@ export interface AgentOptions {
   /** What the agent cannot see (hidden kernel addresses, API unreachable, ...), one line each, also counted in /metrics. */
   onWarning?: (message: string) => void;
   /** Called for every profile handed to the shipper, with its sample count. */
-  onProfile?: (labels: Record<string, string>, sampleCount: number) => void;
+  onProfile?: (labels: Record<string, string>, sampleCount: number, pprofGz: Buffer) => void;
+  /** Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them; default true. */
+  leanPush?: boolean;
 }
 
 /** The agent's /metrics port unless told otherwise (the Prometheus exporter default, as in deploy/kubernetes). */
@@ -95,6 +97,24 @@ export class Agent {
     meter.createObservableGauge('fleetprof_agent_spool_bytes', { unit: 'By', description: 'bytes waiting in the spool' }).addCallback((result) => {
       result.observe(this.spool.stats().bytes);
     });
+    // Pushes by format: `push` (lean: stacks the server holds by id) or `pprof` (the whole profile: an old server, or lean pushes off).
+    meter.createObservableCounter('fleetprof_agent_pushes', { description: 'profile pushes acknowledged by the server, by format (push: lean, pprof: full)' }).addCallback((result) => {
+      result.observe(this.shipper.leanPushes, { format: 'push' });
+      result.observe(this.shipper.fullPushes, { format: 'pprof' });
+    });
+    meter.createObservableCounter('fleetprof_agent_push_bytes', { unit: 'By', description: 'bytes of acknowledged pushes as sent, by format' }).addCallback((result) => {
+      result.observe(this.shipper.leanBytes, { format: 'push' });
+      result.observe(this.shipper.fullBytes, { format: 'pprof' });
+    });
+    meter.createObservableCounter('fleetprof_agent_push_stacks', { description: 'in acknowledged lean pushes: stacks defined in full, and samples that referenced a stack by id' }).addCallback((result) => {
+      result.observe(this.shipper.stacksDefined, { how: 'defined' });
+      result.observe(this.shipper.samplesByReference, { how: 'referenced' });
+    });
+    meter.createObservableCounter('fleetprof_agent_push_stacks_resent', {
+      description: 'stack definitions sent again because the server answered that it does not hold them (never had them, or collected them)',
+    }).addCallback((result) => {
+      result.observe(this.shipper.stacksResent);
+    });
     meter.createObservableCounter('fleetprof_agent_spool_dropped_profiles', { description: 'profiles dropped because the spool was full' }).addCallback((result) => {
       result.observe(this.spool.stats().droppedProfiles);
     });
@@ -103,9 +123,11 @@ export class Agent {
       ingestToken: options.ingestToken,
       tls: options.tls,
       spool: this.spool,
-      onPush: ({ ok, latencyMs }) => {
+      lean: options.leanPush ?? true,
+      onPush: ({ ok, latencyMs, status }) => {
         pushLatency.record(latencyMs);
-        if (!ok) pushFailures.add(1);
+        // A 409 is the lean push's "define these stacks" (answered at once, counted in fleetprof_agent_push_stacks_resent), not a failure.
+        if (!ok && status !== 409) pushFailures.add(1);
       },
     });
     this.observeVisibility(kernelSymbolsHidden);
@@ -252,8 +274,10 @@ export class Agent {
       this.samplesCounter.add(sample.count);
     }
     for (const { builder, labels } of builders.values()) {
-      this.shipper.enqueue(labels, gzipSync(builder.encode()));
-      this.options.onProfile?.(labels, builder.sampleCount);
+      const profile = builder.build();
+      const body = gzipSync(profile.encode());
+      this.shipper.enqueue(labels, body, profile);
+      this.options.onProfile?.(labels, builder.sampleCount, body);
     }
   }
 

@@ -1,4 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
+import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../profile/push-encode.js';
+import { PUSH_MEDIA_TYPE } from '../profile/push-format.js';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { DiskSpool } from './spool.js';
@@ -25,9 +29,24 @@ export interface ShipperOptions {
   /** Every push is abandoned (and retried later) after this long, whatever the server does. */
   requestTimeoutMs?: number;
   onPush?: (outcome: { ok: boolean; latencyMs: number; status?: number; error?: string }) => void;
+  /** Send lean pushes (stacks the server holds by content id) when the server takes them; default true. */
+  lean?: boolean;
 }
 
 type PushResult = 'ok' | 'retry' | 'rejected';
+/** One HTTP exchange: how it ended, the status, and the answer's body (kept only for 4xx: a 409 names missing stacks). */
+interface Exchange {
+  result: PushResult;
+  status?: number;
+  answer?: Buffer;
+}
+
+/** Recent spool entries whose decoded profile is kept in memory (one interval's series, typically). */
+const DECODED_KEPT = 64;
+/** Stack ids the server is known to hold, kept before the set starts over (about 50 bytes each). */
+const KNOWN_STACKS_MAX = 1_000_000;
+/** After a server refused the lean push's media type (415: it predates it), pprof only for this long, then try again. */
+const LEAN_RETRY_AFTER_MS = 60 * 60 * 1000;
 
 /**
  * Sends profiles to the server. Every profile goes through the disk spool
@@ -43,6 +62,22 @@ type PushResult = 'ok' | 'retry' | 'rejected';
  */
 export class Shipper {
   private readonly options: Required<Omit<ShipperOptions, 'ingestToken' | 'onPush' | 'tls'>> & Pick<ShipperOptions, 'ingestToken' | 'onPush'>;
+  /** Stack content id -> cache check of the stacks the server acknowledged (defined or referenced in a 2xx push). */
+  private readonly known = new Map<number, number>();
+  private leanOffUntilMs = 0;
+  /** Spool id -> its profile, decoded (enqueue); bounded. */
+  private readonly decoded = new Map<string, Profile>();
+  /** Pushes acknowledged as lean pushes, and as full pprof. */
+  leanPushes = 0;
+  fullPushes = 0;
+  /** Stacks defined again because the server answered that it does not hold them (409 FP_ERR_UNKNOWN_STACKS). */
+  stacksResent = 0;
+  /** Stacks defined in full, and samples that referenced a stack by id, in acknowledged lean pushes. */
+  stacksDefined = 0;
+  samplesByReference = 0;
+  /** Bytes sent in acknowledged pushes, by format. */
+  leanBytes = 0;
+  fullBytes = 0;
   private readonly url: URL;
   private readonly httpAgent: HttpAgent;
   private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
@@ -64,7 +99,7 @@ export class Shipper {
   failed = 0;
 
   constructor(options: ShipperOptions) {
-    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, ...options };
+    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, lean: true, ...options };
     this.backoffMs = this.options.initialBackoffMs;
     this.url = new URL('/api/v1/ingest', this.options.serverUrl);
     const t = options.tls ?? {};
@@ -79,9 +114,18 @@ export class Shipper {
     this.httpAgent = this.url.protocol === 'https:' ? new HttpsAgent({ ...agentOptions, ...this.tls }) : new HttpAgent(agentOptions);
   }
 
-  /** Queues a profile (durably, in the spool); returns at once. */
-  enqueue(labels: Record<string, string>, body: Buffer): void {
-    this.options.spool.put(labels, body);
+  /**
+   * Queues a profile (durably, in the spool); returns at once. `profile`, the
+   * decoded form of `body` when the caller has it, spares the lean push a
+   * decode of the spooled pprof (kept for the few most recent entries only:
+   * a backlog is read back from the spool).
+   */
+  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile): void {
+    const id = this.options.spool.put(labels, body);
+    if (profile && this.options.lean) {
+      this.decoded.set(id, profile);
+      if (this.decoded.size > DECODED_KEPT) this.decoded.delete(this.decoded.keys().next().value!);
+    }
     this.kick();
   }
 
@@ -197,13 +241,14 @@ export class Shipper {
     if (!entry) return 'ok'; // removed meanwhile (trimmed or unreadable, counted by the spool)
     this.inFlight.add(id);
     try {
-      const result = await this.push(entry.labels, entry.body);
+      const result = await this.pushEntry(entry.labels, entry.body, this.decoded.get(id));
       if (result === 'retry') {
         this.failed++;
         return result;
       }
       // Acknowledged (or refused for good): only now does it leave the spool.
       this.options.spool.remove(id);
+      this.decoded.delete(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
       this.backoffMs = this.options.initialBackoffMs;
@@ -213,33 +258,96 @@ export class Shipper {
     }
   }
 
-  private push(labels: Record<string, string>, body: Buffer): Promise<PushResult> {
+  /**
+   * Sends one spooled profile: as a lean push when the server takes it
+   * (stacks it acknowledged before go by id; a 409 naming stacks it does not
+   * hold is answered at once with their definitions), else as the pprof.
+   * The spool keeps the pprof, so either can be made from it at any time.
+   */
+  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | undefined): Promise<PushResult> {
+    if (this.options.lean && Date.now() >= this.leanOffUntilMs) {
+      let prepared: PreparedPush | undefined;
+      try {
+        prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
+      } catch {
+        prepared = undefined; // not a profile this encoder reads: the server judges the pprof itself
+      }
+      if (prepared) {
+        const lean = await this.pushLean(labels, prepared);
+        if (lean !== 'unsupported') return lean;
+        this.leanOffUntilMs = Date.now() + LEAN_RETRY_AFTER_MS;
+      }
+    }
+    const sent = await this.post(labels, body, 'application/octet-stream');
+    if (sent.result === 'ok') {
+      this.fullPushes++;
+      this.fullBytes += body.length;
+    }
+    return sent.result;
+  }
+
+  private async pushLean(labels: Record<string, string>, prepared: PreparedPush): Promise<PushResult | 'unsupported'> {
+    const holds = (id: number, check: number) => this.known.get(id) === check;
+    let define: Set<number> | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const push = encodePush(prepared, holds, define);
+      const body = pushRequestBody(push);
+      const sent = await this.post(labels, body, PUSH_MEDIA_TYPE);
+      if (sent.status === 415) return 'unsupported';
+      if (sent.result === 'ok') {
+        if (this.known.size + push.defined.length > KNOWN_STACKS_MAX) this.known.clear();
+        for (const d of push.defined) this.known.set(d.id, d.check);
+        this.leanPushes++;
+        this.leanBytes += body.length;
+        this.stacksDefined += push.defined.length;
+        this.samplesByReference += push.referenced;
+        return 'ok';
+      }
+      const missing = sent.status === 409 ? missingStacks(sent.answer) : undefined;
+      if (missing === undefined) return sent.result;
+      // The server does not hold these (never had them, or collected them): forget them and define them.
+      for (const id of missing) this.known.delete(id);
+      if (attempt > 0) return 'retry'; // missing again right away (e.g. collected meanwhile): the next pass starts over
+      this.stacksResent += missing.length;
+      define = new Set(missing);
+    }
+  }
+
+  private post(labels: Record<string, string>, body: Buffer, contentType: string): Promise<Exchange> {
     const url = new URL(this.url);
     for (const [key, value] of Object.entries(labels)) url.searchParams.set(key, value);
-    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': body.length };
+    const headers: Record<string, string | number> = { 'content-type': contentType, 'content-length': body.length };
     if (this.options.ingestToken) headers.authorization = `Bearer ${this.options.ingestToken}`;
     const started = performance.now();
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    return new Promise<PushResult>((resolve) => {
+    return new Promise<Exchange>((resolve) => {
       let settled = false;
-      const finish = (result: PushResult, outcome: { ok: boolean; status?: number; error?: string }) => {
+      const finish = (result: PushResult, outcome: { ok: boolean; status?: number; error?: string }, answer?: Buffer) => {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
         this.requests.delete(req);
         this.options.onPush?.({ ...outcome, latencyMs: performance.now() - started });
-        resolve(result);
+        resolve({ result, status: outcome.status, answer });
       };
       const req = request(url, { method: 'POST', headers, agent: this.httpAgent }, (response: IncomingMessage) => {
-        response.resume(); // the answer's body is not needed; drain it so the socket is reused
+        // Only a 4xx answer is read (a 409 lists missing stacks; bounded); any other is drained so the socket is reused.
+        const status = response.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        if (status >= 400 && status < 500) {
+          response.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size <= 16 << 20) chunks.push(c);
+          });
+        } else response.resume();
         response.on('error', (error) => finish('retry', { ok: false, error: error.message }));
         response.on('end', () => {
-          const status = response.statusCode ?? 0;
           if (status >= 200 && status < 300) return finish('ok', { ok: true, status });
           // A profile the server finds invalid will never be accepted: drop it
           // (counted) rather than block the queue behind it forever.
           const retryable = status >= 500 || [401, 403, 408, 429].includes(status);
-          finish(retryable ? 'retry' : 'rejected', { ok: false, status });
+          finish(retryable ? 'retry' : 'rejected', { ok: false, status }, Buffer.concat(chunks));
         });
       });
       // One deadline for the whole exchange (connect, send, answer): a server
@@ -251,7 +359,25 @@ export class Shipper {
     });
   }
 
+  /** Stacks the server is known to hold (for metrics and tests). */
+  get knownStacks(): number {
+    return this.known.size;
+  }
+
   private jittered(ms: number): number {
     return ms * (0.8 + Math.random() * 0.4);
+  }
+}
+
+/** The stack ids of a 409 FP_ERR_UNKNOWN_STACKS answer, or undefined for any other answer. */
+function missingStacks(answer: Buffer | undefined): number[] | undefined {
+  if (!answer) return undefined;
+  try {
+    const body = JSON.parse(answer.toString('utf8')) as { code?: unknown; missingStacks?: unknown };
+    if (body.code !== 'FP_ERR_UNKNOWN_STACKS' || !Array.isArray(body.missingStacks)) return undefined;
+    const ids = body.missingStacks.filter((x): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x > 0);
+    return ids.length > 0 ? ids : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -138,4 +138,6 @@ export interface ApiErrorResponse {
   message: string;
   /** On 5xx answers: the id under which the server logged the detail. */
   requestId?: string;
+  /** FP_ERR_UNKNOWN_STACKS (409, lean push): every referenced stack content id the store does not hold. */
+  missingStacks?: number[];
 }
