@@ -216,7 +216,7 @@ withAttributionOptions(program
   .option('--spool-dir <dir>', 'where unacknowledged profiles wait', '/var/lib/fleetprof/spool')
   .option('--spool-max-mb <mb>', 'spool size bound; the oldest profiles are dropped past it (counted)', positiveNumber('--spool-max-mb'), 256)
   .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
-  .addOption(new Option('--push-format <format>', 'lean: stacks the server holds go by content id (pprof when the server does not take it); pprof: always the whole profile').choices(['lean', 'pprof']).default('lean'))
+  .addOption(new Option('--push-format <format>', 'pprof: the whole profile; lean: stacks the server holds go by content id (less server CPU and bandwidth, more agent CPU; pprof when the server does not take it)').choices(['lean', 'pprof']).default('pprof'))
   .option('--ca-file <file>', 'trust this PEM CA for an https server (e.g. a private CA)')
   .option('--client-cert <file>', 'present this PEM client certificate to the server')
   .option('--client-key <file>', 'the key of --client-cert')

@@ -1,5 +1,5 @@
-// The real agent (real BPF, whole host) against a real server: it pushes
-// lean by default (stacks the server acknowledged go by content id), and
+// The real agent (real BPF, whole host) against a real server: with lean
+// pushes on (stacks the server acknowledged go by content id), and
 // what the server serves is exactly what the same profiles give as pprof:
 // every profile the agent made is also ingested as pprof into a second
 // server, and the two flame graphs are equal.
@@ -24,7 +24,7 @@ describe('agent lean push', () => {
     fixtures = buildCFixtures();
   });
 
-  it('pushes lean by default, references stacks it pushed before, and the flame graph is that of its pprofs', { timeout: 120_000 }, async () => {
+  it('pushes lean when asked, references stacks it pushed before, and the flame graph is that of its pprofs', { timeout: 120_000 }, async () => {
     const leanServer = await startServer({ dataDir: tempDir('fleetprof-lean-'), port: 0 });
     const reference = await startServer({ dataDir: tempDir('fleetprof-lean-ref-'), port: 0 });
     const made: { labels: Record<string, string>; body: Buffer }[] = [];
@@ -35,6 +35,7 @@ describe('agent lean push', () => {
       intervalMs: 1500,
       spoolDir: tempDir('fleetprof-lean-spool-'),
       labels: { env: 'lean' },
+      leanPush: true,
       onProfile: (labels, _samples, body) => made.push({ labels, body }),
     });
     try {

@@ -32,7 +32,7 @@ describe('shipper, lean push', () => {
     let server = await startServer({ dataDir: first.dir, port: 0 });
     const port = Number(new URL(server.url).port);
     const spool = new DiskSpool(spoolDir(), 64 << 20);
-    const shipper = new Shipper({ serverUrl: server.url, spool });
+    const shipper = new Shipper({ serverUrl: server.url, spool, lean: true });
     try {
       shipper.enqueue({ node: 'n', comm: 'c' }, profile(1));
       await shipper.whenIdle();
@@ -83,7 +83,7 @@ describe('shipper, lean push', () => {
     await once(old, 'listening');
     const { port } = old.address() as { port: number };
     const spool = new DiskSpool(spoolDir(), 64 << 20);
-    const shipper = new Shipper({ serverUrl: `http://127.0.0.1:${port}`, spool });
+    const shipper = new Shipper({ serverUrl: `http://127.0.0.1:${port}`, spool, lean: true });
     try {
       shipper.enqueue({ node: 'n' }, profile(1));
       await shipper.whenIdle();

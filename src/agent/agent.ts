@@ -47,7 +47,11 @@ export interface AgentOptions {
   onWarning?: (message: string) => void;
   /** Called for every profile handed to the shipper, with its sample count. */
   onProfile?: (labels: Record<string, string>, sampleCount: number, pprofGz: Buffer) => void;
-  /** Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them; default true. */
+  /**
+   * Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them.
+   * Default false: they cut the server's CPU per profile to ~0.45x, but preparing one from the spooled pprof costs the
+   * agent more than it saves the server (an A/B of two agents on one host: 1.43-1.47x the agent's CPU; docs/benchmarks.md).
+   */
   leanPush?: boolean;
 }
 
@@ -123,7 +127,7 @@ export class Agent {
       ingestToken: options.ingestToken,
       tls: options.tls,
       spool: this.spool,
-      lean: options.leanPush ?? true,
+      lean: options.leanPush ?? false,
       onPush: ({ ok, latencyMs, status }) => {
         pushLatency.record(latencyMs);
         // A 409 is the lean push's "define these stacks" (answered at once, counted in fleetprof_agent_push_stacks_resent), not a failure.

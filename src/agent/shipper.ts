@@ -29,7 +29,7 @@ export interface ShipperOptions {
   /** Every push is abandoned (and retried later) after this long, whatever the server does. */
   requestTimeoutMs?: number;
   onPush?: (outcome: { ok: boolean; latencyMs: number; status?: number; error?: string }) => void;
-  /** Send lean pushes (stacks the server holds by content id) when the server takes them; default true. */
+  /** Send lean pushes (stacks the server holds by content id) when the server takes them; default false (see agent.ts). */
   lean?: boolean;
 }
 
@@ -99,7 +99,7 @@ export class Shipper {
   failed = 0;
 
   constructor(options: ShipperOptions) {
-    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, lean: true, ...options };
+    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, lean: false, ...options };
     this.backoffMs = this.options.initialBackoffMs;
     this.url = new URL('/api/v1/ingest', this.options.serverUrl);
     const t = options.tls ?? {};
