@@ -46,7 +46,7 @@ import { gzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
 import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../src/profile/push-encode.js';
-import { PUSH_MEDIA_TYPE } from '../src/profile/push-format.js';
+import { ProtoWriter, PUSH_MEDIA_TYPE } from '../src/profile/push-format.js';
 const { values: args } = parseArgs({
   options: {
     minutes: { type: 'string', default: '60' },
@@ -152,51 +152,7 @@ function buildPool(): Int32Array[] {
   return pool;
 }
 
-// ---- a small protobuf writer: pprof-format would cost more CPU than the server ----
-class Writer {
-  buf = Buffer.allocUnsafe(1 << 20);
-  pos = 0;
-  ensure(n: number) {
-    if (this.pos + n > this.buf.length) {
-      const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-      this.buf.copy(b, 0, 0, this.pos);
-      this.buf = b;
-    }
-  }
-  varint(v: number) {
-    this.ensure(10);
-    while (v >= 128) {
-      this.buf[this.pos++] = (v % 128) | 128;
-      v = Math.floor(v / 128);
-    }
-    this.buf[this.pos++] = v;
-  }
-  key(field: number, wt: number) {
-    this.varint(field * 8 + wt);
-  }
-  /** Writes a length-delimited field whose body `fn` writes. */
-  message(field: number, fn: () => void) {
-    this.key(field, 2);
-    this.ensure(5);
-    const lenPos = this.pos;
-    this.pos += 5; // fixed 5-byte length slot, padded varint
-    const start = this.pos;
-    fn();
-    let len = this.pos - start;
-    for (let i = 0; i < 5; i++) {
-      this.buf[lenPos + i] = (len & 127) | (i < 4 ? 128 : 0);
-      len >>>= 7;
-    }
-  }
-  string(field: number, s: string) {
-    const n = Buffer.byteLength(s);
-    this.key(field, 2);
-    this.varint(n);
-    this.ensure(n);
-    this.buf.write(s, this.pos);
-    this.pos += n;
-  }
-}
+// Profiles are written with the lean push's protobuf writer (src/profile/push-format.ts): pprof-format would cost more CPU than the server.
 
 const fnName = (f: number) => `github.com/acme/svc${f % 97}/pkg${f % 13}.(*Type${f % 31}).Method${f}`;
 const binaryOf = (f: number) => f % BINARIES;
@@ -247,7 +203,7 @@ function codeKeys(pool: Int32Array[], stackIdx: number[], day: number): CodeKeys
 }
 
 function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[], day: number, slot: number): Buffer {
-  const w = new Writer();
+  const w = new ProtoWriter(1 << 20);
   const strings = new Map<string, number>([['', 0]]);
   const str = (s: string) => {
     let i = strings.get(s);
@@ -345,7 +301,7 @@ function encodeProfile(pool: Int32Array[], stackIdx: number[], counts: number[],
   });
   w.key(12, 0);
   w.varint(PERIOD_NS);
-  return w.buf.subarray(0, w.pos);
+  return w.bytes();
 }
 
 // ---- servers, their store, and what they cost ----
@@ -483,10 +439,10 @@ async function runConfig(
   const roundsPerDay = Math.max(1, Math.ceil(rounds / DAYS));
   const startMs = Date.now() - MINUTES * 60_000 - 60_000;
   const timeMember = (timeMs: number) => {
-    const w = new Writer();
+    const w = new ProtoWriter(1 << 20);
     w.key(9, 0);
     w.varint(timeMs * 1e6);
-    return gzipSync(w.buf.subarray(0, w.pos), { level: 1 });
+    return gzipSync(w.bytes(), { level: 1 });
   };
   // node:http with keep-alive: cheaper per request than fetch (the client
   // shares the cores with the servers), body written as two chunks.

@@ -42,6 +42,7 @@ const C_STACK_ROW = PUSH_COLUMN_BASE + 6;
 const C_STACK_SEEN = PUSH_COLUMN_BASE + 7;
 const C_FN_GID = PUSH_COLUMN_BASE + 8;
 const C_LOC_GID = PUSH_COLUMN_BASE + 9;
+const C_STACK_DENSE = PUSH_COLUMN_BASE + 10;
 
 function checkStrings(q: RawPush): (i: number, where: () => string) => void {
   if (q.nStrings === 0 || q.strEnd[0] !== q.strStart[0]) throw errBadProfile('string_table[0] must be the empty string');
@@ -238,10 +239,15 @@ export async function ingestPush(
     return g;
   };
 
+  // One marks-cache probe per distinct stack: it says whether the row is
+  // stored with a mark >= this profile's and gives its dense id
+  // (stack-ids.ts), which the commit then uses as it is.
+  const stackDense = column(C_STACK_DENSE, q.nStacks, F64);
   const refs: number[] = [];
   const hasLabels = q.sampleLabelSet.length > 0;
   for (let i = 0; i < q.nSamples; i++) {
     const id = q.sampleStack[i]!;
+    let dense = 0;
     if (id !== 0) {
       const chk = q.sampleCheck[i]!;
       const d = defined.get(id, 0);
@@ -250,7 +256,10 @@ export async function ingestPush(
         if (q.stackCheck[k] !== chk) throw errBadProfile(`sample ${i}: stack ${id} has check ${chk}, its definition ${q.stackCheck[k]}`);
         if (stackSeen[k] === 0) {
           stackSeen[k] = 1;
-          if (needs(id, chk)) {
+          const held = marks.thirdIfHolds(id, mark, chk);
+          stackDense[k] = held > 0 ? held : 0;
+          if (held < 0 && !checks.has(id)) {
+            checks.set(id, chk);
             const from = q.stackLocStart[k]!;
             const to = q.stackLocStart[k + 1]!;
             const locations: number[] = [];
@@ -262,10 +271,17 @@ export async function ingestPush(
             rows.stacks.push({ id, locations });
           }
         }
-      } else if (!marks.holds(id, mark, chk) && !checks.has(id)) {
-        // Not vouched for by the cache: the store finds it (and raises its marks) or answers 409.
-        checks.set(id, chk);
-        refs.push(id);
+        dense = stackDense[k]!;
+      } else {
+        dense = marks.thirdIfHolds(id, mark, chk);
+        if (dense < 0) {
+          dense = 0;
+          if (!checks.has(id)) {
+            // Not vouched for by the cache: the store finds it (and raises its marks) or answers 409.
+            checks.set(id, chk);
+            refs.push(id);
+          }
+        }
       }
     }
     const ls = hasLabels ? q.sampleLabelSet[i]! : 0;
@@ -274,6 +290,7 @@ export async function ingestPush(
     split.droppedLabels += g.dropped;
     const acc = g.acc;
     const slot = acc.slotOf(id);
+    if (dense > 0) acc.denseIds![slot] = dense;
     const vs = i * nTypes;
     for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += q.sampleValues[vs + t]!;
   }

@@ -91,7 +91,7 @@ export class SeriesSplit {
   private seriesFor(merged: Record<string, string>): StackAccumulator {
     const key = canonicalLabels(merged);
     let e = this.series.get(key);
-    if (!e) this.series.set(key, (e = { acc: new StackAccumulator(this.nTypes, this.series.size === 0 ? this.firstCapacity : 1024), labels: merged }));
+    if (!e) this.series.set(key, (e = { acc: new StackAccumulator(this.nTypes, this.series.size === 0 ? this.firstCapacity : 1024, true), labels: merged }));
     return e.acc;
   }
 
@@ -149,7 +149,8 @@ export async function finishIngest(
     const totals = new Array<number>(nTypes).fill(0);
     for (let k = 0; k < vals.length; k++) totals[k % nTypes]! += vals[k]!;
     nStacksTotal += acc.length;
-    const row: NewProfile = { seriesId, timeMs: header.timeMs, durationNs: header.durationNs, period: header.period, profileTypeId, totals, nTypes, stackHashes, values: vals };
+    const denseIds = acc.denseIds?.slice(0, acc.length);
+    const row: NewProfile = { seriesId, timeMs: header.timeMs, durationNs: header.durationNs, period: header.period, profileTypeId, totals, nTypes, stackHashes, values: vals, denseIds };
     batch.profiles.push(row);
   }
   const ids = await store.write(batch);

@@ -435,14 +435,20 @@ export async function ingestProfile(
     const from = sampleStart[i]!;
     const to = sampleStart[i + 1]!;
     let stack = 0;
+    let dense = 0;
     if (to > from) {
       stackIdentity(h, to - from);
       h.numsAt(locGid, locRow, from, to);
       stack = h.id();
       // The cache's check of a stack also covers its locations' checks: a
       // stack found stored vouches for its locations (emitLocation), so a
-      // location id collision must still be noticed here.
-      if (needs(stack, stackCacheCheck(h.check(), mixChecks(locChk, locRow, from, to)))) {
+      // location id collision must still be noticed here. The same probe
+      // gives the stored row's dense id (stack-ids.ts).
+      const check = stackCacheCheck(h.check(), mixChecks(locChk, locRow, from, to));
+      const held = marks.thirdIfHolds(stack, mark, check);
+      if (held > 0) dense = held;
+      else if (held < 0 && !checks.has(stack)) {
+        checks.set(stack, check);
         const locations: number[] = [];
         for (let j = from; j < to; j++) {
           const k = locRow[j]!;
@@ -454,6 +460,7 @@ export async function ingestProfile(
     }
     const acc = accFor(i);
     const slot = acc.slotOf(stack);
+    if (dense > 0) acc.denseIds![slot] = dense;
     const vs = sampleValueStart[i]!;
     for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += sampleValues[vs + t]!;
   }

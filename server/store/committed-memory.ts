@@ -5,7 +5,7 @@
 import type { IdMap } from './id-map.js';
 import type { IngestBatch, ProfileType, Series } from './store.js';
 
-/** Rows kept in the ingest marks cache before it starts over (about 16 bytes each, doubled by the hash table). */
+/** Rows kept in the ingest marks cache before it starts over (32 bytes each, doubled by the hash table). */
 export const MARKS_CACHE_MAX_ROWS = 2_000_000;
 
 export interface CommittedMemory {
@@ -14,13 +14,17 @@ export interface CommittedMemory {
   readonly profileTypes: Map<number, ProfileType>;
 }
 
-/** Call only after the transaction holding `batches` committed: the cache must never claim a row that is not stored. */
-export function rememberCommitted(memory: CommittedMemory, batches: readonly IngestBatch[]): void {
+/**
+ * Call only after the transaction holding `batches` committed: the cache must never claim a row that is not stored.
+ * `stackIds`: hash -> dense id of the stacks the commit wrote or resolved (stack-ids.ts); the marks cache (a wide
+ * IdMap) keeps each stack's dense id as its third value, 0 for other rows, so ingest's one probe per stack gives both.
+ */
+export function rememberCommitted(memory: CommittedMemory, batches: readonly IngestBatch[], stackIds: IdMap): void {
   const { marks, series, profileTypes } = memory;
   if (marks.size > MARKS_CACHE_MAX_ROWS) marks.clear();
   for (const b of batches) {
     b.checks.forEach((id, check) => {
-      if (marks.get(id, -1) < b.mark) marks.set(id, b.mark, check);
+      if (marks.get(id, -1) < b.mark) marks.set3(id, b.mark, check, Math.max(0, stackIds.get(id, 0)));
     });
     for (const t of b.profileTypes) if (!profileTypes.has(t.id)) profileTypes.set(t.id, t);
     for (const s of b.series) {

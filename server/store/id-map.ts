@@ -1,20 +1,24 @@
 // Open-addressing hash map from a 53-bit id (a double) to a double and an
-// int32, in one Float64Array of (key, value 1, value 2) slots so a probe
-// touches one cache line, not three arrays. Ingest probes it once per
+// int32 (and, when made wide, a third double), in one Float64Array of
+// (key, value 1, value 2[, value 3]) slots so a probe touches one cache line,
+// not three or four arrays. Ingest probes it once per
 // location and once per sample (the marks cache), and queries once per
 // stack-value pair (the merge accumulator); a Map would box every key and
 // cost several times the memory.
 // Keys must be non-zero numbers (0 marks an empty slot); content ids never are 0.
 export class IdMap {
-  /** slots[3 * i] key, [3 * i + 1] first value (a mark, a slot, a dense id), [3 * i + 2] second value (int32). */
+  /** slots[w * i] key, [w * i + 1] first value (a mark, a slot, a dense id), [w * i + 2] second value (int32), [w * i + 3] third value (wide maps); w = stride. */
   private slots: Float64Array;
   private mask: number;
+  /** Doubles per slot: 3, or 4 for a wide map (the ingest marks cache keeps a stack's dense id there). */
+  private readonly stride: number;
   size = 0;
 
-  constructor(initialCapacity = 1024) {
+  constructor(initialCapacity = 1024, wide = false) {
     let cap = 16;
     while (cap < initialCapacity * 2) cap <<= 1;
-    this.slots = new Float64Array(cap * 3); // key 0 = empty (ids are never 0)
+    this.stride = wide ? 4 : 3;
+    this.slots = new Float64Array(cap * this.stride); // key 0 = empty (ids are never 0)
     this.mask = cap - 1;
   }
 
@@ -23,9 +27,10 @@ export class IdMap {
     // Ids are already hashes (or dense): their low bits spread well.
     let i = (key >>> 0) & this.mask;
     const slots = this.slots;
+    const w = this.stride;
     for (;;) {
-      const k = slots[i * 3]!;
-      if (k === key || k === 0) return i * 3;
+      const k = slots[i * w]!;
+      if (k === key || k === 0) return i * w;
       i = (i + 1) & this.mask;
     }
   }
@@ -47,12 +52,43 @@ export class IdMap {
     return s[i] === key && s[i + 1]! >= minA && s[i + 2] === b;
   }
 
+  /**
+   * For a wide map: the third value if key is present with first value >=
+   * minA and second value === b (one probe), else -1.
+   */
+  thirdIfHolds(key: number, minA: number, b: number): number {
+    const i = this.slot(key);
+    const s = this.slots;
+    return s[i] === key && s[i + 1]! >= minA && s[i + 2] === b ? s[i + 3]! : -1;
+  }
+
+  /** Third value for key in a wide map, or `missing`. */
+  get3(key: number, missing = -1): number {
+    const i = this.slot(key);
+    return this.slots[i] === key ? this.slots[i + 3]! : missing;
+  }
+
   /** Second value for key (call only when has(key)). */
   get2(key: number): number {
     return this.slots[this.slot(key) + 2]!;
   }
 
   set(key: number, a: number, b = 0): void {
+    const i = this.slotFor(key);
+    this.slots[i + 1] = a;
+    this.slots[i + 2] = b | 0;
+  }
+
+  /** Sets all three values of a wide map's entry. */
+  set3(key: number, a: number, b: number, c: number): void {
+    const i = this.slotFor(key);
+    this.slots[i + 1] = a;
+    this.slots[i + 2] = b | 0;
+    this.slots[i + 3] = c;
+  }
+
+  /** The slot of key, made (and the table grown) if it is not there. */
+  private slotFor(key: number): number {
     let i = this.slot(key);
     if (this.slots[i] !== key) {
       if ((this.size + 1) * 2 > this.mask + 1) {
@@ -62,8 +98,7 @@ export class IdMap {
       this.slots[i] = key;
       this.size++;
     }
-    this.slots[i + 1] = a;
-    this.slots[i + 2] = b | 0;
+    return i;
   }
 
   clear(): void {
@@ -74,21 +109,21 @@ export class IdMap {
   /** Calls fn for every entry (any order). */
   forEach(fn: (key: number, a: number, b: number) => void): void {
     const s = this.slots;
-    for (let i = 0; i < s.length; i += 3) if (s[i] !== 0) fn(s[i]!, s[i + 1]!, s[i + 2]!);
+    const w = this.stride;
+    for (let i = 0; i < s.length; i += w) if (s[i] !== 0) fn(s[i]!, s[i + 1]!, s[i + 2]!);
   }
 
   private grow(): void {
     const old = this.slots;
+    const w = this.stride;
     const cap = (this.mask + 1) * 2;
-    this.slots = new Float64Array(cap * 3);
+    this.slots = new Float64Array(cap * w);
     this.mask = cap - 1;
-    for (let i = 0; i < old.length; i += 3) {
+    for (let i = 0; i < old.length; i += w) {
       const k = old[i]!;
       if (k === 0) continue;
       const j = this.slot(k);
-      this.slots[j] = k;
-      this.slots[j + 1] = old[i + 1]!;
-      this.slots[j + 2] = old[i + 2]!;
+      for (let v = 0; v < w; v++) this.slots[j + v] = old[i + v]!;
     }
   }
 }

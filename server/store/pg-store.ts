@@ -19,7 +19,7 @@ import pg from 'pg';
 import { IdMap } from './id-map.js';
 import { remapSamples } from './sample-codec.js';
 import { WindowMerge } from './window-merge.js';
-import { encodeDense, groupRefs, resolveStackRefs, StackIdCache, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
+import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision, errUnknownStacks } from '../errors.js';
@@ -242,8 +242,8 @@ function refIo(c: Client): RefRowIo {
 
 export class PgStore implements ProfileStore {
   readonly backend = 'postgres' as const;
-  readonly marks = new IdMap(1 << 16);
-  private readonly stackIds = new StackIdCache();
+  /** Wide: a stack's dense id beside its mark (committed-memory.ts). */
+  readonly marks = new IdMap(1 << 16, true);
   private readonly series = new Map<number, Series>();
   private readonly profileTypes = new Map<number, ProfileType>();
   private seriesVersion = 0;
@@ -365,7 +365,6 @@ export class PgStore implements ProfileStore {
     };
     const stacks = new Map<number, StackWrite>();
     let stackIds: IdMap | undefined;
-    let stackIdsLearned: IdMap | undefined;
     const series = new Map<number, { labels: string; first: number; last: number }>();
     const types = new Map<number, string>();
     const seriesTypes = new Set<string>();
@@ -422,10 +421,9 @@ export class PgStore implements ProfileStore {
           }
           const bad: number[] = [];
           for (const kind of ROW_KINDS) bad.push(...(await this.upsert(c, kind, rows[kind])));
-          const written = await writeStacks(stacks, profiles, this.stackIds, stackIo(c), known);
+          const written = await writeStacks(stacks, profiles, stackIo(c), known);
           bad.push(...written.collided);
           stackIds = written.ids;
-          stackIdsLearned = written.learned;
           if (types.size > 0) {
             const t = [...types].sort((a, b) => a[0] - b[0]);
             const r = await c.query<{ id: number }>(
@@ -509,8 +507,7 @@ export class PgStore implements ProfileStore {
     } finally {
       c.release();
     }
-    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIdsLearned!);
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch), stackIds!);
     this.scheduleRollups();
     let next = 0;
     for (const q of queued) {

@@ -10,7 +10,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Db, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
-import { encodeDense, groupRefs, resolveStackRefs, StackIdCache, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
+import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { WindowMerge } from './window-merge.js';
 import { IdMap } from './id-map.js';
 import { rememberCommitted } from './committed-memory.js';
@@ -67,8 +67,8 @@ const idList = (ids: readonly number[]) => JSON.stringify(ids);
 
 export class SqliteStore implements ProfileStore {
   readonly backend = 'sqlite' as const;
-  readonly marks = new IdMap(1 << 16);
-  private readonly stackIds = new StackIdCache();
+  /** Wide: a stack's dense id beside its mark (committed-memory.ts). */
+  readonly marks = new IdMap(1 << 16, true);
   // This process is the file's only writer, so it hands out dense stack ids
   // itself: never reused while it runs (the query symbol cache may hold ids
   // of rows retention collected), no gaps from conflicting inserts.
@@ -101,7 +101,11 @@ export class SqliteStore implements ProfileStore {
     await writer.get('PRAGMA journal_mode = WAL');
     // NORMAL in WAL mode: a commit survives a process crash (kill -9); only an
     // OS crash / power loss can drop the last transactions.
-    await writer.exec('PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;');
+    // journal_size_limit: after a checkpoint resets the WAL, its file is cut back to
+    // 16 MiB; without it the file stays at its largest size ever (checkpoints
+    // wait while queries read, and the WAL grows meanwhile), which is disk the
+    // store holds for nothing.
+    await writer.exec('PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 16777216;');
     await migrate(writer);
     const reader = await Db.open(file);
     await reader.exec('PRAGMA query_only = 1; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA mmap_size = 1073741824;');
@@ -229,7 +233,6 @@ export class SqliteStore implements ProfileStore {
       ids.push(mine);
     }
     let stackIds: IdMap | undefined;
-    let stackIdsLearned: IdMap | undefined;
     const nextStackId = this.nextStackId;
     const invalidations = this.pendingInvalidations;
     this.pendingInvalidations = [];
@@ -250,10 +253,9 @@ export class SqliteStore implements ProfileStore {
         }
         const bad: number[] = [];
         for (const kind of ROW_KINDS) bad.push(...(await this.upsert(kind, rows[kind])));
-        const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIds, this.stackIo(), known);
+        const st = await writeStacks(stacks, newProfiles.map((x) => x[1]), this.stackIo(), known);
         bad.push(...st.collided);
         stackIds = st.ids;
-        stackIdsLearned = st.learned;
         bad.push(...(await this.upsertPlain('series', ['id', 'labels'], 'labels = excluded.labels', series)));
         bad.push(...(await this.upsertPlain('profile_types', ['id', 'descriptor'], 'descriptor = excluded.descriptor', types)));
         if (bad.length > 0) {
@@ -275,8 +277,7 @@ export class SqliteStore implements ProfileStore {
       return;
     }
     // Committed: remember what is stored (marks cache), the series and kinds.
-    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch));
-    this.stackIds.remember(stackIdsLearned!);
+    rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch), stackIds!);
     queued.forEach((q, i) => q.resolve(ids[i]!));
     this.scheduleRollups();
   }

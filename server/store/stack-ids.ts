@@ -10,33 +10,18 @@
 // hash lets only one row in (INSERT ... ON CONFLICT DO NOTHING) and the
 // other reads that row's id back, so every content has one id.
 //
-// Ingest resolves hash -> id through a bounded in-memory cache filled at
-// commit. A cached id is used only for a row the marks cache says is stored
-// with a mark >= the profile's (store.ts): such a row is not collected while
-// that profile is retained, so the id is still its id. A stack whose row ingest
-// did not rewrite and whose id the cache lost is looked up by hash.
+// Ingest resolves hash -> id with the probe of the marks cache it makes
+// anyway (store.ts): the cache keeps each stack's dense id beside its mark
+// (committed-memory.ts), and a stack it vouches for is stored with a mark >=
+// the profile's, so such a row is not collected while that profile is
+// retained and the id is still its id (NewProfile.denseIds). The commit
+// resolves the rest: rows it writes, stacks a lean push referenced
+// (resolveStackRefs), and, should ingest not have known an id, by hash.
 import { IdMap } from './id-map.js';
 import { encodeSamples } from './sample-codec.js';
 import { orderByKey } from './accumulator.js';
 import { unpackIds, type NewProfile, type SymbolKind } from './store.js';
 import { errIdCollision } from '../errors.js';
-
-/** Entries kept before the cache starts over (about 32 bytes each in the hash table). */
-export const STACK_ID_CACHE_MAX_ROWS = 2_000_000;
-
-export class StackIdCache {
-  private map = new IdMap(1 << 16);
-
-  get(hash: number): number {
-    return this.map.get(hash, -1);
-  }
-
-  /** Call only after the transaction that wrote or read these ids committed. */
-  remember(ids: IdMap): void {
-    if (this.map.size + ids.size > STACK_ID_CACHE_MAX_ROWS) this.map = new IdMap(1 << 16);
-    ids.forEach((hash, id) => this.map.set(hash, id));
-  }
-}
 
 /** A stack row as ingest hands it to the store: hash, packed location ids, mark. */
 export interface StackWrite {
@@ -61,29 +46,20 @@ export interface StackRowIo {
 
 /**
  * Writes the stack rows of one commit group and resolves the dense id of every
- * stack hash its profiles use. Returns hash -> id for all of them (for the
- * cache, after commit). Different content under a stored hash is a collision:
- * refused (FP_ERR_ID_COLLISION), never merged.
+ * stack hash its profiles use that ingest did not know (NewProfile.denseIds).
+ * Returns hash -> id of those (for the marks cache, after commit). Different
+ * content under a stored hash is a collision: refused (FP_ERR_ID_COLLISION),
+ * never merged.
  */
 export async function writeStacks(
   rows: Map<number, StackWrite>,
   profiles: readonly NewProfile[],
-  cache: StackIdCache,
   io: StackRowIo,
   /** hash -> id of stacks already resolved in this transaction (resolveStackRefs). */
   known?: Map<number, number>,
-): Promise<{ ids: IdMap; learned: IdMap; collided: number[] }> {
-  let nUsed = 0;
-  for (const p of profiles) nUsed += p.stackHashes.length;
-  const ids = new IdMap(Math.max(1024, rows.size + nUsed));
-  // What the cache does not know yet (read or written here): remembered after commit. Ids the cache gave are not set again.
-  const learned = new IdMap(1024);
-  if (known) {
-    for (const [hash, id] of known) {
-      ids.set(hash, id);
-      learned.set(hash, id);
-    }
-  }
+): Promise<{ ids: IdMap; collided: number[] }> {
+  const ids = new IdMap(Math.max(256, rows.size + (known?.size ?? 0)));
+  if (known) for (const [hash, id] of known) ids.set(hash, id);
   const collided: number[] = [];
   let pending = [...rows.values()].sort((a, b) => a.hash - b.hash);
   // Two rounds: a row another server inserts between our select and insert is found by the second select.
@@ -118,44 +94,40 @@ export async function writeStacks(
     pending = missing.filter((r) => ids.get(r.hash) < 0);
   }
   if (pending.length > 0) throw new Error(`stack rows ${pending.slice(0, 3).map((r) => r.hash).join(', ')} could neither be inserted nor found`);
-  // Stacks the profiles use whose rows ingest did not rewrite: from the cache, else by hash.
+  // Stacks the profiles use that ingest had no id for and this commit did not write: by hash.
   const lookup: number[] = [];
   for (const p of profiles) {
     const hs = p.stackHashes;
+    const dense = p.denseIds;
     for (let i = 0; i < hs.length; i++) {
       const h = hs[i]!;
-      if (h === 0 || ids.has(h)) continue;
-      const c = cache.get(h);
-      if (c >= 0) ids.set(h, c);
-      else {
-        lookup.push(h);
-        ids.set(h, -1); // once per hash
-      }
+      if (h === 0 || (dense !== undefined && dense[i]! > 0) || ids.has(h)) continue;
+      lookup.push(h);
+      ids.set(h, -1); // once per hash
     }
   }
   if (lookup.length > 0) {
     for (const e of await io.select(lookup)) ids.set(e.hash, e.id);
-    for (const h of lookup) if (ids.get(h) >= 0) learned.set(h, ids.get(h));
     const lost = lookup.filter((h) => ids.get(h) < 0);
     // Cannot happen while marks hold (see the header); refuse rather than store a dangling reference.
     if (lost.length > 0) throw errIdCollision(`stacks ${lost.slice(0, 3).join(', ')} are neither in this request nor stored; retry the upload`);
   }
-  // Rows written or read by hash above (not from the cache).
-  for (const r of rows.values()) {
-    const id = ids.get(r.hash);
-    if (id >= 0) learned.set(r.hash, id);
-  }
-  return { ids, learned, collided };
+  return { ids, collided };
 }
 
-/** Packs one profile's samples under dense ids (ascending). */
+/** Packs one profile's samples under dense ids (ascending): those ingest knew, else from `ids` (writeStacks). */
 export function encodeDense(p: NewProfile, ids: IdMap): { blob: Buffer; scales: number[]; nStacks: number } {
   const n = p.stackHashes.length;
   const nTypes = p.nTypes;
   const dense = new Float64Array(n);
+  const known = p.denseIds;
   for (let i = 0; i < n; i++) {
-    const h = p.stackHashes[i]!;
-    dense[i] = h === 0 ? 0 : ids.get(h);
+    const d = known !== undefined ? known[i]! : 0;
+    if (d > 0) dense[i] = d;
+    else {
+      const h = p.stackHashes[i]!;
+      dense[i] = h === 0 ? 0 : ids.get(h);
+    }
   }
   const order = orderByKey(dense, n);
   const sortedIds = new Float64Array(n);

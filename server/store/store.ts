@@ -129,6 +129,12 @@ export interface NewProfile {
   nTypes: number;
   stackHashes: Float64Array;
   values: Float64Array;
+  /**
+   * Beside stackHashes: each stack's dense id when ingest found it in the
+   * marks cache (so the row is stored with a mark >= this profile's and keeps
+   * that id while the profile is retained), 0 when the commit must resolve it.
+   */
+  denseIds?: Float64Array;
 }
 
 export interface ProfileRow {
