@@ -167,7 +167,10 @@ const C_LOC_HI = 10;
 const C_LOC_LO = 11;
 const C_LOC_MK = 12;
 const C_LOC_SEEN = 13;
-export const PUSH_COLUMN_BASE = 14;
+const C_SAMPLE_STACK = 14;
+const C_SAMPLE_CHECK = 15;
+const C_SAMPLE_HELD = 16;
+export const PUSH_COLUMN_BASE = 17;
 
 /** Checks every cross reference; throws FP_ERR_BAD_PROFILE naming the first dangling one. */
 function validate(p: RawProfile) {
@@ -427,40 +430,55 @@ export async function ingestProfile(
     return g.acc;
   };
 
-  // Samples -> stack ids (hash of the location ids), summed per series.
+  // Samples -> stack ids (hash of the location ids), summed per series. In
+  // passes: the ids and checks, then the marks-cache probes alone (a loop
+  // with nothing else keeps many of its cache misses in flight at once, see
+  // ingest-push.ts), then the rows and the sums.
   const sampleStart = p.sampleStart;
   const sampleValueStart = p.sampleValueStart;
   const sampleValues = p.sampleValues;
-  for (let i = 0; i < p.nSamples; i++) {
+  const n = p.nSamples;
+  const sampleStack = column(C_SAMPLE_STACK, n, F64);
+  const sampleCheck = column(C_SAMPLE_CHECK, n, I32);
+  for (let i = 0; i < n; i++) {
     const from = sampleStart[i]!;
     const to = sampleStart[i + 1]!;
-    let stack = 0;
-    let dense = 0;
-    if (to > from) {
-      stackIdentity(h, to - from);
-      h.numsAt(locGid, locRow, from, to);
-      stack = h.id();
-      // The cache's check of a stack also covers its locations' checks: a
-      // stack found stored vouches for its locations (emitLocation), so a
-      // location id collision must still be noticed here. The same probe
-      // gives the stored row's dense id (stack-ids.ts).
-      const check = stackCacheCheck(h.check(), mixChecks(locChk, locRow, from, to));
-      const held = marks.thirdIfHolds(stack, mark, check);
-      if (held > 0) dense = held;
-      else if (held < 0 && !checks.has(stack)) {
-        checks.set(stack, check);
-        const locations: number[] = [];
-        for (let j = from; j < to; j++) {
-          const k = locRow[j]!;
-          if (locSeen[k] === 0) emitLocation(k);
-          locations.push(locGid[k]!);
-        }
-        rows.stacks.push({ id: stack, locations });
+    if (to === from) {
+      sampleStack[i] = 0;
+      continue;
+    }
+    stackIdentity(h, to - from);
+    h.numsAt(locGid, locRow, from, to);
+    sampleStack[i] = h.id();
+    // The cache's check of a stack also covers its locations' checks: a
+    // stack found stored vouches for its locations (emitLocation), so a
+    // location id collision must still be noticed here.
+    sampleCheck[i] = stackCacheCheck(h.check(), mixChecks(locChk, locRow, from, to));
+  }
+  // Each probe also gives the stored row's dense id (stack-ids.ts).
+  const held = column(C_SAMPLE_HELD, n, F64);
+  for (let i = 0; i < n; i++) {
+    const stack = sampleStack[i]!;
+    held[i] = stack === 0 ? -1 : marks.thirdIfHolds(stack, mark, sampleCheck[i]!);
+  }
+  for (let i = 0; i < n; i++) {
+    const stack = sampleStack[i]!;
+    const hit = held[i]!;
+    if (stack !== 0 && hit < 0 && !checks.has(stack)) {
+      checks.set(stack, sampleCheck[i]!);
+      const from = sampleStart[i]!;
+      const to = sampleStart[i + 1]!;
+      const locations: number[] = [];
+      for (let j = from; j < to; j++) {
+        const k = locRow[j]!;
+        if (locSeen[k] === 0) emitLocation(k);
+        locations.push(locGid[k]!);
       }
+      rows.stacks.push({ id: stack, locations });
     }
     const acc = accFor(i);
     const slot = acc.slotOf(stack);
-    if (dense > 0) acc.denseIds![slot] = dense;
+    if (hit > 0) acc.denseIds![slot] = hit;
     const vs = sampleValueStart[i]!;
     for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += sampleValues[vs + t]!;
   }
