@@ -1,9 +1,13 @@
 // Keeps the BPF unwind maps in step with the processes on the host:
-// - a file's table is built the first time a process that maps it is seen, in
-//   the table worker (table-build-pool.ts: parse and compile off the event
-//   loop), loaded here into the maps, shared by every process mapping the
-//   same file (same device and inode, built once), and removed when none maps
-//   it any more;
+// - a file's table is built the first time a walk needs it (the BPF walker
+//   meets a mapping whose table is deferred and asks through the ring buffer;
+//   a process's own executable is asked for at once), in the table worker
+//   (table-build-pool.ts: parse and compile off the event loop), loaded here
+//   into the maps, shared by every process mapping the same file (same device
+//   and inode, built once), and removed when none maps it any more. Most files
+//   a process maps (a runtime's libraries, the agent's own) are never on a
+//   sampled stack: on a cold host building only what walks reach is most of
+//   what --unwind dwarf costs beyond frame pointers;
 // - each process gets the list of its executable mappings (address range,
 //   load bias, file id; file id 0 for code without a table: JIT, vdso);
 // - rows go into one preallocated array whose size is the memory budget; a
@@ -11,7 +15,7 @@
 //   the frame-pointer rule.
 // The layouts are bpf/profile.h's fp_unwind_* and fp_process_mappings.
 
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { loadAddon } from '../native/addon.js';
 import { isExecutable, isFileBacked, parseProcMaps, type Mapping } from '../symbolize/proc-maps.js';
 import type { Tgid } from '../sampler/bpf-layout.js';
@@ -35,6 +39,9 @@ const PAGE_KEY_SIZE = 8;
 export const BUCKET_BITS = 11;
 export const BUCKETS = 1 << (16 - BUCKET_BITS);
 const PAGE_VALUE_SIZE = 8 + 2 * BUCKETS;
+/** bpf/profile.h's enum fp_table_pending. */
+const TABLE_BUILDING = 1;
+const TABLE_DEFERRED = 2;
 /** Rows written per batch syscall (bounds the temporary buffers). */
 const BATCH_ROWS = 1 << 16;
 
@@ -62,6 +69,10 @@ export interface UnwindTableStats {
   buildMs: number;
   /** Files whose table is being built. */
   filesBuilding: number;
+  /** Files mapped executable whose table no walk has needed yet (built when one does). */
+  filesDeferred: number;
+  /** Tables asked for by walks that met their file (FP_PROCESS_TABLE_WANTED events acted on). */
+  tablesWanted: number;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
   /** The persistent table cache (table-cache.ts): tables read from it, built because it had none, entries found corrupt (rebuilt), writes that failed. */
@@ -71,8 +82,8 @@ export interface UnwindTableStats {
 interface LoadedFile {
   id: number;
   key: string;
-  /** building: asked of the table worker; ready: loaded (rowCount 0: no table); failed: unreadable. */
-  state: 'building' | 'ready' | 'failed';
+  /** deferred: no walk has needed it yet; building: asked of the table worker; ready: loaded (rowCount 0: no table); failed: unreadable. */
+  state: 'deferred' | 'building' | 'ready' | 'failed';
   /** Size of the mapping that first brought it: the worker builds small files first. */
   sizeHint: number;
   /** A way to open it: a process that maps it and the mapping (tried again through other users if gone). */
@@ -146,6 +157,7 @@ export class UnwindTableManager {
   private processesTruncated = 0;
   private buildMs = 0;
   private loadErrors = 0;
+  private tablesWanted = 0;
   private readonly filesWithoutTable: Record<string, number> = {};
   private readonly unsupportedRows: Record<string, number> = {};
   private readonly overBudgetLogged = new Set<string>();
@@ -229,6 +241,7 @@ export class UnwindTableManager {
       return false; // gone already: nothing to unwind
     }
     const executable = parseProcMaps(text).mappings.filter(isExecutable);
+    const exe = this.executablePath(tgid);
     if (executable.length > MAX_PROCESS_MAPPINGS) this.processesTruncated++;
     const mappings = executable.slice(0, MAX_PROCESS_MAPPINGS);
     const fileKeys: string[] = [];
@@ -241,7 +254,9 @@ export class UnwindTableManager {
         file = {
           id: this.nextFileId++,
           key,
-          state: 'building',
+          // The program's own binary is on nearly every stack it has (main, _start): asked for at once;
+          // the rest when a walk reaches them.
+          state: mapping.path === exe ? 'building' : 'deferred',
           sizeHint: Number(mapping.endAddress - mapping.startAddress),
           opener: { tgid, mapping },
           firstRow: 0,
@@ -251,7 +266,7 @@ export class UnwindTableManager {
           references: 0,
         };
         this.files.set(key, file);
-        newFiles.push(file);
+        if (file.state === 'building') newFiles.push(file);
       }
       file.references++;
       file.unusedSinceSweep = undefined;
@@ -275,7 +290,7 @@ export class UnwindTableManager {
       let fileId = 0;
       let bias = 0n;
       const file = isFileBacked(mapping) ? this.files.get(fileKey(mapping)) : undefined;
-      const pending = file !== undefined && file.state === 'building';
+      const pending = file?.state === 'building' ? TABLE_BUILDING : file?.state === 'deferred' ? TABLE_DEFERRED : 0;
       if (file !== undefined && file.state === 'ready' && file.rowCount > 0) {
         const b = loadBias(file, mapping);
         if (b !== undefined) {
@@ -288,7 +303,7 @@ export class UnwindTableManager {
       value.writeBigUInt64LE(mapping.endAddress, at + 8);
       value.writeBigUInt64LE(BigInt.asUintN(64, bias), at + 16);
       value.writeUInt32LE(fileId, at + 24);
-      value.writeUInt32LE(pending ? 1 : 0, at + 28);
+      value.writeUInt32LE(pending, at + 28);
     });
     value.writeUInt32LE(process.mappings.length, 0);
     // A new version for every write: the BPF rule cache keyed by it forgets what this entry said before.
@@ -297,6 +312,34 @@ export class UnwindTableManager {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(tgid);
     loadAddon().mapUpdate(this.maps.processes.fd, key, value);
+  }
+
+  /**
+   * A walk in this process met the mapping starting at `mappingStart`, whose
+   * table is deferred: build it now. Called from the ring buffer, while the
+   * process runs, so its file can still be opened through it. The walker has
+   * marked the mapping as building in the entry; other processes mapping the
+   * file may ask again meanwhile, which changes nothing.
+   */
+  requestTable(tgid: Tgid, mappingStart: bigint): void {
+    if (this.closed) return;
+    const mapping = this.processes.get(tgid)?.mappings.find((m) => m.startAddress === mappingStart);
+    if (mapping === undefined || !isFileBacked(mapping)) return; // re-read since: the new entry asks again
+    const file = this.files.get(fileKey(mapping));
+    if (file?.state !== 'deferred') return;
+    this.tablesWanted++;
+    file.state = 'building';
+    file.opener = { tgid, mapping };
+    this.guard(`building the table of ${mapping.path}`, () => this.startBuild(file));
+  }
+
+  /** The path of the process's executable as its maps name it (undefined if gone). */
+  private executablePath(tgid: Tgid): string | undefined {
+    try {
+      return readlinkSync(`${this.procRoot}/${tgid}/exe`).replace(/ \(deleted\)$/, '');
+    } catch {
+      return undefined;
+    }
   }
 
   /** Asks the worker for a file's table; loads it when it comes back (if the file is still mapped). */
@@ -384,6 +427,8 @@ export class UnwindTableManager {
       processesTruncated: this.processesTruncated,
       buildMs: Math.round(this.buildMs),
       filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
+      filesDeferred: [...this.files.values()].filter((file) => file.state === 'deferred').length,
+      tablesWanted: this.tablesWanted,
       loadErrors: this.loadErrors,
       cache: { enabled: this.options.cache !== undefined, ...this.cacheCounts },
     };
