@@ -4,10 +4,10 @@
 //   a process's own executable is asked for at once), in the table worker
 //   (table-build-pool.ts: parse and compile off the event loop), loaded here
 //   into the maps, shared by every process mapping the same file (same device
-//   and inode, built once), and removed when none maps it any more. Most files
-//   a process maps (a runtime's libraries, the agent's own) are never on a
-//   sampled stack: on a cold host building only what walks reach is most of
-//   what --unwind dwarf costs beyond frame pointers;
+//   and inode, built once), and removed when none maps it any more. Many files
+//   a process maps (a runtime's bundled libraries, glibc's stubs, ld.so, the
+//   agent's own) are never on a sampled stack: building them cost a cold host
+//   CPU, row budget and map writes for nothing;
 // - each process gets the list of its executable mappings (address range,
 //   load bias, file id; file id 0 for code without a table: JIT, vdso);
 // - rows go into one preallocated array whose size is the memory budget; a
