@@ -13,6 +13,7 @@
 #include <linux/perf_event.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -386,6 +387,26 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mapMmap(fd, bytes) -> ArrayBuffer over an array map's values (a map created
+// with BPF_F_MMAPABLE; each value takes round_up(value_size, 8) bytes):
+// user space writes a whole unwind table in place instead of one kernel
+// update per row. The mapping holds the map; it is unmapped when the
+// ArrayBuffer is collected.
+Napi::Value MapMmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  size_t bytes = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (memory == MAP_FAILED) ThrowErrno(env, "mmap of a BPF map", errno);
+  return Napi::ArrayBuffer::New(
+      env, memory, bytes,
+      [](Napi::Env, void* data, size_t* length) {
+        munmap(data, *length);
+        delete length;
+      },
+      new size_t(bytes));
+}
+
 // mapDrain(fd, keySize, valueSize) -> { keys, values, count }: reads every
 // entry and deletes it. Called only on the generation the program is not
 // writing to, so nothing is lost between the read and the delete.
@@ -483,6 +504,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDrain", Napi::Function::New(env, MapDrain));
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete));
   exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch));
+  exports.Set("mapMmap", Napi::Function::New(env, MapMmap));
   exports.Set("enableBpfStats", Napi::Function::New(env, EnableBpfStats));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("possibleCpuCount", Napi::Function::New(env, PossibleCpuCount));

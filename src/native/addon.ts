@@ -41,6 +41,8 @@ export interface NativeAddon {
   mapDelete(fd: MapFd, key: Buffer): boolean;
   /** `count` packed keys and values in one syscall. */
   mapUpdateBatch(fd: MapFd, keys: Buffer, values: Buffer, count: number): void;
+  /** The values of an array map created with BPF_F_MMAPABLE, mapped into this process (bytes: a multiple of the page size). */
+  mapMmap(fd: MapFd, bytes: number): ArrayBuffer;
   enableBpfStats(): number;
   closeFd(fd: number): void;
   possibleCpuCount(): number;
