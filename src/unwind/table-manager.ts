@@ -46,7 +46,6 @@ const TABLE_DEFERRED = 2;
 const BATCH_ROWS = 1 << 16;
 /** Bytes per element of an mmapable array map: values are rounded up to 8. */
 const ROW_ELEMENT_BYTES = 8;
-const PAGE_BYTES = 4096;
 
 
 export interface UnwindTableStats {
@@ -175,7 +174,7 @@ export class UnwindTableManager {
       this.options.log?.(`fleetprof: unwind tables: ${message}`);
     }, options.cache);
     this.allocator = new RangeAllocator(maps.rows.maxEntries);
-    this.rowsMemory = mapRows(maps.rows);
+    this.rowsInPlace = canWriteInPlace(maps.rows);
     this.rowsCapacity = maps.rows.maxEntries * ROWS_PER_ELEMENT;
     // Rule 0: no information (a gap between FDEs); rule 1: an unsupported rule (the walk stops, counted).
     this.ruleId(INVALID_RULE);
@@ -192,8 +191,8 @@ export class UnwindTableManager {
   /** Files opened for builds in flight. */
   private readonly openFds = new Set<number>();
   private readonly pool: TableBuildPool;
-  /** The rows map's values, mapped into this process (a u32 row, then 4 bytes of padding, per element); undefined: written with batch updates. */
-  private readonly rowsMemory: Uint32Array | undefined;
+  /** Whether rows are copied into the rows map's memory (mapWrite); else batch updates. */
+  private readonly rowsInPlace: boolean;
 
   /**
    * Loads the process soon, off the ring-buffer callback. Its mappings are
@@ -569,11 +568,12 @@ export class UnwindTableManager {
 
   /** Rows as the BPF map holds them (address_low | rule << 16, little-endian): in place, else a batch per syscall. */
   private writeRows(firstRow: number, rows: Uint32Array): void {
-    const memory = this.rowsMemory;
-    if (memory !== undefined) {
-      // No walk reads these rows before writePages points at them.
+    if (this.rowsInPlace) {
+      // As the map lays them out: a row, then 4 bytes of padding. No walk reads them before writePages points at them.
       const stride = ROW_ELEMENT_BYTES / ROW_SIZE;
-      for (let i = 0, at = firstRow * stride; i < rows.length; i++, at += stride) memory[at] = rows[i]!;
+      const elements = new Uint32Array(rows.length * stride);
+      for (let i = 0; i < rows.length; i++) elements[i * stride] = rows[i]!;
+      loadAddon().mapWrite(this.maps.rows.fd, firstRow * ROW_ELEMENT_BYTES, Buffer.from(elements.buffer));
       return;
     }
     // An odd count gets a padding row (never searched: it is past the file's last page).
@@ -642,18 +642,18 @@ function loadBias(file: LoadedFile, mapping: Mapping): bigint | undefined {
 }
 
 /**
- * The rows map's values mapped into this process, so a table is written with
- * one copy instead of one kernel update per row (~450k rows on a cold host,
- * ~50 ms of the event loop's time). Undefined where the map cannot be mapped
- * (a kernel before 5.5, or an object built without BPF_F_MMAPABLE): then
- * rows go in batch updates.
+ * Whether the rows map takes in-place writes (mapWrite): a table's rows in one
+ * copy instead of one kernel update per row (~450k rows on a cold host, ~50 ms
+ * of the event loop's time). Not where the map cannot be mapped (a kernel
+ * before 5.5, an object built without BPF_F_MMAPABLE): then batch updates.
+ * Probed by writing row 0, which no table holds yet.
  */
-function mapRows(rows: MapInfo): Uint32Array | undefined {
-  const bytes = Math.ceil((rows.maxEntries * ROW_ELEMENT_BYTES) / PAGE_BYTES) * PAGE_BYTES;
+function canWriteInPlace(rows: MapInfo): boolean {
   try {
-    return new Uint32Array(loadAddon().mapMmap(rows.fd, bytes), 0, (rows.maxEntries * ROW_ELEMENT_BYTES) / ROW_SIZE);
+    loadAddon().mapWrite(rows.fd, 0, Buffer.alloc(ROW_ELEMENT_BYTES));
+    return true;
   } catch {
-    return undefined;
+    return false;
   }
 }
 
