@@ -5,7 +5,8 @@
 // ring buffer when a walk first meets them) are, and its stacks still reach
 // the thread's root. Fails where every mapped file is built on sight (the
 // unused library gets a table), and where the walker's requests are lost (no
-// chain reaches _start through libc).
+// chain reaches _start through libc). Also checks that the rows were copied
+// into the rows map's memory (not one kernel update per row) and walk right.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -75,6 +76,8 @@ describe('record --unwind dwarf: tables for the files walks reach', () => {
     expect(tables.filesDeferred, context).toBeGreaterThanOrEqual(1);
     // libsplit.so and libc at least were asked for by walks (the program's own binary is asked for at once).
     expect(tables.tablesWanted, context).toBeGreaterThanOrEqual(2);
+    // Rows go into the map's memory in one copy (this kernel has mmapable array maps), and the walks below read them.
+    expect(tables.rowsWrittenInPlace).toBe(true);
 
     const mine = flattenProfile(readProfile(profilePath)).filter((s) => s.labels.pid === child.pid && userFrames(s).length > 0);
     const total = sumCounts(mine);

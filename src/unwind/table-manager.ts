@@ -75,6 +75,8 @@ export interface UnwindTableStats {
   filesDeferred: number;
   /** Tables asked for by walks that met their file (FP_PROCESS_TABLE_WANTED events acted on). */
   tablesWanted: number;
+  /** Whether rows are copied into the rows map's memory (false: one kernel update per row, a kernel without mmapable maps). */
+  rowsWrittenInPlace: boolean;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
   /** The persistent table cache (table-cache.ts): tables read from it, built because it had none, entries found corrupt (rebuilt), writes that failed. */
@@ -434,6 +436,7 @@ export class UnwindTableManager {
       filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
       filesDeferred: [...this.files.values()].filter((file) => file.state === 'deferred').length,
       tablesWanted: this.tablesWanted,
+      rowsWrittenInPlace: this.rowsInPlace,
       loadErrors: this.loadErrors,
       cache: { enabled: this.options.cache !== undefined, ...this.cacheCounts },
     };
