@@ -4,7 +4,9 @@
 // and bench/bpf/walk-only.bpf.o is attached alongside as the reference. On a
 // shared, loaded machine only the ratios to the reference mean much.
 // Usage: node dist/bench/unwind-bpf-ab.js [--duration 10] [--frequency 99] [--rounds 3] [--no-load] [ROOT:]OBJECT.bpf.o ...
-// (ROOT: another checkout whose dist/src/cli.js runs that object, for a build whose user space differs too).
+// (ROOT: another checkout whose dist/src/cli.js runs that object, for a build whose user space differs too;
+// an object from before the walker asked for deferred tables (FP_PROCESS_TABLE_WANTED) needs its own checkout,
+// or this user space leaves every library but the programs' own binaries unbuilt).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';

@@ -152,6 +152,9 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fp_unwind_row);
 	__uint(max_entries, 1);
+	// User space writes tables straight into the map's memory (one kernel
+	// update per row cost a cold start ~50 ms for ~450k rows).
+	__uint(map_flags, BPF_F_MMAPABLE);
 } unwind_rows SEC(".maps");
 
 // Distinct rules of all files (a whole host has a few thousand).
@@ -323,6 +326,27 @@ static __always_inline void report_stale_mappings(struct fp_process_mappings *pr
 	proc->stale_reported = 1;
 	event->tgid = tgid;
 	event->kind = FP_PROCESS_MAPPINGS_STALE;
+	event->address = 0;
+	bpf_get_current_comm(&event->comm, sizeof(event->comm));
+	bpf_ringbuf_submit(event, 0);
+}
+
+// Asks user space for the table of a mapping's file, the first time a walk
+// meets it (tables are built for the files walks reach). Marked as building
+// in the process's entry, so this process asks once; an event lost to a full
+// ring buffer is counted and asked again by the next walk that misses the
+// rule cache there.
+static __always_inline void request_table(struct fp_exec_mapping *mapping, __u32 tgid)
+{
+	struct fp_process_event *event = bpf_ringbuf_reserve(&process_events, sizeof(*event), 0);
+	if (!event) {
+		count_stat(FP_STAT_PROCESS_EVENT_LOST);
+		return;
+	}
+	mapping->table_pending = FP_TABLE_BUILDING;
+	event->tgid = tgid;
+	event->kind = FP_PROCESS_TABLE_WANTED;
+	event->address = mapping->start;
 	bpf_get_current_comm(&event->comm, sizeof(event->comm));
 	bpf_ringbuf_submit(event, 0);
 }
@@ -421,12 +445,15 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		} else {
 			// The mapping found, by index read back from the map value: one
 			// pointer for the verifier whichever way the search found it.
-			const struct fp_exec_mapping *mapping = &proc->mappings[*(volatile __u32 *)&walk->last_mapping & (FP_MAX_PROCESS_MAPPINGS - 1)];
+			struct fp_exec_mapping *mapping = &proc->mappings[*(volatile __u32 *)&walk->last_mapping & (FP_MAX_PROCESS_MAPPINGS - 1)];
 			__u32 found = 0;
-			if (mapping->file_id)
+			if (mapping->file_id) {
 				found = find_rule(mapping->file_id, lookup - mapping->bias, walk);
-			else if (mapping->table_pending)
+			} else if (mapping->table_pending) {
 				found = FP_RULE_CACHE_PENDING;
+				if (mapping->table_pending == FP_TABLE_DEFERRED)
+					request_table(mapping, walk->tgid);
+			}
 			walk->found_rule = found;
 			slot->address = lookup;
 			slot->version = version;
@@ -648,6 +675,7 @@ static __always_inline bool announce_process(__u32 tgid, const char *comm)
 	}
 	event->tgid = tgid;
 	event->kind = FP_PROCESS_NEW;
+	event->address = 0;
 	__builtin_memcpy(event->comm, comm, FP_COMM_LEN);
 	bpf_ringbuf_submit(event, 0);
 	return true;

@@ -36,12 +36,14 @@ struct fp_config {
 enum fp_process_event_kind {
 	FP_PROCESS_NEW = 0, // first sample of the process (or first after an exec)
 	FP_PROCESS_MAPPINGS_STALE = 1, // a pc outside its known code: it mapped more (dlopen, JIT)
+	FP_PROCESS_TABLE_WANTED = 2, // a walk met a mapping whose table is deferred: build it (address: the mapping's start)
 };
 
 struct fp_process_event {
 	__u32 tgid;
 	char comm[FP_COMM_LEN];
 	__u32 kind; // enum fp_process_event_kind
+	__u64 address; // FP_PROCESS_TABLE_WANTED: the start of the mapping met; else 0
 };
 
 // ---- Unwind tables (src/unwind/). A file's rows live in one shared array,
@@ -108,7 +110,16 @@ struct fp_exec_mapping {
 	__u64 end;
 	__u64 bias; // runtime address - ELF address
 	__u32 file_id;
-	__u32 table_pending; // 1: its file's table is being built (frames use frame pointers meanwhile)
+	__u32 table_pending; // enum fp_table_pending: whether its file's table is still to come (frames use frame pointers meanwhile)
+};
+
+enum fp_table_pending {
+	FP_TABLE_READY = 0, // built, or none to build (file_id says which)
+	FP_TABLE_BUILDING = 1, // asked of the table worker
+	// Not asked for yet: tables are built for the files walks reach, not for
+	// every file a process maps. The first walk that meets it asks (one
+	// FP_PROCESS_TABLE_WANTED event) and sets FP_TABLE_BUILDING in place.
+	FP_TABLE_DEFERRED = 2,
 };
 
 struct fp_process_mappings {

@@ -143,7 +143,7 @@ withAttributionOptions(program
       const tables = summary.unwind.tables;
       process.stderr.write(
         `user stacks: ${outcomes} (frame pointers while a table was being built: ${summary.unwind.tablePending})` +
-          (tables ? `; unwind tables: ${tables.files} files, ${(tables.tableBytes / 1048576).toFixed(1)} MiB in ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB of maps, over budget ${tables.filesOverBudget}` : '') +
+          (tables ? `; unwind tables: ${tables.files} files (${tables.filesDeferred} mapped but never reached by a walk: not built), ${(tables.tableBytes / 1048576).toFixed(1)} MiB in ${(tables.lockedMapBytes / 1048576).toFixed(1)} MiB of maps, over budget ${tables.filesOverBudget}` : '') +
           (tables?.cache.enabled ? `; table cache: ${tables.cache.hits} read, ${tables.cache.misses} built, ${tables.cache.corrupt} corrupt (rebuilt), ${tables.cache.writeErrors} not written` : '') +
           '\n',
       );

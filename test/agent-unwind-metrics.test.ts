@@ -53,6 +53,8 @@ describe('agent --unwind dwarf: /metrics', () => {
       expect(lockedBytes).toBeGreaterThanOrEqual(16 << 20);
       expect(lockedBytes!).toBeGreaterThan(tableBytes!);
       expect(metric(text, 'fleetprof_agent_unwind_files')).toBeGreaterThan(0);
+      // Processes map files no walk reaches (node maps glibc's empty libdl and libpthread stubs): not built.
+      expect(metric(text, 'fleetprof_agent_unwind_files_deferred')).toBeGreaterThan(0);
       expect(metric(text, 'fleetprof_agent_unwind_files_over_budget_total') ?? 0).toBe(0);
     } finally {
       await agent.stop();

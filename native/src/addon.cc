@@ -13,6 +13,7 @@
 #include <linux/perf_event.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -386,6 +387,28 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mapWrite(fd, byteOffset, data): copies data into the values of an array
+// map created with BPF_F_MMAPABLE (each value takes round_up(value_size, 8)
+// bytes), through a mapping of just the pages concerned, unmapped at once:
+// a whole unwind table in one copy instead of one kernel update per row.
+// (Mapping the whole map for good would put all of its memory, the row
+// budget, in this process's RSS.)
+Napi::Value MapWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  uint64_t offset = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  auto data = info[2].As<Napi::Buffer<uint8_t>>();
+  if (data.Length() == 0) return env.Undefined();
+  uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t start = offset & ~(page - 1);
+  size_t length = static_cast<size_t>((offset + data.Length() - start + page - 1) & ~(page - 1));
+  void* memory = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(start));
+  if (memory == MAP_FAILED) ThrowErrno(env, "mmap of a BPF map", errno);
+  memcpy(static_cast<uint8_t*>(memory) + (offset - start), data.Data(), data.Length());
+  munmap(memory, length);
+  return env.Undefined();
+}
+
 // mapDrain(fd, keySize, valueSize) -> { keys, values, count }: reads every
 // entry and deletes it. Called only on the generation the program is not
 // writing to, so nothing is lost between the read and the delete.
@@ -483,6 +506,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDrain", Napi::Function::New(env, MapDrain));
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete));
   exports.Set("mapUpdateBatch", Napi::Function::New(env, MapUpdateBatch));
+  exports.Set("mapWrite", Napi::Function::New(env, MapWrite));
   exports.Set("enableBpfStats", Napi::Function::New(env, EnableBpfStats));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("possibleCpuCount", Napi::Function::New(env, PossibleCpuCount));

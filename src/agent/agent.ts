@@ -186,6 +186,10 @@ export class Agent {
       const stats = this.collector.unwindStats();
       if (stats) result.observe(stats.files);
     });
+    meter.createObservableGauge('fleetprof_agent_unwind_files_deferred', { description: 'files mapped by loaded processes whose unwind table no walk has needed yet (not built)' }).addCallback((result) => {
+      const stats = this.collector.unwindStats();
+      if (stats) result.observe(stats.filesDeferred);
+    });
     meter.createObservableCounter('fleetprof_agent_unwind_files_over_budget', { description: 'files that did not fit in the unwind table budget (unwound with frame pointers)' }).addCallback((result) => {
       const stats = this.collector.unwindStats();
       if (stats) result.observe(stats.filesOverBudget);

@@ -20,7 +20,7 @@ export interface CollectResult {
   kernelStats: KernelStats;
 }
 
-export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 'onMappingsStale' | 'unwindTables'> {
+export interface CollectorOptions extends Omit<SamplerOptions, 'onNewProcess' | 'onMappingsStale' | 'onTableWanted' | 'unwindTables'> {
   procRoot?: string;
   /** Bounds on the caches (see memory-budget.ts); unbounded when unset. */
   limits?: Partial<CacheLimits>;
@@ -167,6 +167,7 @@ export class Collector {
       ...(dwarf && {
         unwindTables: unwindMapSizes(options.unwindTableBudgetBytes ?? DEFAULT_UNWIND_TABLE_BUDGET_BYTES),
         onMappingsStale: (tgid: Tgid) => this.unwindTables?.requestLoad(tgid),
+        onTableWanted: (tgid: Tgid, mappingStart: bigint) => this.unwindTables?.requestTable(tgid, mappingStart),
       }),
     });
     const maps = this.sampler.unwindMaps();

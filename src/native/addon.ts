@@ -41,6 +41,8 @@ export interface NativeAddon {
   mapDelete(fd: MapFd, key: Buffer): boolean;
   /** `count` packed keys and values in one syscall. */
   mapUpdateBatch(fd: MapFd, keys: Buffer, values: Buffer, count: number): void;
+  /** Copies `data` into the values of an array map created with BPF_F_MMAPABLE at `byteOffset` (values take round_up(valueSize, 8) bytes each). */
+  mapWrite(fd: MapFd, byteOffset: number, data: Buffer): void;
   enableBpfStats(): number;
   closeFd(fd: number): void;
   possibleCpuCount(): number;

@@ -5,7 +5,8 @@ export const MAX_STACK_DEPTH = 127;
 export const COMM_LENGTH = 16;
 export const SAMPLE_KEY_SIZE = 4 + 4 + 8 + 8 + COMM_LENGTH;
 export const CONFIG_SIZE = 16;
-export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH + 4;
+/** struct fp_process_event: tgid, comm, kind, then the u64 address (8-aligned). */
+export const PROCESS_EVENT_SIZE = 4 + COMM_LENGTH + 4 + 8;
 
 /** Kernel process id (tgid) — what user space calls a pid. */
 export type Tgid = number;
@@ -97,11 +98,22 @@ export function encodeConfig(generation: number, filterTgid: Tgid, unwindTables 
 }
 
 /** enum fp_process_event_kind. */
-export type ProcessEventKind = 'new' | 'mappingsStale';
+export type ProcessEventKind = 'new' | 'mappingsStale' | 'tableWanted';
+const PROCESS_EVENT_KINDS: readonly ProcessEventKind[] = ['new', 'mappingsStale', 'tableWanted'];
 
-export function decodeProcessEvent(bytes: Buffer): { tgid: Tgid; comm: string; kind: ProcessEventKind } {
-  const kind = bytes.length >= PROCESS_EVENT_SIZE && bytes.readUInt32LE(4 + COMM_LENGTH) === 1 ? 'mappingsStale' : 'new';
-  return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4), kind };
+export interface ProcessEvent {
+  tgid: Tgid;
+  comm: string;
+  kind: ProcessEventKind;
+  /** tableWanted: the start address of the mapping whose table a walk needs; else 0. */
+  address: bigint;
+}
+
+export function decodeProcessEvent(bytes: Buffer): ProcessEvent {
+  const whole = bytes.length >= PROCESS_EVENT_SIZE;
+  // An unknown kind is treated as a new process: re-reading its mappings is always safe.
+  const kind = (whole ? PROCESS_EVENT_KINDS[bytes.readUInt32LE(4 + COMM_LENGTH)] : undefined) ?? 'new';
+  return { tgid: bytes.readUInt32LE(0), comm: decodeComm(bytes, 4), kind, address: whole ? bytes.readBigUInt64LE(8 + COMM_LENGTH) : 0n };
 }
 
 /** A struct fp_stack: addresses leaf first, ended by the first zero. */

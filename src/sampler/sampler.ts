@@ -31,6 +31,8 @@ export interface SamplerOptions {
   unwindTables?: UnwindMapSizes;
   /** With unwindTables: a process ran code outside the mappings loaded for it (dlopen, new JIT code). */
   onMappingsStale?: (tgid: Tgid) => void;
+  /** With unwindTables: a walk met a mapping (by its start address) whose table is deferred: build it now. */
+  onTableWanted?: (tgid: Tgid, mappingStart: bigint) => void;
   /** Called after load, before the program is attached: fill maps that must hold before the first sample (the cgroup filter). */
   onLoaded?: (mapInfo: (name: string) => MapInfo) => void;
 }
@@ -173,12 +175,13 @@ export class Sampler {
     try {
       const sampler = new Sampler(object, options.filterTgid ?? 0, unwind !== undefined);
       sampler.writeConfig();
-      if (options.onNewProcess || options.onMappingsStale) {
-        const { onNewProcess, onMappingsStale } = options;
+      if (options.onNewProcess || options.onMappingsStale || options.onTableWanted) {
+        const { onNewProcess, onMappingsStale, onTableWanted } = options;
         object.startRingBuffer('process_events', (records) => {
           for (const record of records) {
             const event = decodeProcessEvent(record);
             if (event.kind === 'mappingsStale') onMappingsStale?.(event.tgid);
+            else if (event.kind === 'tableWanted') onTableWanted?.(event.tgid, event.address);
             else onNewProcess?.(event.tgid, event.comm);
           }
         });

@@ -1,9 +1,13 @@
 // Keeps the BPF unwind maps in step with the processes on the host:
-// - a file's table is built the first time a process that maps it is seen, in
-//   the table worker (table-build-pool.ts: parse and compile off the event
-//   loop), loaded here into the maps, shared by every process mapping the
-//   same file (same device and inode, built once), and removed when none maps
-//   it any more;
+// - a file's table is built the first time a walk needs it (the BPF walker
+//   meets a mapping whose table is deferred and asks through the ring buffer;
+//   a process's own executable is asked for at once), in the table worker
+//   (table-build-pool.ts: parse and compile off the event loop), loaded here
+//   into the maps, shared by every process mapping the same file (same device
+//   and inode, built once), and removed when none maps it any more. Many files
+//   a process maps (a runtime's bundled libraries, glibc's stubs, ld.so, the
+//   agent's own) are never on a sampled stack: building them cost a cold host
+//   CPU, row budget and map writes for nothing;
 // - each process gets the list of its executable mappings (address range,
 //   load bias, file id; file id 0 for code without a table: JIT, vdso);
 // - rows go into one preallocated array whose size is the memory budget; a
@@ -11,8 +15,8 @@
 //   the frame-pointer rule.
 // The layouts are bpf/profile.h's fp_unwind_* and fp_process_mappings.
 
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
-import { loadAddon } from '../native/addon.js';
+import { closeSync, openSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { loadAddon, type MapInfo } from '../native/addon.js';
 import { isExecutable, isFileBacked, parseProcMaps, type Mapping } from '../symbolize/proc-maps.js';
 import type { Tgid } from '../sampler/bpf-layout.js';
 import type { UnwindMaps } from '../sampler/sampler.js';
@@ -35,8 +39,13 @@ const PAGE_KEY_SIZE = 8;
 export const BUCKET_BITS = 11;
 export const BUCKETS = 1 << (16 - BUCKET_BITS);
 const PAGE_VALUE_SIZE = 8 + 2 * BUCKETS;
-/** Rows written per batch syscall (bounds the temporary buffers). */
+/** bpf/profile.h's enum fp_table_pending. */
+const TABLE_BUILDING = 1;
+const TABLE_DEFERRED = 2;
+/** Rows written per batch syscall (bounds the temporary buffers), where the rows map cannot be mapped. */
 const BATCH_ROWS = 1 << 16;
+/** Bytes per element of an mmapable array map: values are rounded up to 8. */
+const ROW_ELEMENT_BYTES = 8;
 
 
 export interface UnwindTableStats {
@@ -62,6 +71,12 @@ export interface UnwindTableStats {
   buildMs: number;
   /** Files whose table is being built. */
   filesBuilding: number;
+  /** Files mapped executable whose table no walk has needed yet (built when one does). */
+  filesDeferred: number;
+  /** Tables asked for by walks that met their file (FP_PROCESS_TABLE_WANTED events acted on). */
+  tablesWanted: number;
+  /** Whether rows are copied into the rows map's memory (false: one kernel update per row, a kernel without mmapable maps). */
+  rowsWrittenInPlace: boolean;
   /** Background loads that failed (logged); the processes concerned use frame pointers. */
   loadErrors: number;
   /** The persistent table cache (table-cache.ts): tables read from it, built because it had none, entries found corrupt (rebuilt), writes that failed. */
@@ -71,8 +86,8 @@ export interface UnwindTableStats {
 interface LoadedFile {
   id: number;
   key: string;
-  /** building: asked of the table worker; ready: loaded (rowCount 0: no table); failed: unreadable. */
-  state: 'building' | 'ready' | 'failed';
+  /** deferred: no walk has needed it yet; building: asked of the table worker; ready: loaded (rowCount 0: no table); failed: unreadable. */
+  state: 'deferred' | 'building' | 'ready' | 'failed';
   /** Size of the mapping that first brought it: the worker builds small files first. */
   sizeHint: number;
   /** A way to open it: a process that maps it and the mapping (tried again through other users if gone). */
@@ -146,6 +161,7 @@ export class UnwindTableManager {
   private processesTruncated = 0;
   private buildMs = 0;
   private loadErrors = 0;
+  private tablesWanted = 0;
   private readonly filesWithoutTable: Record<string, number> = {};
   private readonly unsupportedRows: Record<string, number> = {};
   private readonly overBudgetLogged = new Set<string>();
@@ -160,6 +176,7 @@ export class UnwindTableManager {
       this.options.log?.(`fleetprof: unwind tables: ${message}`);
     }, options.cache);
     this.allocator = new RangeAllocator(maps.rows.maxEntries);
+    this.rowsInPlace = canWriteInPlace(maps.rows);
     this.rowsCapacity = maps.rows.maxEntries * ROWS_PER_ELEMENT;
     // Rule 0: no information (a gap between FDEs); rule 1: an unsupported rule (the walk stops, counted).
     this.ruleId(INVALID_RULE);
@@ -176,6 +193,8 @@ export class UnwindTableManager {
   /** Files opened for builds in flight. */
   private readonly openFds = new Set<number>();
   private readonly pool: TableBuildPool;
+  /** Whether rows are copied into the rows map's memory (mapWrite); else batch updates. */
+  private readonly rowsInPlace: boolean;
 
   /**
    * Loads the process soon, off the ring-buffer callback. Its mappings are
@@ -229,6 +248,7 @@ export class UnwindTableManager {
       return false; // gone already: nothing to unwind
     }
     const executable = parseProcMaps(text).mappings.filter(isExecutable);
+    const exe = this.executablePath(tgid);
     if (executable.length > MAX_PROCESS_MAPPINGS) this.processesTruncated++;
     const mappings = executable.slice(0, MAX_PROCESS_MAPPINGS);
     const fileKeys: string[] = [];
@@ -241,7 +261,9 @@ export class UnwindTableManager {
         file = {
           id: this.nextFileId++,
           key,
-          state: 'building',
+          // The program's own binary is on nearly every stack it has (main, _start): asked for at once;
+          // the rest when a walk reaches them.
+          state: mapping.path === exe ? 'building' : 'deferred',
           sizeHint: Number(mapping.endAddress - mapping.startAddress),
           opener: { tgid, mapping },
           firstRow: 0,
@@ -251,7 +273,7 @@ export class UnwindTableManager {
           references: 0,
         };
         this.files.set(key, file);
-        newFiles.push(file);
+        if (file.state === 'building') newFiles.push(file);
       }
       file.references++;
       file.unusedSinceSweep = undefined;
@@ -275,7 +297,7 @@ export class UnwindTableManager {
       let fileId = 0;
       let bias = 0n;
       const file = isFileBacked(mapping) ? this.files.get(fileKey(mapping)) : undefined;
-      const pending = file !== undefined && file.state === 'building';
+      const pending = file?.state === 'building' ? TABLE_BUILDING : file?.state === 'deferred' ? TABLE_DEFERRED : 0;
       if (file !== undefined && file.state === 'ready' && file.rowCount > 0) {
         const b = loadBias(file, mapping);
         if (b !== undefined) {
@@ -288,7 +310,7 @@ export class UnwindTableManager {
       value.writeBigUInt64LE(mapping.endAddress, at + 8);
       value.writeBigUInt64LE(BigInt.asUintN(64, bias), at + 16);
       value.writeUInt32LE(fileId, at + 24);
-      value.writeUInt32LE(pending ? 1 : 0, at + 28);
+      value.writeUInt32LE(pending, at + 28);
     });
     value.writeUInt32LE(process.mappings.length, 0);
     // A new version for every write: the BPF rule cache keyed by it forgets what this entry said before.
@@ -297,6 +319,34 @@ export class UnwindTableManager {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(tgid);
     loadAddon().mapUpdate(this.maps.processes.fd, key, value);
+  }
+
+  /**
+   * A walk in this process met the mapping starting at `mappingStart`, whose
+   * table is deferred: build it now. Called from the ring buffer, while the
+   * process runs, so its file can still be opened through it. The walker has
+   * marked the mapping as building in the entry; other processes mapping the
+   * file may ask again meanwhile, which changes nothing.
+   */
+  requestTable(tgid: Tgid, mappingStart: bigint): void {
+    if (this.closed) return;
+    const mapping = this.processes.get(tgid)?.mappings.find((m) => m.startAddress === mappingStart);
+    if (mapping === undefined || !isFileBacked(mapping)) return; // re-read since: the new entry asks again
+    const file = this.files.get(fileKey(mapping));
+    if (file?.state !== 'deferred') return;
+    this.tablesWanted++;
+    file.state = 'building';
+    file.opener = { tgid, mapping };
+    this.guard(`building the table of ${mapping.path}`, () => this.startBuild(file));
+  }
+
+  /** The path of the process's executable as its maps name it (undefined if gone). */
+  private executablePath(tgid: Tgid): string | undefined {
+    try {
+      return readlinkSync(`${this.procRoot}/${tgid}/exe`).replace(/ \(deleted\)$/, '');
+    } catch {
+      return undefined;
+    }
   }
 
   /** Asks the worker for a file's table; loads it when it comes back (if the file is still mapped). */
@@ -384,6 +434,9 @@ export class UnwindTableManager {
       processesTruncated: this.processesTruncated,
       buildMs: Math.round(this.buildMs),
       filesBuilding: [...this.files.values()].filter((file) => file.state === 'building').length,
+      filesDeferred: [...this.files.values()].filter((file) => file.state === 'deferred').length,
+      tablesWanted: this.tablesWanted,
+      rowsWrittenInPlace: this.rowsInPlace,
       loadErrors: this.loadErrors,
       cache: { enabled: this.options.cache !== undefined, ...this.cacheCounts },
     };
@@ -516,8 +569,16 @@ export class UnwindTableManager {
     this.pagesUsed += table.pages.length;
   }
 
-  /** Rows as the BPF map holds them (address_low | rule << 16, little-endian, two per element), a batch per syscall. */
+  /** Rows as the BPF map holds them (address_low | rule << 16, little-endian): in place, else a batch per syscall. */
   private writeRows(firstRow: number, rows: Uint32Array): void {
+    if (this.rowsInPlace) {
+      // As the map lays them out: a row, then 4 bytes of padding. No walk reads them before writePages points at them.
+      const stride = ROW_ELEMENT_BYTES / ROW_SIZE;
+      const elements = new Uint32Array(rows.length * stride);
+      for (let i = 0; i < rows.length; i++) elements[i * stride] = rows[i]!;
+      loadAddon().mapWrite(this.maps.rows.fd, firstRow * ROW_ELEMENT_BYTES, Buffer.from(elements.buffer));
+      return;
+    }
     // An odd count gets a padding row (never searched: it is past the file's last page).
     let padded = rows;
     if (rows.length % ROWS_PER_ELEMENT !== 0) {
@@ -581,6 +642,22 @@ function loadBias(file: LoadedFile, mapping: Mapping): bigint | undefined {
   const segment = file.segments.find((s) => offset >= s.offset && offset < s.offset + Math.max(s.fileSize, 1));
   if (segment === undefined) return undefined;
   return mapping.startAddress - BigInt(segment.vaddr + (offset - segment.offset));
+}
+
+/**
+ * Whether the rows map takes in-place writes (mapWrite): a table's rows in one
+ * copy instead of one kernel update per row (~450k rows on a cold host, ~50 ms
+ * of the event loop's time). Not where the map cannot be mapped (a kernel
+ * before 5.5, an object built without BPF_F_MMAPABLE): then batch updates.
+ * Probed by writing row 0, which no table holds yet.
+ */
+function canWriteInPlace(rows: MapInfo): boolean {
+  try {
+    loadAddon().mapWrite(rows.fd, 0, Buffer.alloc(ROW_ELEMENT_BYTES));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The memory a BPF map locks, from /proc/self/fdinfo (0 if the kernel does not say). */
