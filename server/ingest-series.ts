@@ -47,6 +47,24 @@ const sanitizeLabelName = (k: string) => {
   return /^[a-zA-Z_]/.test(s) ? s : '_' + s;
 };
 
+// Accumulators are pooled across requests: a profile's takes ~160 KB of typed
+// arrays (hash table, ids, values, dense ids), and making them per request
+// was garbage the collector had to sweep at every push.
+const POOLED_ACCUMULATORS = 8;
+const POOLED_MAX_SLOTS = 1 << 16;
+const accumulatorPool: StackAccumulator[] = [];
+
+function takeAccumulator(nTypes: number, expected: number): StackAccumulator {
+  for (let i = accumulatorPool.length - 1; i >= 0; i--) {
+    const acc = accumulatorPool[i]!;
+    if (acc.cols !== nTypes || acc.capacity < expected) continue;
+    accumulatorPool.splice(i, 1);
+    acc.reset();
+    return acc;
+  }
+  return new StackAccumulator(nTypes, expected, true);
+}
+
 /** Samples' values summed per stack id, per series (request labels + kept sample labels). */
 export class SeriesSplit {
   readonly series = new Map<string, { acc: StackAccumulator; labels: Record<string, string> }>();
@@ -91,8 +109,16 @@ export class SeriesSplit {
   private seriesFor(merged: Record<string, string>): StackAccumulator {
     const key = canonicalLabels(merged);
     let e = this.series.get(key);
-    if (!e) this.series.set(key, (e = { acc: new StackAccumulator(this.nTypes, this.series.size === 0 ? this.firstCapacity : 1024, true), labels: merged }));
+    if (!e) this.series.set(key, (e = { acc: takeAccumulator(this.nTypes, this.series.size === 0 ? this.firstCapacity : 1024), labels: merged }));
     return e.acc;
+  }
+
+  /** Hands the accumulators back for the next request; call once their contents were copied out. */
+  release(): void {
+    for (const { acc } of this.series.values()) {
+      if (accumulatorPool.length < POOLED_ACCUMULATORS && acc.capacity <= POOLED_MAX_SLOTS) accumulatorPool.push(acc);
+    }
+    this.series.clear();
   }
 
   /** No samples: the series still gets an (empty) profile, so it exists and its timeline shows zero. */
@@ -153,6 +179,7 @@ export async function finishIngest(
     const row: NewProfile = { seriesId, timeMs: header.timeMs, durationNs: header.durationNs, period: header.period, profileTypeId, totals, nTypes, stackHashes, values: vals, denseIds };
     batch.profiles.push(row);
   }
+  split.release(); // everything above copied what it keeps
   const ids = await store.write(batch);
   return {
     id: ids[0]!,

@@ -112,6 +112,24 @@ export class StackAccumulator {
     this.directRoom = directRoomFor(cap);
   }
 
+  /** Empties the accumulator for reuse, keeping its tables (ingest-series.ts pools them). */
+  reset(): void {
+    const used = this.length;
+    this.slots.clear();
+    this.values.fill(0, 0, used * Math.max(1, this.cols));
+    this.denseIds?.fill(0, 0, used);
+    for (let s = 0; s < used; s++) {
+      const id = this.ids[s]!;
+      if (id < this.direct.length) this.direct[id] = 0;
+    }
+    this.length = 0;
+  }
+
+  /** Slots it has room for without growing. */
+  get capacity(): number {
+    return this.ids.length;
+  }
+
   slotOf(stackId: number): number {
     if (stackId < this.directRoom) {
       if (stackId >= this.direct.length) this.growDirect();

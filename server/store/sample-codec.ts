@@ -57,14 +57,20 @@ function chooseScales(values: ArrayLike<number>, nTypes: number): number[] {
   return scales;
 }
 
+let encodeScratch = Buffer.allocUnsafe(1 << 16);
+
 /**
  * stackIds must be ascending and distinct non-negative integers; values[i * nTypes + t]
  * is the value of sample type t for stackIds[i].
  */
 export function encodeSamples(stackIds: ArrayLike<number>, values: ArrayLike<number>, nTypes: number, given?: readonly number[]): EncodedSamples {
   const scales = given ? [...given] : chooseScales(values, nTypes);
-  // Worst case 10 bytes per varint.
-  const out = Buffer.allocUnsafe(stackIds.length * (1 + nTypes) * 10);
+  // Worst case 10 bytes per varint, in a scratch buffer reused across calls
+  // (the blob is copied out below): a new one per profile was ~60 KB of
+  // garbage per ingested profile, and ArrayBuffers count towards full GCs.
+  const need = stackIds.length * (1 + nTypes) * 10;
+  if (encodeScratch.length < need) encodeScratch = Buffer.allocUnsafe(Math.max(need, encodeScratch.length * 2));
+  const out = encodeScratch;
   let pos = 0;
   let prev = 0;
   const write = (v: number) => {

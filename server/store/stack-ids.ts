@@ -115,11 +115,17 @@ export async function writeStacks(
   return { ids, collided };
 }
 
+const newPackScratch = (n: number, nTypes: number) => ({ dense: new Float64Array(n), sortedIds: new Float64Array(n), vals: new Float64Array(n * Math.max(1, nTypes)) });
+let packScratch = newPackScratch(4096, 2);
+
 /** Packs one profile's samples under dense ids (ascending): those ingest knew, else from `ids` (writeStacks). */
 export function encodeDense(p: NewProfile, ids: IdMap): { blob: Buffer; scales: number[]; nStacks: number } {
   const n = p.stackHashes.length;
   const nTypes = p.nTypes;
-  const dense = new Float64Array(n);
+  // Scratch columns reused across calls (encodeSamples copies the blob out): every commit packs thousands of stacks.
+  if (packScratch.dense.length < n) packScratch = newPackScratch(Math.max(n, packScratch.dense.length * 2), nTypes);
+  if (packScratch.vals.length < n * nTypes) packScratch.vals = new Float64Array(n * nTypes * 2);
+  const dense = packScratch.dense.subarray(0, n);
   const known = p.denseIds;
   for (let i = 0; i < n; i++) {
     const d = known !== undefined ? known[i]! : 0;
@@ -130,8 +136,8 @@ export function encodeDense(p: NewProfile, ids: IdMap): { blob: Buffer; scales: 
     }
   }
   const order = orderByKey(dense, n);
-  const sortedIds = new Float64Array(n);
-  const vals = new Float64Array(n * nTypes);
+  const sortedIds = packScratch.sortedIds.subarray(0, n);
+  const vals = packScratch.vals.subarray(0, n * nTypes);
   for (let k = 0; k < n; k++) {
     const i = order[k]!;
     sortedIds[k] = dense[i]!;
