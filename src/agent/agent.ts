@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
+import { PushIdentityCache } from '../profile/push-identity-cache.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
@@ -75,6 +76,8 @@ export class Agent {
   readonly shipper: Shipper;
   readonly spool: DiskSpool;
   readonly attribution: Attribution;
+  /** With lean pushes: fleet-wide ids of functions and mappings, kept across intervals (bounded by the memory budget). */
+  readonly identities: PushIdentityCache | undefined;
   private readonly options: Required<Pick<AgentOptions, 'intervalMs' | 'frequencyHz' | 'nodeName'>> & AgentOptions;
   private readonly metrics: PrometheusMetrics;
   private readonly timer: NodeJS.Timeout;
@@ -136,10 +139,13 @@ export class Agent {
     });
     this.observeVisibility(kernelSymbolsHidden);
     this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
+    const limits = cacheLimits(this.memoryBudgetMb);
+    // Lean pushes are made from the builders, with function and mapping ids kept across intervals.
+    this.identities = options.leanPush === true ? new PushIdentityCache({ maxEntries: limits.maxPushIdentities }) : undefined;
     this.collector = Collector.start({
       frequencyHz: this.options.frequencyHz,
       filterTgid: options.filterTgid,
-      limits: cacheLimits(this.memoryBudgetMb),
+      limits,
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
       unwindTableCache: options.unwindTableCache,
@@ -158,12 +164,14 @@ export class Agent {
       result.observe(s.frameCacheEvictions, { cache: 'frames' });
       result.observe(this.collector.evictions.processes, { cache: 'processes' });
       result.observe(this.collector.evictions.stacks, { cache: 'stacks' });
+      if (this.identities) result.observe(this.identities.evictions, { cache: 'push_identities' });
     });
     meter.createObservableGauge('fleetprof_agent_cache_bytes', { unit: 'By', description: 'estimated bytes held by a cache' }).addCallback((result) => {
       const s = this.collector.symbolizer.stats();
       result.observe(s.binaryCacheBytes, { cache: 'binaries' });
       result.observe(s.perfMapBytes, { cache: 'perf_maps' });
       result.observe(s.cachedFrames * BYTES_PER_CACHED_FRAME, { cache: 'frames' });
+      if (this.identities) result.observe(this.identities.bytes, { cache: 'push_identities' });
     });
     meter.createObservableCounter('fleetprof_agent_stale_perf_maps', { description: 'perf map files ignored as older than their process (left by an earlier process with the same pid)' }).addCallback((result) => {
       result.observe(this.collector.symbolizer.stats().stalePerfMaps);
@@ -270,7 +278,7 @@ export class Agent {
       if (!entry) {
         const labels: Record<string, string> = { ...this.options.labels, node: this.options.nodeName, comm };
         for (const [name, value] of Object.entries(place)) if (value !== undefined) labels[name] = value;
-        entry = { builder: new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs }), labels };
+        entry = { builder: new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs, identities: this.identities }), labels };
         builders.set(series, entry);
       }
       const builder = entry.builder;
@@ -280,7 +288,8 @@ export class Agent {
     for (const { builder, labels } of builders.values()) {
       const profile = builder.build();
       const body = gzipSync(profile.encode());
-      this.shipper.enqueue(labels, body, profile);
+      // With lean pushes: the builder's lean form (ids from this.identities), else the pprof object itself, spares the shipper a decode.
+      this.shipper.enqueue(labels, body, this.identities ? builder.buildLean() : profile);
       this.options.onProfile?.(labels, builder.sampleCount, body);
     }
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
-import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../profile/push-encode.js';
+import { encodePush, prepareLeanPush, preparePush, pushRequestBody, type LeanProfile, type PreparedPush } from '../profile/push-encode.js';
 import { PUSH_MEDIA_TYPE } from '../profile/push-format.js';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -41,7 +41,10 @@ interface Exchange {
   answer?: Buffer;
 }
 
-/** Recent spool entries whose decoded profile is kept in memory (one interval's series, typically). */
+/** Makes the PreparedPush of one encodePush with these `holds` and `define`. */
+type PushPreparer = (holds: (id: number, check: number) => boolean, define: ReadonlySet<number> | undefined) => PreparedPush;
+
+/** Recent spool entries whose decoded (or lean) profile is kept in memory (one interval's series, typically). */
 const DECODED_KEPT = 64;
 /** Stack ids the server is known to hold, kept before the set starts over (about 50 bytes each). */
 const KNOWN_STACKS_MAX = 1_000_000;
@@ -65,8 +68,8 @@ export class Shipper {
   /** Stack content id -> cache check of the stacks the server acknowledged (defined or referenced in a 2xx push). */
   private readonly known = new Map<number, number>();
   private leanOffUntilMs = 0;
-  /** Spool id -> its profile, decoded (enqueue); bounded. */
-  private readonly decoded = new Map<string, Profile>();
+  /** Spool id -> its profile, decoded or as the builder's LeanProfile (enqueue); bounded. */
+  private readonly decoded = new Map<string, Profile | LeanProfile>();
   /** Pushes acknowledged as lean pushes, and as full pprof. */
   leanPushes = 0;
   fullPushes = 0;
@@ -117,10 +120,12 @@ export class Shipper {
   /**
    * Queues a profile (durably, in the spool); returns at once. `profile`, the
    * decoded form of `body` when the caller has it, spares the lean push a
-   * decode of the spooled pprof (kept for the few most recent entries only:
-   * a backlog is read back from the spool).
+   * decode of the spooled pprof, and a LeanProfile (the agent's builder
+   * makes one) spares it hashing the profile too (kept for the few most
+   * recent entries only: a backlog, or entries spooled before a restart,
+   * are prepared from the spooled pprof).
    */
-  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile): void {
+  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile | LeanProfile): void {
     const id = this.options.spool.put(labels, body);
     if (profile && this.options.lean) {
       this.decoded.set(id, profile);
@@ -264,16 +269,22 @@ export class Shipper {
    * hold is answered at once with their definitions), else as the pprof.
    * The spool keeps the pprof, so either can be made from it at any time.
    */
-  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | undefined): Promise<PushResult> {
+  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | LeanProfile | undefined): Promise<PushResult> {
     if (this.options.lean && Date.now() >= this.leanOffUntilMs) {
-      let prepared: PreparedPush | undefined;
-      try {
-        prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
-      } catch {
-        prepared = undefined; // not a profile this encoder reads: the server judges the pprof itself
+      let prepare: PushPreparer | undefined;
+      if (decoded !== undefined && !(decoded instanceof Profile)) {
+        const lean = decoded;
+        prepare = (holds, define) => prepareLeanPush(lean, holds, define);
+      } else {
+        try {
+          const prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
+          prepare = () => prepared;
+        } catch {
+          prepare = undefined; // not a profile this encoder reads: the server judges the pprof itself
+        }
       }
-      if (prepared) {
-        const lean = await this.pushLean(labels, prepared);
+      if (prepare) {
+        const lean = await this.pushLean(labels, prepare);
         if (lean !== 'unsupported') return lean;
         this.leanOffUntilMs = Date.now() + LEAN_RETRY_AFTER_MS;
       }
@@ -286,11 +297,11 @@ export class Shipper {
     return sent.result;
   }
 
-  private async pushLean(labels: Record<string, string>, prepared: PreparedPush): Promise<PushResult | 'unsupported'> {
+  private async pushLean(labels: Record<string, string>, prepare: PushPreparer): Promise<PushResult | 'unsupported'> {
     const holds = (id: number, check: number) => this.known.get(id) === check;
     let define: Set<number> | undefined;
     for (let attempt = 0; ; attempt++) {
-      const push = encodePush(prepared, holds, define);
+      const push = encodePush(prepare(holds, define), holds, define);
       const body = pushRequestBody(push);
       const sent = await this.post(labels, body, PUSH_MEDIA_TYPE);
       if (sent.status === 415) return 'unsupported';
