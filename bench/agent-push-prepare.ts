@@ -65,11 +65,13 @@ if (session) {
   session.connect();
   await new Promise((resolve) => session.post('Profiler.enable', () => session.post('Profiler.start', resolve)));
 }
-const phases = ['addSample', 'identities', 'pprof', 'pprofGzip', 'pprofGzip1', 'leanBefore', 'leanNow', 'pushGzip'] as const;
+const phases = ['addSample', 'identities', 'pprof', 'pprofGzip', 'pprofGzip1', 'leanBefore', 'leanNow', 'pushGzip', 'pushGzip1'] as const;
+const bytes = { push6: 0, push1: 0, pprof6: 0, pprof1: 0, pprofRaw: 0 };
 const perRound = Object.fromEntries(phases.map((name) => [name, [] as number[]])) as Record<(typeof phases)[number], number[]>;
 let counts = { profiles: 0, samples: 0, defined: 0, referenced: 0, cache: {} as Record<string, number> };
 for (let round = 0; round < rounds; round++) {
-  const t = { addSample: 0, identities: 0, pprof: 0, pprofGzip: 0, pprofGzip1: 0, leanBefore: 0, leanNow: 0, pushGzip: 0 };
+  const t = { addSample: 0, identities: 0, pprof: 0, pprofGzip: 0, pprofGzip1: 0, leanBefore: 0, leanNow: 0, pushGzip: 0, pushGzip1: 0 };
+  for (const key of Object.keys(bytes) as (keyof typeof bytes)[]) bytes[key] = 0;
   counts = { profiles: 0, samples: 0, defined: 0, referenced: 0, cache: {} };
   const known = new Map<number, number>();
   const holds = (id: number, check: number): boolean => known.get(id) === check;
@@ -110,7 +112,11 @@ for (let round = 0; round < rounds; round++) {
       t.leanNow += cpuMs(() => {
         push = encodePush(prepareLeanPush(withIds.buildLean(), holds), holds);
       });
-      t.pushGzip += cpuMs(() => pushRequestBody(push!));
+      t.pushGzip += cpuMs(() => (bytes.push6 += pushRequestBody(push!).length));
+      t.pushGzip1 += cpuMs(() => (bytes.push1 += pushRequestBody(push!, 1).length));
+      bytes.pprof6 += gzipSync(encoded).length;
+      bytes.pprof1 += gzipSync(encoded, { level: 1 }).length;
+      bytes.pprofRaw += encoded.length;
       if (!before!.body.equals(push!.body) && !samePush(before!.body, push!.body)) throw new Error(`interval ${k}: the lean push prepared from the builder differs from preparePush's`);
       defined.push(...push!.defined);
       counts.defined += push!.defined.length;
@@ -126,7 +132,8 @@ for (let round = 0; round < rounds; round++) {
 }
 const median = (xs: number[]): string => `${[...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(2)} ms`;
 console.log(`${intervals} drains of ${intervalMs} ms at ${frequencyHz} Hz, ${rounds} rounds: per round ${counts.profiles} profiles, ${counts.samples} merged samples, ${counts.defined} stacks defined, ${counts.referenced} samples by reference; identity cache ${JSON.stringify(counts.cache)}`);
-console.log(`CPU per interval (median of rounds): addSample ${median(perRound.addSample)} + identities ${median(perRound.identities)}; pprof build+encode ${median(perRound.pprof)}, its gzip ${median(perRound.pprofGzip)} (level 1: ${median(perRound.pprofGzip1)}); lean prepare+encode: from the pprof ${median(perRound.leanBefore)}, from the builder ${median(perRound.leanNow)}; gzip of pushes that define ${median(perRound.pushGzip)}; push bodies identical`);
+console.log(`CPU per interval (median of rounds): addSample ${median(perRound.addSample)} + identities ${median(perRound.identities)}; pprof build+encode ${median(perRound.pprof)}, its gzip ${median(perRound.pprofGzip)} (level 1: ${median(perRound.pprofGzip1)}); lean prepare+encode: from the pprof ${median(perRound.leanBefore)}, from the builder ${median(perRound.leanNow)}; gzip of pushes that define ${median(perRound.pushGzip)} (level 1: ${median(perRound.pushGzip1)}); push bodies identical`);
+console.log(`bytes per interval (last round): pprof raw ${(bytes.pprofRaw / drains.length).toFixed(0)}, gzipped ${(bytes.pprof6 / drains.length).toFixed(0)} (level 1: ${(bytes.pprof1 / drains.length).toFixed(0)}); lean pushes ${(bytes.push6 / drains.length).toFixed(0)} (level 1: ${(bytes.push1 / drains.length).toFixed(0)})`);
 console.log(`load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 if (session && profOut !== undefined) {
   const profile = await new Promise<unknown>((resolve) => session.post('Profiler.stop', (_error, result) => resolve(result.profile)));

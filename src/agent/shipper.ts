@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { encodePush, prepareLeanPush, preparePush, pushRequestBody, type LeanProfile, type PreparedPush } from '../profile/push-encode.js';
 import { PUSH_MEDIA_TYPE } from '../profile/push-format.js';
@@ -48,6 +48,8 @@ type PushPreparer = (holds: (id: number, check: number) => boolean, define: Read
 const DECODED_KEPT = 64;
 /** Stack ids the server is known to hold, kept before the set starts over (about 50 bytes each). */
 const KNOWN_STACKS_MAX = 1_000_000;
+/** zlib level of lean pushes that define stacks: level 1 took 40% of the CPU of the default for 9% more bytes (bench/agent-push-prepare.ts). */
+const PUSH_GZIP_LEVEL = 1;
 /** After a server refused the lean push's media type (415: it predates it), pprof only for this long, then try again. */
 const LEAN_RETRY_AFTER_MS = 60 * 60 * 1000;
 
@@ -87,6 +89,8 @@ export class Shipper {
   private backoffMs: number;
   /** True after a failed push until one succeeds: the next pass starts with a single probe. */
   private failing = false;
+  /** The last push that ended failed (and is to be retried): the server may be down. */
+  private lastPushFailed = false;
   private draining: Promise<void> | undefined;
   /** Set by kick(): something new was spooled since the current pass listed the spool. */
   private pending = false;
@@ -249,6 +253,7 @@ export class Shipper {
       const result = await this.pushEntry(entry.labels, entry.body, this.decoded.get(id));
       if (result === 'retry') {
         this.failed++;
+        this.lastPushFailed = true;
         return result;
       }
       // Acknowledged (or refused for good): only now does it leave the spool.
@@ -256,6 +261,7 @@ export class Shipper {
       this.decoded.delete(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
+      this.lastPushFailed = false;
       this.backoffMs = this.options.initialBackoffMs;
       return result;
     } finally {
@@ -289,12 +295,27 @@ export class Shipper {
         this.leanOffUntilMs = Date.now() + LEAN_RETRY_AFTER_MS;
       }
     }
-    const sent = await this.post(labels, body, 'application/octet-stream');
+    // Spooled while lean pushes went through, the pprof may be uncompressed (see spoolsRaw): compressed only now that it goes.
+    const wire = body[0] === 0x1f && body[1] === 0x8b ? body : gzipSync(body);
+    const sent = await this.post(labels, wire, 'application/octet-stream');
     if (sent.result === 'ok') {
       this.fullPushes++;
-      this.fullBytes += body.length;
+      this.fullBytes += wire.length;
     }
     return sent.result;
+  }
+
+  /**
+   * Whether a profile spooled now may be the uncompressed pprof: while the
+   * server takes lean pushes, a spooled pprof is almost never sent (it leaves
+   * the spool when its lean push is acknowledged), so gzipping it at every
+   * interval would be work for nothing; it is gzipped if it ever goes as
+   * pprof. While pushes fail (a backlog builds up) or the server refused the
+   * lean push, profiles are spooled gzipped, so the spool's byte bound holds
+   * as many as before.
+   */
+  get spoolsRaw(): boolean {
+    return this.options.lean && !this.failing && !this.lastPushFailed && Date.now() >= this.leanOffUntilMs;
   }
 
   private async pushLean(labels: Record<string, string>, prepare: PushPreparer): Promise<PushResult | 'unsupported'> {
@@ -302,7 +323,7 @@ export class Shipper {
     let define: Set<number> | undefined;
     for (let attempt = 0; ; attempt++) {
       const push = encodePush(prepare(holds, define), holds, define);
-      const body = pushRequestBody(push);
+      const body = pushRequestBody(push, PUSH_GZIP_LEVEL);
       const sent = await this.post(labels, body, PUSH_MEDIA_TYPE);
       if (sent.status === 415) return 'unsupported';
       if (sent.result === 'ok') {
