@@ -50,8 +50,9 @@ export interface AgentOptions {
   onProfile?: (labels: Record<string, string>, sampleCount: number, pprof: Buffer) => void;
   /**
    * Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them.
-   * Default false: they cut the server's CPU per profile to ~0.45x, but preparing one from the spooled pprof costs the
-   * agent more than it saves the server (an A/B of two agents on one host: 1.43-1.47x the agent's CPU; docs/benchmarks.md).
+   * Default false: they cut the server's CPU per profile to ~0.45x, but even made from the builder (identities kept
+   * across intervals) they cost the agent more CPU than pushing the pprof (an A/B of two agents on one host:
+   * 1.1-1.4x the agent's CPU, down from 1.4-1.6x when prepared from the pprof; docs/benchmarks.md).
    */
   leanPush?: boolean;
 }
