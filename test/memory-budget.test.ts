@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector } from '../src/agent/collector.js';
+import { BYTES_PER_IDENTITY_ENTRY } from '../src/profile/push-identity-cache.js';
 import { BYTES_PER_CACHED_FRAME, cacheLimits, FALLBACK_MEMORY_BUDGET_MB, resolveMemoryBudgetMb } from '../src/agent/memory-budget.js';
 import { Symbolizer } from '../src/symbolize/symbolizer.js';
 
@@ -25,7 +26,7 @@ describe('memory budget', () => {
     expect(resolveMemoryBudgetMb(undefined, {}, cgroup)).toBe(FALLBACK_MEMORY_BUDGET_MB);
     for (const mb of [128, 255, 1024]) {
       const l = cacheLimits(mb);
-      const estimated = l.binaryCacheBytes + l.perfMapBytes + l.maxStacks * 2048 + l.maxProcesses * 16 * 1024 + l.maxCachedFrames * BYTES_PER_CACHED_FRAME;
+      const estimated = l.binaryCacheBytes + l.perfMapBytes + l.maxStacks * 2048 + l.maxProcesses * 16 * 1024 + l.maxCachedFrames * BYTES_PER_CACHED_FRAME + l.maxPushIdentities * BYTES_PER_IDENTITY_ENTRY;
       expect(estimated, `${mb} MiB`).toBeLessThanOrEqual(Math.max(mb * 2 ** 20, 96 * 2 ** 20 + 16 * 2 ** 20));
     }
     // The DaemonSet's 300 MiB limit no longer allows a 1 GiB binary cache.

@@ -38,6 +38,8 @@ describe('shipper, lean push', () => {
       await shipper.whenIdle();
       expect([shipper.leanPushes, shipper.fullPushes, shipper.stacksResent]).toEqual([1, 0, 0]);
       expect(shipper.knownStacks).toBe(stacks.length);
+      // The server takes lean pushes: the agent may spool the pprof uncompressed.
+      expect(shipper.spoolsRaw).toBe(true);
       const firstBytes = shipper.leanBytes;
       shipper.enqueue({ node: 'n', comm: 'c' }, profile(2));
       await shipper.whenIdle();
@@ -46,12 +48,16 @@ describe('shipper, lean push', () => {
       expect((shipper.leanBytes - firstBytes) * 2).toBeLessThan(firstBytes);
       expect(await cpuTotal(server.url)).toBe(total(2));
 
-      // Another store behind the same address: it holds none of those stacks.
+      // Another store behind the same address: it holds none of those stacks. Meanwhile the server is down:
+      // a push fails, and the agent spools gzipped again (a backlog may build up).
       await server.close();
+      shipper.enqueue({ node: 'n', comm: 'c' }, profile(3));
+      while (shipper.failed === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(shipper.spoolsRaw).toBe(false);
       const second = tempDir();
       server = await startServer({ dataDir: second.dir, port });
-      shipper.enqueue({ node: 'n', comm: 'c' }, profile(3));
       await shipper.whenIdle();
+      expect(shipper.spoolsRaw).toBe(true);
       expect(shipper.stacksResent).toBe(stacks.length);
       expect([shipper.leanPushes, shipper.fullPushes, shipper.rejected]).toEqual([3, 0, 0]);
       expect(spool.list()).toHaveLength(0);
@@ -67,11 +73,15 @@ describe('shipper, lean push', () => {
   it('sends the pprof to a server that refuses the lean media type (415), without asking again', { timeout: 30_000 }, async () => {
     // A stand-in for a server from before the lean push: pprof types only, as such a server answers.
     const seen: string[] = [];
+    const gzipped: boolean[] = [];
     const old = createServer((req, res) => {
       const type = req.headers['content-type'] ?? '';
       seen.push(type);
-      req.resume();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        gzipped.push(body[0] === 0x1f && body[1] === 0x8b);
         if (type === 'application/octet-stream') {
           res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":1}');
         } else {
@@ -87,9 +97,12 @@ describe('shipper, lean push', () => {
     try {
       shipper.enqueue({ node: 'n' }, profile(1));
       await shipper.whenIdle();
-      shipper.enqueue({ node: 'n' }, profile(2));
+      expect(shipper.spoolsRaw).toBe(false); // pprof it is: spooled gzipped
+      // A pprof spooled uncompressed (while the server took lean pushes) goes gzipped.
+      shipper.enqueue({ node: 'n' }, Buffer.from(buildProfile({ timeMs: Date.now() - 60_000 + 2, samples: stacks })));
       await shipper.whenIdle();
       expect(seen).toEqual([PUSH_MEDIA_TYPE, 'application/octet-stream', 'application/octet-stream']);
+      expect(gzipped.slice(1)).toEqual([true, true]);
       expect([shipper.leanPushes, shipper.fullPushes, shipper.rejected]).toEqual([0, 2, 0]);
       expect(spool.list()).toHaveLength(0);
     } finally {

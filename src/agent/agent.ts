@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
+import { PushIdentityCache } from '../profile/push-identity-cache.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
@@ -45,12 +46,13 @@ export interface AgentOptions {
   attribution?: Pick<AttributionOptions, 'selection' | 'kubernetes' | 'cgroupRefreshMs'>;
   /** What the agent cannot see (hidden kernel addresses, API unreachable, ...), one line each, also counted in /metrics. */
   onWarning?: (message: string) => void;
-  /** Called for every profile handed to the shipper, with its sample count. */
-  onProfile?: (labels: Record<string, string>, sampleCount: number, pprofGz: Buffer) => void;
+  /** Called for every profile handed to the shipper, with its sample count and the pprof as spooled (gzipped, or not: see Shipper.spoolsRaw). */
+  onProfile?: (labels: Record<string, string>, sampleCount: number, pprof: Buffer) => void;
   /**
    * Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them.
-   * Default false: they cut the server's CPU per profile to ~0.45x, but preparing one from the spooled pprof costs the
-   * agent more than it saves the server (an A/B of two agents on one host: 1.43-1.47x the agent's CPU; docs/benchmarks.md).
+   * Default false: they cut the server's CPU per profile to ~0.45x, but even made from the builder (identities kept
+   * across intervals) they cost the agent more CPU than pushing the pprof (an A/B of two agents on one host:
+   * 1.1-1.4x the agent's CPU, down from 1.4-1.6x when prepared from the pprof; docs/benchmarks.md).
    */
   leanPush?: boolean;
 }
@@ -75,6 +77,8 @@ export class Agent {
   readonly shipper: Shipper;
   readonly spool: DiskSpool;
   readonly attribution: Attribution;
+  /** With lean pushes: fleet-wide ids of functions and mappings, kept across intervals (bounded by the memory budget). */
+  readonly identities: PushIdentityCache | undefined;
   private readonly options: Required<Pick<AgentOptions, 'intervalMs' | 'frequencyHz' | 'nodeName'>> & AgentOptions;
   private readonly metrics: PrometheusMetrics;
   private readonly timer: NodeJS.Timeout;
@@ -136,10 +140,13 @@ export class Agent {
     });
     this.observeVisibility(kernelSymbolsHidden);
     this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
+    const limits = cacheLimits(this.memoryBudgetMb);
+    // Lean pushes are made from the builders, with function and mapping ids kept across intervals.
+    this.identities = options.leanPush === true ? new PushIdentityCache({ maxEntries: limits.maxPushIdentities }) : undefined;
     this.collector = Collector.start({
       frequencyHz: this.options.frequencyHz,
       filterTgid: options.filterTgid,
-      limits: cacheLimits(this.memoryBudgetMb),
+      limits,
       unwind: options.unwind,
       unwindTableBudgetBytes: options.unwindTableBudgetBytes,
       unwindTableCache: options.unwindTableCache,
@@ -158,12 +165,14 @@ export class Agent {
       result.observe(s.frameCacheEvictions, { cache: 'frames' });
       result.observe(this.collector.evictions.processes, { cache: 'processes' });
       result.observe(this.collector.evictions.stacks, { cache: 'stacks' });
+      if (this.identities) result.observe(this.identities.evictions, { cache: 'push_identities' });
     });
     meter.createObservableGauge('fleetprof_agent_cache_bytes', { unit: 'By', description: 'estimated bytes held by a cache' }).addCallback((result) => {
       const s = this.collector.symbolizer.stats();
       result.observe(s.binaryCacheBytes, { cache: 'binaries' });
       result.observe(s.perfMapBytes, { cache: 'perf_maps' });
       result.observe(s.cachedFrames * BYTES_PER_CACHED_FRAME, { cache: 'frames' });
+      if (this.identities) result.observe(this.identities.bytes, { cache: 'push_identities' });
     });
     meter.createObservableCounter('fleetprof_agent_stale_perf_maps', { description: 'perf map files ignored as older than their process (left by an earlier process with the same pid)' }).addCallback((result) => {
       result.observe(this.collector.symbolizer.stats().stalePerfMaps);
@@ -274,7 +283,7 @@ export class Agent {
       if (!entry) {
         const labels: Record<string, string> = { ...this.options.labels, node: this.options.nodeName, comm };
         for (const [name, value] of Object.entries(place)) if (value !== undefined) labels[name] = value;
-        entry = { builder: new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs }), labels };
+        entry = { builder: new CpuProfileBuilder({ periodNs, startTimeNs: startNs, durationNs: endNs - startNs, identities: this.identities }), labels };
         builders.set(series, entry);
       }
       const builder = entry.builder;
@@ -283,8 +292,10 @@ export class Agent {
     }
     for (const { builder, labels } of builders.values()) {
       const profile = builder.build();
-      const body = gzipSync(profile.encode());
-      this.shipper.enqueue(labels, body, profile);
+      const encoded = profile.encode();
+      const body = this.shipper.spoolsRaw ? Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength) : gzipSync(encoded);
+      // With lean pushes: the builder's lean form (ids from this.identities), else the pprof object itself, spares the shipper a decode.
+      this.shipper.enqueue(labels, body, this.identities ? builder.buildLean() : profile);
       this.options.onProfile?.(labels, builder.sampleCount, body);
     }
   }

@@ -3,6 +3,7 @@
 // symbol tables, perf-map lines, process snapshots, symbolized stacks) gets
 // a bound derived from the budget, and what each evicts is counted.
 import { readFileSync } from 'node:fs';
+import { BYTES_PER_IDENTITY_ENTRY } from '../profile/push-identity-cache.js';
 
 export interface CacheLimits {
   /** Parsed ELF symbol tables (estimated bytes). */
@@ -15,6 +16,8 @@ export interface CacheLimits {
   maxStacks: number;
   /** Resolved native frames kept per process and address (the symbolizer's frame caches), all processes together. */
   maxCachedFrames: number;
+  /** Function and mapping ids kept for lean pushes (src/profile/push-identity-cache.ts). */
+  maxPushIdentities: number;
 }
 
 /** What is left when the budget is unknown and no limit is found. */
@@ -45,14 +48,15 @@ export function resolveMemoryBudgetMb(flagMb: number | undefined, env: NodeJS.Pr
   return FALLBACK_MEMORY_BUDGET_MB;
 }
 
-/** Shares a budget out: what is not the runtime's goes 45% to symbol tables, 15% to perf maps, 20% to stacks, 5% to resolved frames, 15% to processes. */
+/** Shares a budget out: what is not the runtime's goes 42% to symbol tables, 15% to perf maps, 20% to stacks, 5% to resolved frames, 15% to processes, 3% to lean-push identities. */
 export function cacheLimits(budgetMb: number): CacheLimits {
   const cacheBytes = Math.max(16, budgetMb - RUNTIME_RESERVE_MB) * 2 ** 20;
   return {
-    binaryCacheBytes: Math.floor(cacheBytes * 0.45),
+    binaryCacheBytes: Math.floor(cacheBytes * 0.42),
     perfMapBytes: Math.floor(cacheBytes * 0.15),
     maxStacks: Math.max(1000, Math.floor((cacheBytes * 0.2) / BYTES_PER_STACK)),
     maxCachedFrames: Math.max(4096, Math.floor((cacheBytes * 0.05) / BYTES_PER_CACHED_FRAME)),
     maxProcesses: Math.max(256, Math.floor((cacheBytes * 0.15) / BYTES_PER_PROCESS)),
+    maxPushIdentities: Math.max(4096, Math.floor((cacheBytes * 0.03) / BYTES_PER_IDENTITY_ENTRY)),
   };
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
-import { encodePush, preparePush, pushRequestBody, type PreparedPush } from '../profile/push-encode.js';
+import { encodePush, prepareLeanPush, preparePush, pushRequestBody, type LeanProfile, type PreparedPush } from '../profile/push-encode.js';
 import { PUSH_MEDIA_TYPE } from '../profile/push-format.js';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -41,10 +41,15 @@ interface Exchange {
   answer?: Buffer;
 }
 
-/** Recent spool entries whose decoded profile is kept in memory (one interval's series, typically). */
+/** Makes the PreparedPush of one encodePush with these `holds` and `define`. */
+type PushPreparer = (holds: (id: number, check: number) => boolean, define: ReadonlySet<number> | undefined) => PreparedPush;
+
+/** Recent spool entries whose decoded (or lean) profile is kept in memory (one interval's series, typically). */
 const DECODED_KEPT = 64;
 /** Stack ids the server is known to hold, kept before the set starts over (about 50 bytes each). */
 const KNOWN_STACKS_MAX = 1_000_000;
+/** zlib level of lean pushes that define stacks: level 1 took 40% of the CPU of the default for 9% more bytes (bench/agent-push-prepare.ts). */
+const PUSH_GZIP_LEVEL = 1;
 /** After a server refused the lean push's media type (415: it predates it), pprof only for this long, then try again. */
 const LEAN_RETRY_AFTER_MS = 60 * 60 * 1000;
 
@@ -65,8 +70,8 @@ export class Shipper {
   /** Stack content id -> cache check of the stacks the server acknowledged (defined or referenced in a 2xx push). */
   private readonly known = new Map<number, number>();
   private leanOffUntilMs = 0;
-  /** Spool id -> its profile, decoded (enqueue); bounded. */
-  private readonly decoded = new Map<string, Profile>();
+  /** Spool id -> its profile, decoded or as the builder's LeanProfile (enqueue); bounded. */
+  private readonly decoded = new Map<string, Profile | LeanProfile>();
   /** Pushes acknowledged as lean pushes, and as full pprof. */
   leanPushes = 0;
   fullPushes = 0;
@@ -84,6 +89,8 @@ export class Shipper {
   private backoffMs: number;
   /** True after a failed push until one succeeds: the next pass starts with a single probe. */
   private failing = false;
+  /** The last push that ended failed (and is to be retried): the server may be down. */
+  private lastPushFailed = false;
   private draining: Promise<void> | undefined;
   /** Set by kick(): something new was spooled since the current pass listed the spool. */
   private pending = false;
@@ -117,10 +124,12 @@ export class Shipper {
   /**
    * Queues a profile (durably, in the spool); returns at once. `profile`, the
    * decoded form of `body` when the caller has it, spares the lean push a
-   * decode of the spooled pprof (kept for the few most recent entries only:
-   * a backlog is read back from the spool).
+   * decode of the spooled pprof, and a LeanProfile (the agent's builder
+   * makes one) spares it hashing the profile too (kept for the few most
+   * recent entries only: a backlog, or entries spooled before a restart,
+   * are prepared from the spooled pprof).
    */
-  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile): void {
+  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile | LeanProfile): void {
     const id = this.options.spool.put(labels, body);
     if (profile && this.options.lean) {
       this.decoded.set(id, profile);
@@ -244,6 +253,7 @@ export class Shipper {
       const result = await this.pushEntry(entry.labels, entry.body, this.decoded.get(id));
       if (result === 'retry') {
         this.failed++;
+        this.lastPushFailed = true;
         return result;
       }
       // Acknowledged (or refused for good): only now does it leave the spool.
@@ -251,6 +261,7 @@ export class Shipper {
       this.decoded.delete(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
+      this.lastPushFailed = false;
       this.backoffMs = this.options.initialBackoffMs;
       return result;
     } finally {
@@ -264,34 +275,55 @@ export class Shipper {
    * hold is answered at once with their definitions), else as the pprof.
    * The spool keeps the pprof, so either can be made from it at any time.
    */
-  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | undefined): Promise<PushResult> {
+  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | LeanProfile | undefined): Promise<PushResult> {
     if (this.options.lean && Date.now() >= this.leanOffUntilMs) {
-      let prepared: PreparedPush | undefined;
-      try {
-        prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
-      } catch {
-        prepared = undefined; // not a profile this encoder reads: the server judges the pprof itself
+      let prepare: PushPreparer | undefined;
+      if (decoded !== undefined && !(decoded instanceof Profile)) {
+        const lean = decoded;
+        prepare = (holds, define) => prepareLeanPush(lean, holds, define);
+      } else {
+        try {
+          const prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
+          prepare = () => prepared;
+        } catch {
+          prepare = undefined; // not a profile this encoder reads: the server judges the pprof itself
+        }
       }
-      if (prepared) {
-        const lean = await this.pushLean(labels, prepared);
+      if (prepare) {
+        const lean = await this.pushLean(labels, prepare);
         if (lean !== 'unsupported') return lean;
         this.leanOffUntilMs = Date.now() + LEAN_RETRY_AFTER_MS;
       }
     }
-    const sent = await this.post(labels, body, 'application/octet-stream');
+    // Spooled while lean pushes went through, the pprof may be uncompressed (see spoolsRaw): compressed only now that it goes.
+    const wire = body[0] === 0x1f && body[1] === 0x8b ? body : gzipSync(body);
+    const sent = await this.post(labels, wire, 'application/octet-stream');
     if (sent.result === 'ok') {
       this.fullPushes++;
-      this.fullBytes += body.length;
+      this.fullBytes += wire.length;
     }
     return sent.result;
   }
 
-  private async pushLean(labels: Record<string, string>, prepared: PreparedPush): Promise<PushResult | 'unsupported'> {
+  /**
+   * Whether a profile spooled now may be the uncompressed pprof: while the
+   * server takes lean pushes, a spooled pprof is almost never sent (it leaves
+   * the spool when its lean push is acknowledged), so gzipping it at every
+   * interval would be work for nothing; it is gzipped if it ever goes as
+   * pprof. While pushes fail (a backlog builds up) or the server refused the
+   * lean push, profiles are spooled gzipped, so the spool's byte bound holds
+   * as many as before.
+   */
+  get spoolsRaw(): boolean {
+    return this.options.lean && !this.failing && !this.lastPushFailed && Date.now() >= this.leanOffUntilMs;
+  }
+
+  private async pushLean(labels: Record<string, string>, prepare: PushPreparer): Promise<PushResult | 'unsupported'> {
     const holds = (id: number, check: number) => this.known.get(id) === check;
     let define: Set<number> | undefined;
     for (let attempt = 0; ; attempt++) {
-      const push = encodePush(prepared, holds, define);
-      const body = pushRequestBody(push);
+      const push = encodePush(prepare(holds, define), holds, define);
+      const body = pushRequestBody(push, PUSH_GZIP_LEVEL);
       const sent = await this.post(labels, body, PUSH_MEDIA_TYPE);
       if (sent.status === 415) return 'unsupported';
       if (sent.result === 'ok') {

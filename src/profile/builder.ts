@@ -3,6 +3,8 @@ import { promisify } from 'node:util';
 import { Function as PprofFunction, Label, Line, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import type { FrameKind } from './api-types.js';
 import { JIT_MAPPING_FILE, jitRuntimeOfBinary, unnamedJitFrameName } from './frame-kind.js';
+import type { FunctionDef, LocationDef, MappingContext, PushIdentityCache } from './push-identity-cache.js';
+import type { LeanProfile, LeanStack } from './push-encode.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -38,6 +40,13 @@ export interface CpuProfileOptions {
   durationNs?: bigint;
   /** Lines shown by `pprof -comments`: e.g. what was dropped and why. */
   comments?: string[];
+  /**
+   * Kept across builders (intervals) by the agent when it sends lean pushes:
+   * the fleet-wide ids of the locations and stacks added are looked up there
+   * (computed once per frame and frame array it keeps), and buildLean() gives
+   * the profile in the form a lean push is encoded from.
+   */
+  identities?: PushIdentityCache;
 }
 
 type MappingId = number;
@@ -49,6 +58,8 @@ interface InternedStack {
   /** Same id for the same location ids. */
   id: number;
   locationIds: LocationId[];
+  /** Its fleet-wide id, check and locations (with options.identities); undefined for the empty stack. */
+  lean?: LeanStack;
 }
 
 /**
@@ -72,7 +83,11 @@ export class CpuProfileBuilder {
   private readonly stackIds = new Map<string, number>();
   /** Sample key (stack id + labels) to index in samples. */
   private readonly sampleIndex = new Map<string, number>();
-  private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number }[] = [];
+  private readonly samples: { locationIds: LocationId[]; labels: SampleLabels; count: number; stack: InternedStack }[] = [];
+  /** With options.identities: each location's, function's and mapping's fleet-wide definition, by id - 1. */
+  private readonly locationDefs: LocationDef[] = [];
+  private readonly functionDefs: FunctionDef[] = [];
+  private readonly mappingDefs: MappingContext[] = [];
   private options: CpuProfileOptions;
   private totalCount = 0;
   /** Process name per pid, for naming its unnamed JIT code. */
@@ -115,7 +130,7 @@ export class CpuProfileBuilder {
       this.samples[existing]!.count += count;
     } else {
       this.sampleIndex.set(key, this.samples.length);
-      this.samples.push({ locationIds: stack.locationIds, labels, count });
+      this.samples.push({ locationIds: stack.locationIds, labels, count, stack });
     }
     this.totalCount += count;
   }
@@ -146,7 +161,85 @@ export class CpuProfileBuilder {
       id = this.stackIds.size;
       this.stackIds.set(stackKey, id);
     }
-    return { pid, id, locationIds };
+    const identities = this.options.identities;
+    if (identities === undefined || locationIds.length === 0) return { pid, id, locationIds };
+    const locs = locationIds.map((l) => this.locationDefs[l - 1]!);
+    const { id: gid, check } = identities.stack(locs);
+    return { pid, id, locationIds, lean: { id: gid, check, locs } };
+  }
+
+  /**
+   * The samples added so far as a lean push is encoded from them
+   * (push-encode.ts): the same content preparePush(this.build()) gives, from
+   * the identities kept in options.identities instead of hashing the profile.
+   * Samples are merged per (stack, string labels) in the order build() writes
+   * them; numeric labels (pid, tid) are not sent.
+   */
+  buildLean(): LeanProfile {
+    if (this.options.identities === undefined) throw new Error('buildLean needs the identities option');
+    const periodNs = this.options.periodNs;
+    const stacks: LeanStack[] = [];
+    const stackIndex = new Map<number, number>(); // stack id -> index in stacks
+    const labelSets: string[][] = [];
+    const labelSetIndex = new Map<string, number>();
+    const merged = new Map<number, number>(); // (label set, stack) -> sample
+    const keyRange = this.samples.length + 1;
+    const sampleStack: number[] = [];
+    const sampleLabelSet: number[] = [];
+    const values: number[] = [];
+    for (const { labels, count, stack } of this.samples) {
+      let si = -1;
+      if (stack.lean !== undefined) {
+        const known = stackIndex.get(stack.lean.id);
+        if (known !== undefined) si = known;
+        else {
+          si = stacks.length;
+          stackIndex.set(stack.lean.id, si);
+          stacks.push(stack.lean);
+        }
+      }
+      // String labels as build() writes them; an empty value is string 0 there, which a push does not send.
+      const processName = labels.processName ?? '';
+      const attribution = this.attributionKey(labels.attribution);
+      const lk = `${labels.comm}\u0000${processName}\u0000${attribution}`;
+      let ls = labelSetIndex.get(lk);
+      if (ls === undefined) {
+        const pairs: string[] = [];
+        if (labels.comm !== '') pairs.push('comm', labels.comm);
+        if (processName !== '') pairs.push('process', processName);
+        for (const [name, value] of Object.entries(labels.attribution ?? {})) if (value !== undefined && value !== '') pairs.push(name, value);
+        ls = pairs.length === 0 ? -1 : labelSets.push(pairs) - 1;
+        labelSetIndex.set(lk, ls);
+      }
+      const mk = (ls + 1) * keyRange + (si + 1);
+      let i = merged.get(mk);
+      if (i === undefined) {
+        i = sampleStack.length;
+        merged.set(mk, i);
+        sampleStack.push(si);
+        sampleLabelSet.push(ls);
+        values.push(0, 0);
+      }
+      values[2 * i]! += count;
+      values[2 * i + 1]! += count * periodNs;
+    }
+    return {
+      sampleTypes: [
+        ['samples', 'count'],
+        ['cpu', 'nanoseconds'],
+      ],
+      periodType: ['cpu', 'nanoseconds'],
+      period: periodNs,
+      timeNanos: this.options.startTimeNs,
+      durationNanos: Number(this.options.durationNs ?? 0n),
+      defaultSampleType: 'cpu',
+      stacks,
+      labelSets,
+      sampleStack: Int32Array.from(sampleStack),
+      sampleLabelSet: Int32Array.from(sampleLabelSet),
+      sampleValues: Float64Array.from(values),
+      nSamples: sampleStack.length,
+    };
   }
 
   build(): Profile {
@@ -222,6 +315,7 @@ export class CpuProfileBuilder {
           hasFunctions: resolved,
         }),
       );
+      if (this.options.identities !== undefined) this.mappingDefs.push(this.options.identities.mapping(this.mappings[id - 1]!, this.strings.strings));
     } else if (frame.functionName !== null) {
       this.mappings[id - 1]!.hasFunctions = true;
     }
@@ -236,6 +330,7 @@ export class CpuProfileBuilder {
       this.functionIds.set(key, id);
       const nameIndex = this.strings.dedup(name);
       this.functions.push(new PprofFunction({ id, name: nameIndex, systemName: nameIndex, filename: this.strings.dedup(file) }));
+      if (this.options.identities !== undefined) this.functionDefs.push(this.options.identities.function(name, file, key));
     }
     return id;
   }
@@ -268,6 +363,11 @@ export class CpuProfileBuilder {
         frame.functionName === null ? [] : [new Line({ functionId: this.functionId(frame.functionName, frame.sourceFile ?? '') })];
       this.locations.push(new Location({ id, mappingId, address: frame.address, line }));
       if (anonymous) this.unnamedJit.add(id);
+      const identities = this.options.identities;
+      if (identities !== undefined) {
+        const fn = line.length === 0 ? undefined : this.functionDefs[Number(line[0]!.functionId) - 1];
+        this.locationDefs.push(identities.location(mappingId === 0 ? undefined : this.mappingDefs[mappingId - 1], frame.address, fn));
+      }
     }
     return id;
   }

@@ -7,6 +7,11 @@
 //   caller says the server holds and defining the others in full.
 // A prepared profile can be encoded again (after a 409 FP_ERR_UNKNOWN_STACKS,
 // with the missing stacks defined), so the spool keeps only the pprof.
+// The agent does not prepare from the pprof while it still has the profile
+// it built: its builder gives a LeanProfile (stacks under ids it keeps across
+// intervals, push-identity-cache.ts), and prepareLeanPush turns that into a
+// PreparedPush holding definitions only for the stacks this push defines.
+import { endianness } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import type { Profile } from 'pprof-format';
 import {
@@ -23,6 +28,7 @@ import {
   stringIdentity,
 } from './identity.js';
 import { ProtoWriter, PUSH_FIELD as F, PUSH_VERSION } from './push-format.js';
+import type { LocationDef } from './push-identity-cache.js';
 
 export interface PreparedPush {
   /** The pprof's string table; every string index below refers to it. */
@@ -46,6 +52,121 @@ export interface PreparedPush {
   sampleLabelSet: Int32Array;
   sampleValues: Float64Array;
   nSamples: number;
+}
+
+/** A stack under its fleet-wide id and cache check, with its locations' definitions (leaf first). */
+export interface LeanStack {
+  id: number;
+  check: number;
+  locs: readonly LocationDef[];
+}
+
+/** A profile as the agent's builder gives it for lean pushes (CpuProfileBuilder.buildLean): strings by value, stacks by id. */
+export interface LeanProfile {
+  sampleTypes: [string, string][];
+  periodType: [string, string];
+  period: number;
+  timeNanos: bigint;
+  durationNanos: number;
+  defaultSampleType: string;
+  /** Distinct ids, in order of first use. */
+  stacks: LeanStack[];
+  /** String labels as flat (key, value) pairs. */
+  labelSets: string[][];
+  /** As in PreparedPush: per sample, index into stacks (-1: empty), into labelSets (-1: none), and two values. */
+  sampleStack: Int32Array;
+  sampleLabelSet: Int32Array;
+  sampleValues: Float64Array;
+  nSamples: number;
+}
+
+/**
+ * A PreparedPush of a LeanProfile for one encodePush with the same `holds`
+ * and `define`: every stack is listed with its id and check, but only those
+ * the push defines get their locations, functions, mappings and strings
+ * (encodePush reads no others), so a push of references costs O(stacks +
+ * samples) with no hashing. encodePush gives the bytes it gives for
+ * preparePush of the same profile's pprof (test/push-identity-cache.test.ts).
+ */
+export function prepareLeanPush(p: LeanProfile, holds: (id: number, check: number) => boolean, define?: ReadonlySet<number>): PreparedPush {
+  const strings: string[] = [''];
+  const stringIndex = new Map<string, number>([['', 0]]);
+  const str = (v: string): number => {
+    let i = stringIndex.get(v);
+    if (i === undefined) {
+      i = strings.push(v) - 1;
+      stringIndex.set(v, i);
+    }
+    return i;
+  };
+  const mappings: PreparedPush['mappings'] = [];
+  const functions: PreparedPush['functions'] = [];
+  const locations: PreparedPush['locations'] = [];
+  let mappingIndex: Map<number, number> | undefined;
+  let functionIndex: Map<number, number> | undefined;
+  let locationIndex: Map<number, number> | undefined;
+  const stacks: PreparedPush['stacks'] = new Array<PreparedPush['stacks'][number]>(p.stacks.length);
+  const none: number[] = [];
+  for (let si = 0; si < p.stacks.length; si++) {
+    const st = p.stacks[si]!;
+    if (holds(st.id, st.check) && !define?.has(st.id)) {
+      stacks[si] = { id: st.id, check: st.check, locations: none };
+      continue;
+    }
+    // Defined: its locations (deduplicated by id, as preparePush does), their functions and mappings.
+    mappingIndex ??= new Map();
+    functionIndex ??= new Map();
+    locationIndex ??= new Map();
+    const locs = new Array<number>(st.locs.length);
+    for (let j = 0; j < st.locs.length; j++) {
+      const l = st.locs[j]!;
+      let li = locationIndex.get(l.id);
+      if (li === undefined) {
+        let mi = -1;
+        if (l.mapping !== undefined) {
+          const m = l.mapping;
+          mi = mappingIndex.get(m.id) ?? -1;
+          if (mi < 0) {
+            mi = mappings.push({ id: m.id, buildId: str(m.buildId), filename: str(m.filename), fileOffset: m.fileOffset, size: m.size }) - 1;
+            mappingIndex.set(m.id, mi);
+          }
+        }
+        const lines: number[] = [];
+        if (l.fn !== undefined) {
+          const f = l.fn;
+          let fi = functionIndex.get(f.id);
+          if (fi === undefined) {
+            const name = str(f.name);
+            fi = functions.push({ id: f.id, name, systemName: name, filename: str(f.filename), startLine: 0 }) - 1;
+            functionIndex.set(f.id, fi);
+          }
+          lines.push(fi, 0);
+        }
+        li = locations.push({ id: l.id, mapping: mi, addrHi: l.addrHi, addrLo: l.addrLo, folded: false, lines }) - 1;
+        locationIndex.set(l.id, li);
+      }
+      locs[j] = li;
+    }
+    stacks[si] = { id: st.id, check: st.check, locations: locs };
+  }
+  return {
+    strings,
+    sampleTypes: p.sampleTypes.map(([t, u]) => [str(t), str(u)]),
+    periodType: [str(p.periodType[0]), str(p.periodType[1])],
+    period: p.period,
+    timeNanos: p.timeNanos,
+    durationNanos: p.durationNanos,
+    defaultSampleType: str(p.defaultSampleType),
+    mappings,
+    functions,
+    locations,
+    stacks,
+    labelSets: p.labelSets.map((pairs) => pairs.map(str)),
+    sampleStack: p.sampleStack,
+    sampleLabelSet: p.sampleLabelSet,
+    sampleValues: p.sampleValues,
+    nSamples: p.nSamples,
+  };
 }
 
 const num = (v: number | bigint): number => (typeof v === 'bigint' ? Number(v) : v);
@@ -413,18 +534,37 @@ export function encodePush(p: PreparedPush, holds: (id: number, check: number) =
       });
     });
   }
-  w.message(F.sampleStack, () => {
+  if (LITTLE_ENDIAN) {
+    // Per sample a fixed64 id and a fixed32 check, filled into typed arrays and
+    // copied in once: the agent encodes a push every few seconds, in code V8
+    // has not optimized, where a Buffer method call per value cost more than
+    // the rest of a push of references.
+    const ids = new Uint32Array(2 * p.nSamples);
+    const checks = new Int32Array(p.nSamples);
     for (let i = 0; i < p.nSamples; i++) {
       const si = p.sampleStack[i]!;
-      w.fixed64(si < 0 ? 0 : p.stacks[si]!.id);
+      if (si < 0) continue; // the empty stack: id 0, check 0
+      const st = p.stacks[si]!;
+      ids[2 * i] = st.id >>> 0;
+      ids[2 * i + 1] = Math.floor(st.id / 4294967296) >>> 0;
+      checks[i] = st.check;
     }
-  });
-  w.message(F.sampleStackCheck, () => {
-    for (let i = 0; i < p.nSamples; i++) {
-      const si = p.sampleStack[i]!;
-      w.fixed32(si < 0 ? 0 : p.stacks[si]!.check);
-    }
-  });
+    w.message(F.sampleStack, () => appendBytes(w, new Uint8Array(ids.buffer)));
+    w.message(F.sampleStackCheck, () => appendBytes(w, new Uint8Array(checks.buffer)));
+  } else {
+    w.message(F.sampleStack, () => {
+      for (let i = 0; i < p.nSamples; i++) {
+        const si = p.sampleStack[i]!;
+        w.fixed64(si < 0 ? 0 : p.stacks[si]!.id);
+      }
+    });
+    w.message(F.sampleStackCheck, () => {
+      for (let i = 0; i < p.nSamples; i++) {
+        const si = p.sampleStack[i]!;
+        w.fixed32(si < 0 ? 0 : p.stacks[si]!.check);
+      }
+    });
+  }
   w.message(F.sampleLabelSet, () => {
     for (let i = 0; i < p.nSamples; i++) w.varint(p.sampleLabelSet[i]! + 1);
   });
@@ -436,6 +576,20 @@ export function encodePush(p: PreparedPush, holds: (id: number, check: number) =
   return { body: w.bytes(), defined, referenced, samples: p.nSamples };
 }
 
+/** Typed arrays are in the platform's byte order; protobuf's fixed-width fields are little-endian. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** Appends raw bytes to a ProtoWriter (its buffer grown as its own ensure() does). */
+function appendBytes(w: ProtoWriter, bytes: Uint8Array): void {
+  if (w.pos + bytes.length > w.buf.length) {
+    const b = Buffer.allocUnsafe(Math.max(w.buf.length * 2, w.pos + bytes.length));
+    w.buf.copy(b, 0, 0, w.pos);
+    w.buf = b;
+  }
+  w.buf.set(bytes, w.pos);
+  w.pos += bytes.length;
+}
+
 /**
  * Lean pushes that define stacks go gzipped from this size (definitions are
  * names and paths, which compress several times); pushes of references only
@@ -444,7 +598,11 @@ export function encodePush(p: PreparedPush, holds: (id: number, check: number) =
  */
 export const PUSH_GZIP_MIN_BYTES = 2048;
 
-/** The request body of an encoded push, as the agent sends it (the server sniffs gzip). */
-export function pushRequestBody(push: EncodedPush): Buffer {
-  return push.defined.length > 0 && push.body.length >= PUSH_GZIP_MIN_BYTES ? gzipSync(push.body) : push.body;
+/**
+ * The request body of an encoded push, as the agent sends it (the server
+ * sniffs gzip). `level`: zlib's compression level (default 6); the agent uses
+ * 1, which costs about half the CPU for a body a few percent larger.
+ */
+export function pushRequestBody(push: EncodedPush, level?: number): Buffer {
+  return push.defined.length > 0 && push.body.length >= PUSH_GZIP_MIN_BYTES ? gzipSync(push.body, level === undefined ? {} : { level }) : push.body;
 }
