@@ -67,4 +67,17 @@ describe('IdMap (wide)', () => {
       { numRuns: 100 },
     );
   });
+
+  it('a narrow map has no third value: thirdIfHolds says held with 0 and never reads the next slot, set3 refuses', () => {
+    const map = new IdMap(4);
+    // Neighbouring keys: the slot after a key's is the next key's (linear probing by the low bits).
+    for (let key = 1; key <= 6; key++) map.set(key, 10, 7);
+    for (let key = 1; key <= 6; key++) {
+      expect(map.thirdIfHolds(key, 10, 7)).toBe(0);
+      expect(map.thirdIfHolds(key, 11, 7)).toBe(-1);
+    }
+    expect(() => map.set3(9, 1, 2, 3)).toThrow(/wide/);
+    expect(() => map.get3(1)).toThrow(/wide/);
+    expect(map.size).toBe(6);
+  });
 });

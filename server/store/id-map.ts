@@ -53,19 +53,27 @@ export class IdMap {
   }
 
   /**
-   * For a wide map: the third value if key is present with first value >=
-   * minA and second value === b (one probe), else -1.
+   * The third value if key is present with first value >= minA and second
+   * value === b (one probe), else -1. A map that is not wide has no third
+   * value: 0 when the key holds (a marks cache made narrow then only loses its
+   * dense ids, which the commit looks up; it never reads a neighbour's key).
    */
   thirdIfHolds(key: number, minA: number, b: number): number {
     const i = this.slot(key);
     const s = this.slots;
-    return s[i] === key && s[i + 1]! >= minA && s[i + 2] === b ? s[i + 3]! : -1;
+    if (!(s[i] === key && s[i + 1]! >= minA && s[i + 2] === b)) return -1;
+    return this.stride === 4 ? s[i + 3]! : 0;
   }
 
   /** Third value for key in a wide map, or `missing`. */
   get3(key: number, missing = -1): number {
+    this.mustBeWide();
     const i = this.slot(key);
     return this.slots[i] === key ? this.slots[i + 3]! : missing;
+  }
+
+  private mustBeWide(): void {
+    if (this.stride !== 4) throw new Error('IdMap: a third value needs a wide map (new IdMap(capacity, true))');
   }
 
   /** Second value for key (call only when has(key)). */
@@ -81,6 +89,7 @@ export class IdMap {
 
   /** Sets all three values of a wide map's entry. */
   set3(key: number, a: number, b: number, c: number): void {
+    this.mustBeWide();
     const i = this.slotFor(key);
     this.slots[i + 1] = a;
     this.slots[i + 2] = b | 0;
