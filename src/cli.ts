@@ -181,16 +181,20 @@ function metricsPort(value: string): number | 'off' {
  * interval is pushed. With a deadline, the process exits by then whatever
  * stop() is waiting for.
  */
-function onShutdown(stop: () => Promise<void>, deadlineMs?: number): void {
+function onShutdown(stop: () => Promise<void>, deadlineMs?: number, beforeForcedExit?: () => void): void {
   let stopping = false;
+  const forcedExit = (): never => {
+    beforeForcedExit?.();
+    process.exit(1);
+  };
   const handler = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(1); // a second signal: give up waiting
+    if (stopping) forcedExit(); // a second signal: give up waiting
     stopping = true;
     process.stderr.write(`fleetprof: ${signal}, stopping\n`);
     if (deadlineMs !== undefined) {
       setTimeout(() => {
         process.stderr.write(`fleetprof: not stopped after ${deadlineMs} ms, exiting; unacknowledged profiles stay in the spool\n`);
-        process.exit(1);
+        forcedExit();
       }, deadlineMs).unref();
     }
     stop().then(
@@ -215,6 +219,11 @@ withAttributionOptions(program
   .option('--node <name>', 'node label (default: host name)')
   .option('--spool-dir <dir>', 'where unacknowledged profiles wait', '/var/lib/fleetprof/spool')
   .option('--spool-max-mb <mb>', 'spool size bound; the oldest profiles are dropped past it (counted)', positiveNumber('--spool-max-mb'), 256)
+  .addOption(
+    new Option('--spool <when>', 'always: every profile is written to the spool before its first push; failure: only when its push fails, and at shutdown (no disk write per interval while the server answers; a kill -9 loses the profiles in flight)')
+      .choices(['always', 'failure'])
+      .default('failure'),
+  )
   .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
   .addOption(new Option('--push-format <format>', 'pprof: the whole profile; lean: stacks the server holds go by content id (less server CPU and bandwidth, more agent CPU; pprof when the server does not take it)').choices(['lean', 'pprof']).default('pprof'))
   .option('--ca-file <file>', 'trust this PEM CA for an https server (e.g. a private CA)')
@@ -242,6 +251,7 @@ withAttributionOptions(program
       node?: string;
       spoolDir: string;
       spoolMaxMb: number;
+      spool: 'always' | 'failure';
       ingestToken?: string;
       caFile?: string;
       clientCert?: string;
@@ -267,6 +277,7 @@ withAttributionOptions(program
         nodeName,
         spoolDir: options.spoolDir,
         spoolMaxBytes: options.spoolMaxMb * 1024 * 1024,
+        spoolWhen: options.spool,
         metricsPort: options.metricsPort === 'off' ? undefined : options.metricsPort,
         metricsHost: options.metricsHost,
         filterTgid: options.pid,
@@ -283,11 +294,15 @@ withAttributionOptions(program
           (agent.metricsUrl ? `, metrics at ${agent.metricsUrl}` : '') +
           '\n',
       );
-      onShutdown(async () => {
-        await agent.stop();
-        const left = agent.spool.stats().files;
-        process.stderr.write(`fleetprof agent: stopped; ${profilesMade} profiles made, ${agent.shipper.sent} delivered, ${left} wait in the spool (${options.spoolDir})\n`);
-      }, AGENT_STOP_DEADLINE_MS);
+      onShutdown(
+        async () => {
+          await agent.stop();
+          const left = agent.spool.stats().files;
+          process.stderr.write(`fleetprof agent: stopped; ${profilesMade} profiles made, ${agent.shipper.sent} delivered, ${left} wait in the spool (${options.spoolDir})\n`);
+        },
+        AGENT_STOP_DEADLINE_MS,
+        () => agent.shipper.spoolAllHeld(),
+      );
     },
   );
 

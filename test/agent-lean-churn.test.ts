@@ -39,7 +39,7 @@ describe('agent lean push with process churn', () => {
       spoolDir: tempDir('fleetprof-churn-spool-'),
       labels: { env: 'churn' },
       leanPush: true,
-      onProfile: (labels, _samples, body) => made.push({ labels, body }),
+      onProfile: (labels, _samples, pprof) => made.push({ labels, body: pprof() }),
     });
     try {
       const steady = spawn(fixtures.cpuSplit, ['8'], { stdio: 'ignore' });

@@ -36,7 +36,7 @@ describe('agent lean push', () => {
       spoolDir: tempDir('fleetprof-lean-spool-'),
       labels: { env: 'lean' },
       leanPush: true,
-      onProfile: (labels, _samples, body) => made.push({ labels, body }),
+      onProfile: (labels, _samples, pprof) => made.push({ labels, body: pprof() }),
     });
     try {
       const workload = spawn(fixtures.cpuSplit, ['6'], { stdio: 'ignore' });

@@ -2,14 +2,13 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { gzipSync } from 'node:zlib';
 import { CpuProfileBuilder } from '../profile/builder.js';
 import { PushIdentityCache } from '../profile/push-identity-cache.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/prometheus.js';
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import type { TableCacheOptions } from '../unwind/table-cache.js';
-import { Shipper, type ShipperTlsOptions } from './shipper.js';
+import { Shipper, type ShipperTlsOptions, type SpoolWhen } from './shipper.js';
 import type { Attribution, AttributionOptions } from '../attribution/attribution.js';
 import { labelsKey } from '../attribution/labels.js';
 import { startWithAttribution } from './start-attribution.js';
@@ -30,6 +29,8 @@ export interface AgentOptions {
   nodeName?: string;
   spoolDir: string;
   spoolMaxBytes?: number;
+  /** When profiles are written to the spool (Shipper's SpoolWhen); default 'failure' (no disk write per interval while the server answers). */
+  spoolWhen?: SpoolWhen;
   filterTgid?: number;
   /** Memory budget in MiB for the agent's caches (see memory-budget.ts); default from the container's limit. */
   memoryBudgetMb?: number;
@@ -46,8 +47,8 @@ export interface AgentOptions {
   attribution?: Pick<AttributionOptions, 'selection' | 'kubernetes' | 'cgroupRefreshMs'>;
   /** What the agent cannot see (hidden kernel addresses, API unreachable, ...), one line each, also counted in /metrics. */
   onWarning?: (message: string) => void;
-  /** Called for every profile handed to the shipper, with its sample count and the pprof as spooled (gzipped, or not: see Shipper.spoolsRaw). */
-  onProfile?: (labels: Record<string, string>, sampleCount: number, pprof: Buffer) => void;
+  /** Called for every profile handed to the shipper, with its sample count and a function that gives its pprof (uncompressed; made on the first call). */
+  onProfile?: (labels: Record<string, string>, sampleCount: number, pprof: () => Buffer) => void;
   /**
    * Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them.
    * Default false: they cut the server's CPU per profile to ~0.45x, but even made from the builder (identities kept
@@ -123,6 +124,12 @@ export class Agent {
     }).addCallback((result) => {
       result.observe(this.shipper.stacksResent);
     });
+    meter.createObservableGauge('fleetprof_agent_profiles_held', { description: 'profiles waiting for the server in memory, not in the spool (--spool failure)' }).addCallback((result) => {
+      result.observe(this.shipper.heldProfiles);
+    });
+    meter.createObservableCounter('fleetprof_agent_profiles_held_spooled', { description: 'profiles written to the spool after waiting in memory: their push failed, too many waited, or the agent stopped (--spool failure)' }).addCallback((result) => {
+      result.observe(this.shipper.heldSpooled);
+    });
     meter.createObservableCounter('fleetprof_agent_spool_dropped_profiles', { description: 'profiles dropped because the spool was full' }).addCallback((result) => {
       result.observe(this.spool.stats().droppedProfiles);
     });
@@ -132,6 +139,7 @@ export class Agent {
       tls: options.tls,
       spool: this.spool,
       lean: options.leanPush ?? false,
+      spoolWhen: options.spoolWhen ?? 'failure',
       onPush: ({ ok, latencyMs, status }) => {
         pushLatency.record(latencyMs);
         // A 409 is the lean push's "define these stacks" (answered at once, counted in fleetprof_agent_push_stacks_resent), not a failure.
@@ -291,12 +299,20 @@ export class Agent {
       this.samplesCounter.add(sample.count);
     }
     for (const { builder, labels } of builders.values()) {
-      const profile = builder.build();
-      const encoded = profile.encode();
-      const body = this.shipper.spoolsRaw ? Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength) : gzipSync(encoded);
-      // With lean pushes: the builder's lean form (ids from this.identities), else the pprof object itself, spares the shipper a decode.
-      this.shipper.enqueue(labels, body, this.identities ? builder.buildLean() : profile);
-      this.options.onProfile?.(labels, builder.sampleCount, body);
+      // The pprof is made when something asks for it: the spool, a push as
+      // pprof, onProfile. A lean push acknowledged from memory (spool
+      // 'failure') never needs it, so the interval costs no pprof encoding.
+      let pprof: Buffer | undefined;
+      const makePprof = (): Buffer => {
+        if (pprof === undefined) {
+          const encoded = builder.encode();
+          pprof = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+        }
+        return pprof;
+      };
+      // With lean pushes: the builder's lean form (ids from this.identities) spares the shipper decoding and hashing the pprof.
+      this.shipper.enqueue(labels, makePprof, this.identities ? builder.buildLean() : undefined);
+      this.options.onProfile?.(labels, builder.sampleCount, makePprof);
     }
   }
 

@@ -31,7 +31,27 @@ export interface ShipperOptions {
   onPush?: (outcome: { ok: boolean; latencyMs: number; status?: number; error?: string }) => void;
   /** Send lean pushes (stacks the server holds by content id) when the server takes them; default false (see agent.ts). */
   lean?: boolean;
+  /** When a profile is written to the spool (see SpoolWhen); default 'always'. */
+  spoolWhen?: SpoolWhen;
 }
+
+/**
+ * When a profile is written to the disk spool:
+ * - 'always': before its first push (fsynced), so nothing handed to the
+ *   shipper is lost by a crash of the agent or of the node.
+ * - 'failure': only when a push of it fails (or the server is known down),
+ *   when more than HELD_MAX profiles wait in memory, and at stop(). While the
+ *   server answers, a profile goes from memory to the server and never
+ *   touches the disk: no pprof encoding (with lean pushes), no gzip and no
+ *   fsync per interval. What a kill -9 or a node crash loses is the profiles
+ *   in memory at that moment: the last interval's, from the end of the
+ *   interval until the server acknowledges them (normally well under a
+ *   second). Outages and restarts lose nothing, as with 'always'.
+ */
+export type SpoolWhen = 'always' | 'failure';
+
+/** The pprof of a profile handed to the shipper: made when first needed (a push as pprof, or the spool), then kept. */
+export type PprofSource = Buffer | (() => Buffer);
 
 type PushResult = 'ok' | 'retry' | 'rejected';
 /** One HTTP exchange: how it ended, the status, and the answer's body (kept only for 4xx: a 409 names missing stacks). */
@@ -52,10 +72,29 @@ const KNOWN_STACKS_MAX = 1_000_000;
 const PUSH_GZIP_LEVEL = 1;
 /** After a server refused the lean push's media type (415: it predates it), pprof only for this long, then try again. */
 const LEAN_RETRY_AFTER_MS = 60 * 60 * 1000;
+/** Profiles held in memory (spool 'failure') before the oldest is written to the spool: a slow server must not grow the agent's heap. */
+const HELD_MAX = 64;
+
+/** A profile not yet on disk (spool 'failure'): its labels and its pprof, made when first needed. */
+interface HeldProfile {
+  labels: Record<string, string>;
+  pprof: () => Buffer;
+}
+
+/** `source` as a function that makes the bytes once. */
+function once(source: PprofSource): () => Buffer {
+  if (Buffer.isBuffer(source)) return () => source;
+  let made: Buffer | undefined;
+  return () => (made ??= source());
+}
+
+const isGzip = (body: Buffer): boolean => body[0] === 0x1f && body[1] === 0x8b;
 
 /**
- * Sends profiles to the server. Every profile goes through the disk spool
- * first, so what is not acknowledged survives outages and restarts.
+ * Sends profiles to the server. A profile goes through the disk spool first
+ * (spoolWhen 'always'), or waits in memory and is spooled only if its push
+ * fails or the shipper stops before the server has it ('failure'); either
+ * way what is not acknowledged survives outages and restarts.
  *
  * Draining: as soon as the server answers, the whole backlog goes, oldest
  * first, with up to `concurrency` pushes in flight; profiles spooled during
@@ -97,6 +136,10 @@ export class Shipper {
   private stopped = false;
   private wake: (() => void) | undefined;
   private readonly inFlight = new Set<string>();
+  /** Spool id -> a profile not written to the spool yet (spoolWhen 'failure'), oldest first. */
+  private readonly held = new Map<string, HeldProfile>();
+  /** Profiles written to the spool after waiting in memory: their push failed, too many waited, or the shipper stopped. */
+  heldSpooled = 0;
   private readonly requests = new Set<ClientRequest>();
   private idleWaiters: (() => void)[] = [];
   /** Profiles the server refused as invalid (4xx other than 401/403/408/429): dropped, counted. */
@@ -106,7 +149,7 @@ export class Shipper {
   failed = 0;
 
   constructor(options: ShipperOptions) {
-    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, lean: false, ...options };
+    this.options = { concurrency: 4, initialBackoffMs: 1000, maxBackoffMs: 30_000, requestTimeoutMs: 10_000, lean: false, spoolWhen: 'always', ...options };
     this.backoffMs = this.options.initialBackoffMs;
     this.url = new URL('/api/v1/ingest', this.options.serverUrl);
     const t = options.tls ?? {};
@@ -122,15 +165,31 @@ export class Shipper {
   }
 
   /**
-   * Queues a profile (durably, in the spool); returns at once. `profile`, the
-   * decoded form of `body` when the caller has it, spares the lean push a
-   * decode of the spooled pprof, and a LeanProfile (the agent's builder
-   * makes one) spares it hashing the profile too (kept for the few most
-   * recent entries only: a backlog, or entries spooled before a restart,
-   * are prepared from the spooled pprof).
+   * Queues a profile; returns at once. `pprof` is its pprof (gzipped or
+   * not), or a function that makes it: with spoolWhen 'failure' and lean
+   * pushes it may never be called. The profile is spooled now (durably) or
+   * held in memory (see SpoolWhen). `profile`, the decoded form of the pprof
+   * when the caller has it, spares the lean push a decode, and a LeanProfile
+   * (the agent's builder makes one) spares it hashing the profile too (kept
+   * for the few most recent entries only: a backlog, or entries spooled
+   * before a restart, are prepared from the spooled pprof).
    */
-  enqueue(labels: Record<string, string>, body: Buffer, profile?: Profile | LeanProfile): void {
-    const id = this.options.spool.put(labels, body);
+  enqueue(labels: Record<string, string>, pprof: PprofSource, profile?: Profile | LeanProfile): void {
+    let id: string;
+    // Held only while the server answers: a profile made during an outage would fail its push and be spooled anyway.
+    if (this.options.spoolWhen === 'failure' && !this.stopped && !this.failing && !this.lastPushFailed) {
+      id = this.options.spool.newId();
+      this.held.set(id, { labels, pprof: once(pprof) });
+      if (this.held.size > HELD_MAX) {
+        for (const oldest of this.held.keys()) {
+          if (this.inFlight.has(oldest)) continue; // its push ends it either way
+          this.spoolHeld(oldest);
+          break;
+        }
+      }
+    } else {
+      id = this.options.spool.put(labels, this.spoolBytes(once(pprof)()));
+    }
     if (profile && this.options.lean) {
       this.decoded.set(id, profile);
       if (this.decoded.size > DECODED_KEPT) this.decoded.delete(this.decoded.keys().next().value!);
@@ -171,16 +230,56 @@ export class Shipper {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.whenIdle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
     clearTimeout(timer);
-    return this.options.spool.list().length === 0;
+    return this.options.spool.list().length === 0 && this.held.size === 0;
   }
 
-  /** Stops sending: aborts pushes in flight (their profiles stay spooled) and waits for the sender to end. */
+  /**
+   * Stops sending: aborts pushes in flight and waits for the sender to end;
+   * every profile not acknowledged is in the spool when it resolves.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
     for (const request of this.requests) request.destroy(new Error('shipper stopped'));
     await this.draining;
+    this.spoolAllHeld();
     this.httpAgent.destroy();
+  }
+
+  /**
+   * Writes every profile held in memory to the spool, synchronously: for an
+   * exit that cannot wait for stop() (a shutdown deadline), so that only a
+   * kill -9 or a node crash can lose them.
+   */
+  spoolAllHeld(): void {
+    for (const id of [...this.held.keys()]) this.spoolHeld(id);
+  }
+
+  /** Profiles waiting in memory, not in the spool (spoolWhen 'failure'). */
+  get heldProfiles(): number {
+    return this.held.size;
+  }
+
+  /** A held profile goes to the spool under the id it was given (its place in the send order), gzipped. */
+  private spoolHeld(id: string): void {
+    const held = this.held.get(id);
+    if (!held) return;
+    this.held.delete(id);
+    const body = held.pprof();
+    this.options.spool.put(held.labels, isGzip(body) ? body : gzipSync(body), id);
+    this.heldSpooled++;
+  }
+
+  /** What the spool keeps of a pprof: the bytes as given when gzipped, else gzipped unless spoolsRaw. */
+  private spoolBytes(body: Buffer): Buffer {
+    return isGzip(body) || this.spoolsRaw ? body : gzipSync(body);
+  }
+
+  /** Every profile waiting, spooled or held, oldest first. */
+  private waiting(): string[] {
+    const ids = this.options.spool.list();
+    if (this.held.size === 0) return ids;
+    return [...ids, ...this.held.keys()].sort();
   }
 
   private async drainLoop(): Promise<void> {
@@ -211,7 +310,7 @@ export class Shipper {
    * meanwhile, the spool is listed again and the pool refilled.
    */
   private async pass(): Promise<'empty' | 'failed'> {
-    let queue = this.options.spool.list();
+    let queue = this.waiting();
     // After failures the first push goes alone: a down server gets one request per wake-up, not `concurrency`.
     if (this.failing && queue.length > 0) {
       const first = queue.shift()!;
@@ -225,7 +324,7 @@ export class Shipper {
         while (!this.stopped && !failedNow && running < this.options.concurrency) {
           if (queue.length === 0 && this.pending) {
             this.pending = false;
-            queue = this.options.spool.list().filter((id) => !this.inFlight.has(id));
+            queue = this.waiting().filter((id) => !this.inFlight.has(id));
           }
           const id = queue.shift();
           if (id === undefined) break;
@@ -246,18 +345,24 @@ export class Shipper {
   }
 
   private async sendOne(id: string): Promise<PushResult> {
-    const entry = this.options.spool.read(id);
-    if (!entry) return 'ok'; // removed meanwhile (trimmed or unreadable, counted by the spool)
+    const held = this.held.get(id);
+    let entry: { labels: Record<string, string>; pprof: () => Buffer } | undefined = held;
+    if (!entry) {
+      const spooled = this.options.spool.read(id);
+      if (!spooled) return 'ok'; // removed meanwhile (trimmed or unreadable, counted by the spool)
+      entry = { labels: spooled.labels, pprof: () => spooled.body };
+    }
     this.inFlight.add(id);
     try {
-      const result = await this.pushEntry(entry.labels, entry.body, this.decoded.get(id));
+      const result = await this.pushEntry(entry.labels, entry.pprof, this.decoded.get(id));
       if (result === 'retry') {
         this.failed++;
         this.lastPushFailed = true;
+        this.spoolHeld(id); // held: it waits for the server on disk now
         return result;
       }
-      // Acknowledged (or refused for good): only now does it leave the spool.
-      this.options.spool.remove(id);
+      // Acknowledged (or refused for good): only now does it leave memory, or the spool (where a held one may have gone meanwhile: spoolAllHeld).
+      if (!this.held.delete(id)) this.options.spool.remove(id);
       this.decoded.delete(id);
       if (result === 'rejected') this.rejected++;
       else this.sent++;
@@ -275,7 +380,7 @@ export class Shipper {
    * hold is answered at once with their definitions), else as the pprof.
    * The spool keeps the pprof, so either can be made from it at any time.
    */
-  private async pushEntry(labels: Record<string, string>, body: Buffer, decoded: Profile | LeanProfile | undefined): Promise<PushResult> {
+  private async pushEntry(labels: Record<string, string>, pprof: () => Buffer, decoded: Profile | LeanProfile | undefined): Promise<PushResult> {
     if (this.options.lean && Date.now() >= this.leanOffUntilMs) {
       let prepare: PushPreparer | undefined;
       if (decoded !== undefined && !(decoded instanceof Profile)) {
@@ -283,7 +388,12 @@ export class Shipper {
         prepare = (holds, define) => prepareLeanPush(lean, holds, define);
       } else {
         try {
-          const prepared = preparePush(decoded ?? Profile.decode(body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body));
+          let profile = decoded;
+          if (profile === undefined) {
+            const body = pprof();
+            profile = Profile.decode(isGzip(body) ? gunzipSync(body) : body);
+          }
+          const prepared = preparePush(profile);
           prepare = () => prepared;
         } catch {
           prepare = undefined; // not a profile this encoder reads: the server judges the pprof itself
@@ -295,8 +405,9 @@ export class Shipper {
         this.leanOffUntilMs = Date.now() + LEAN_RETRY_AFTER_MS;
       }
     }
-    // Spooled while lean pushes went through, the pprof may be uncompressed (see spoolsRaw): compressed only now that it goes.
-    const wire = body[0] === 0x1f && body[1] === 0x8b ? body : gzipSync(body);
+    // Held, or spooled while lean pushes went through, the pprof may be uncompressed (see spoolsRaw): compressed only now that it goes.
+    const body = pprof();
+    const wire = isGzip(body) ? body : gzipSync(body);
     const sent = await this.post(labels, wire, 'application/octet-stream');
     if (sent.result === 'ok') {
       this.fullPushes++;

@@ -49,8 +49,17 @@ export class DiskSpool {
     }
   }
 
-  put(labels: Record<string, string>, body: Buffer): string {
-    const id = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${(this.sequence++).toString().padStart(8, '0')}`;
+  /**
+   * A new entry id: it sorts after every id given before (creation time,
+   * then a sequence), so a profile held in memory (Shipper, spool 'failure')
+   * takes its place in the send order and keeps it if it is spooled later.
+   */
+  newId(): string {
+    return `${Date.now().toString().padStart(15, '0')}-${process.pid}-${(this.sequence++).toString().padStart(8, '0')}`;
+  }
+
+  /** Writes an entry durably; `id` from newId() when the entry was named before (else a new one). */
+  put(labels: Record<string, string>, body: Buffer, id: string = this.newId()): string {
     // Labels first and the body last, each written, fsynced and renamed into
     // place, then the directory fsynced (the renames are directory entries):
     // only then is the entry spooled, so a node crash after put() returns
