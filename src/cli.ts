@@ -225,7 +225,7 @@ withAttributionOptions(program
       .default('failure'),
   )
   .option('--ingest-token <token>', 'bearer token for the server (or FLEETPROF_INGEST_TOKEN)')
-  .addOption(new Option('--push-format <format>', 'pprof: the whole profile; lean: stacks the server holds go by content id (less server CPU and bandwidth, more agent CPU; pprof when the server does not take it)').choices(['lean', 'pprof']).default('pprof'))
+  .addOption(new Option('--push-format <format>', 'lean: stacks the server holds go by content id (under half the server CPU per profile, fewer bytes; pprof when the server does not take it); pprof: the whole profile every time').choices(['lean', 'pprof']).default('lean'))
   .option('--ca-file <file>', 'trust this PEM CA for an https server (e.g. a private CA)')
   .option('--client-cert <file>', 'present this PEM client certificate to the server')
   .option('--client-key <file>', 'the key of --client-cert')

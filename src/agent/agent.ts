@@ -51,9 +51,9 @@ export interface AgentOptions {
   onProfile?: (labels: Record<string, string>, sampleCount: number, pprof: () => Buffer) => void;
   /**
    * Lean pushes (stacks the server holds go by content id, src/profile/push-format.ts) when the server takes them.
-   * Default false: they cut the server's CPU per profile to ~0.45x, but even made from the builder (identities kept
-   * across intervals) they cost the agent more CPU than pushing the pprof (an A/B of two agents on one host:
-   * 1.1-1.4x the agent's CPU, down from 1.4-1.6x when prepared from the pprof; docs/benchmarks.md).
+   * Default true: they cut the server's CPU per profile to ~0.45x and, made from the builder (identities kept
+   * across intervals) with the pprof encoded only when a push fails (spool 'failure'), cost the agent about what
+   * pushing the pprof does (an A/B of two agents on one host: 0.89-1.17x; docs/benchmarks.md).
    */
   leanPush?: boolean;
 }
@@ -138,7 +138,7 @@ export class Agent {
       ingestToken: options.ingestToken,
       tls: options.tls,
       spool: this.spool,
-      lean: options.leanPush ?? false,
+      lean: options.leanPush ?? true,
       spoolWhen: options.spoolWhen ?? 'failure',
       onPush: ({ ok, latencyMs, status }) => {
         pushLatency.record(latencyMs);
@@ -150,7 +150,7 @@ export class Agent {
     this.memoryBudgetMb = resolveMemoryBudgetMb(options.memoryBudgetMb);
     const limits = cacheLimits(this.memoryBudgetMb);
     // Lean pushes are made from the builders, with function and mapping ids kept across intervals.
-    this.identities = options.leanPush === true ? new PushIdentityCache({ maxEntries: limits.maxPushIdentities }) : undefined;
+    this.identities = options.leanPush !== false ? new PushIdentityCache({ maxEntries: limits.maxPushIdentities }) : undefined;
     this.collector = Collector.start({
       frequencyHz: this.options.frequencyHz,
       filterTgid: options.filterTgid,
