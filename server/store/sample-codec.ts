@@ -26,9 +26,9 @@
 //   positive scales and decode unchanged.
 // Stack ids are dense integers the database hands out (stack-ids.ts): a
 // profile with n of the N live stacks has sorted deltas of about N / n, one
-// or two bytes each (they were 6-7 bytes when ids were 53-bit hashes; coding
-// 2 needs ids below 2^51, coding 1 read those too). A merge is one linear
-// scan per profile.
+// or two bytes each (they were 6-7 bytes when ids were 53-bit hashes).
+// Coding 2 packs ids below 2^51 only; coding-1 blobs of 53-bit hash ids (a
+// migration's input) still decode. A merge is one linear scan per profile.
 //
 // Hand-written rather than protobuf/varint packages: the merge loop below
 // decodes tens of millions of pairs per query straight into the accumulator,
