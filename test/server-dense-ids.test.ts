@@ -12,13 +12,13 @@ import { MIGRATIONS } from '../server/store/schema.js';
 import { PG_MIGRATIONS, PARTITION_MS, PgStore } from '../server/store/pg-store.js';
 import { DB_FILE, SqliteStore } from '../server/store/sqlite-store.js';
 import { Db } from '../server/store/sqlite.js';
-import { encodeSamples } from '../server/store/sample-codec.js';
 import { FLEET_SERIES_ID, packIds, parseStoreUrl, type ProfileStore } from '../server/store/store.js';
 import { SymbolCache, stackColumns } from '../server/store/symbols.js';
 import { ingestProfile } from '../server/ingest.js';
 import { mergeStacks, selectSeries } from '../server/query/merge.js';
 import { buildFlameTree } from '../server/query/flamegraph.js';
 import { parseSelector } from '../server/selector.js';
+import { legacyEncode } from './helpers/legacy-sample-codec.js';
 import { BACKENDS, buildProfile, flameSelfByPath, testPostgres, testStoreUrl, type StackSpec } from './server-helpers.js';
 
 /** Runs SQL against the store's database directly (what a test must see that the interface hides). */
@@ -134,10 +134,9 @@ const OLD = {
 
 function oldBlob(): { blob: Buffer; scales: string } {
   const ids = OLD.stacks.map((s) => s[0]).sort((a, b) => a - b);
-  // main;b (the smaller hash) 3 samples, main;a 5; scales as written then: GCDs.
+  // main;b (the smaller hash) 3 samples, main;a 5; scales as written then: GCDs; packed as servers then packed (coding 1).
   const values = ids.flatMap((id) => (id === OLD.stacks[1]![0] ? [3, 30] : [5, 50]));
-  const { blob } = encodeSamples(ids, values, 2, [1, 10]);
-  return { blob, scales: '1,10' };
+  return { blob: legacyEncode(ids, values, [1, 10]), scales: '1,10' };
 }
 
 describe('migration of stores with hash stack ids', () => {
