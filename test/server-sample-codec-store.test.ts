@@ -186,4 +186,35 @@ describe.each(BACKENDS)('samples blobs written by an older server (%s)', (backen
       t.cleanup();
     }
   });
+
+  it('is refused by a server from before coding 2: the schema version says the store is newer', async () => {
+    const t = await testStoreUrl(backend);
+    try {
+      const store = await openStore(t.url);
+      await store.close();
+      // Servers before coding 2 knew 5 migrations on SQLite and 4 on PostgreSQL: a store written now must be at a later version.
+      const parsed = parseStoreUrl(t.url);
+      const lastBeforeCoding2 = parsed.backend === 'postgres' ? 4 : 5;
+      const read = 'SELECT version FROM schema_version';
+      const raise = 'UPDATE schema_version SET version = version + 1';
+      let version: number;
+      if (parsed.backend === 'postgres') {
+        const c = new pg.Client({ connectionString: parsed.url });
+        await c.connect();
+        version = (await c.query<{ version: number }>(read)).rows[0]!.version;
+        await c.query(raise);
+        await c.end();
+      } else {
+        const db = await Db.open(join(parsed.dir, DB_FILE));
+        version = (await db.get<{ version: number }>(read))!.version;
+        await db.run(raise);
+        await db.close();
+      }
+      expect(version).toBeGreaterThan(lastBeforeCoding2);
+      // And a server that knows fewer migrations than the store has refuses it (played here by raising the stored version by one).
+      await expect(openStore(t.url)).rejects.toThrow(/newer than this server/);
+    } finally {
+      t.cleanup();
+    }
+  });
 });

@@ -152,6 +152,13 @@ export const PG_MIGRATIONS: readonly (string | PgMigration)[] = [
   INSERT INTO rollup_dirty SELECT DISTINCT series_id, (time_ms / ${ROLLUP_WINDOW_MS}) * ${ROLLUP_WINDOW_MS} FROM profiles WHERE time_ms >= 0 ON CONFLICT DO NOTHING;
   INSERT INTO rollup_dirty SELECT DISTINCT ${FLEET_SERIES_ID}, (time_ms / ${FLEET_WINDOW_MS}) * ${FLEET_WINDOW_MS} FROM profiles WHERE time_ms >= 0 ON CONFLICT DO NOTHING;
   `,
+  // 5: samples blobs are written in coding 2 from here on (sample-codec.ts).
+  // No data changes, and coding-1 rows stay readable. The version is what
+  // makes a server from before coding 2, which would read such a blob as
+  // coding 1 and serve wrong numbers, refuse the store instead ("schema
+  // version ..., newer than this server"). In a rolling upgrade of several
+  // servers on one database, stop the old servers before a new one starts.
+  'SELECT 1;',
 ];
 
 type Client = pg.PoolClient;

@@ -146,6 +146,13 @@ export const MIGRATIONS: readonly (string | Migration)[] = [
   // them, and the store rebuilds them from the profiles (it marks windows
   // without a rollup dirty at start).
   'DELETE FROM rollups;',
+  // 6: samples blobs are written in coding 2 from here on (sample-codec.ts).
+  // No data changes, and coding-1 rows stay readable. The version is what
+  // makes a server from before coding 2, which would read such a blob as
+  // coding 1 and serve wrong numbers, refuse the store instead ("schema
+  // version ..., newer than this server"). In a rolling upgrade of several
+  // servers on one database, stop the old servers before a new one starts.
+  'SELECT 1;',
 ];
 
 export async function migrate(db: Db): Promise<number> {
