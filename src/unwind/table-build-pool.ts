@@ -2,16 +2,23 @@
 // files to build and hands each finished table to a callback. One worker: the
 // machines this runs on give the agent a core at best, and one thread that
 // builds while the event loop keeps draining and symbolizing is what keeps a
-// new process's first samples whole. It is started on the first request and
-// ended after a while without any, so an idle agent does not keep its heap.
+// new process's first samples whole. It is started on the first request the
+// table cache cannot answer and ended after a while without any, so an idle
+// agent does not keep its heap.
+//
+// The cache is read here, on the main thread, before any worker exists: a hit
+// is a file read and a CRC check (node's table: ~2 MB, a few ms), while
+// starting the worker costs a new isolate and its modules (52-66 ms of CPU,
+// docs/benchmarks.md), which a warm start then never pays.
 
+import { statSync } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { packageRoot } from '../util/package-root.js';
 import type { BuildResult } from './table-builder.js';
-import type { TableCacheOptions } from './table-cache.js';
+import { fileIdentity, TableCache, type TableCacheOptions } from './table-cache.js';
 
 /** The worker ends after this long without work (its heap goes with it); the next request starts another. */
 const IDLE_EXIT_MS = 10_000;
@@ -22,6 +29,9 @@ export interface BuildRequest {
   paths: string[];
   /** The mapping's size: the worker steps the smallest file first. */
   sizeBytes: number;
+  /** The file's identity in the table cache, already looked up there (a miss or a corrupt entry): the worker builds and stores it. */
+  identity?: string;
+  cache?: CacheOutcome;
 }
 
 /** What the table cache (table-cache.ts) did for a build: undefined when there is no cache or the file could not be stat'ed. */
@@ -47,21 +57,56 @@ export class TableBuildPool {
   private closed = false;
   /** Workers started so far (one at a time). */
   started = 0;
+  private readonly tableCache: TableCache | undefined;
+  /** Replies read from the cache, delivered on the next turn of the event loop (or by deliverFinished()), as a worker's would be. */
+  private cacheReplies: WorkerReply[] = [];
 
   constructor(
     private readonly onError: (message: string) => void,
     /** A persistent cache of built tables (undefined: none). */
     private readonly cache?: TableCacheOptions,
-  ) {}
+  ) {
+    this.tableCache = cache === undefined ? undefined : new TableCache(cache);
+  }
 
   /** Asks for a file's table; `done` runs on the main thread with the result. */
   build(paths: string[], sizeBytes: number, done: (reply: WorkerReply) => void): void {
     if (this.closed) return;
     const id = this.nextId++;
     this.pending.set(id, done);
-    this.ensureWorker().postMessage({ id, paths, sizeBytes } satisfies BuildRequest);
+    const request: BuildRequest = { id, paths, sizeBytes };
+    if (this.fromCache(request)) return;
+    this.ensureWorker().postMessage(request);
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
+  }
+
+  /** Answers from the table cache when it holds the file's table; otherwise notes on the request what it found. */
+  private fromCache(request: BuildRequest): boolean {
+    if (this.tableCache === undefined) return false;
+    request.identity = identityOf(request.paths);
+    if (request.identity === undefined) return false;
+    const started = performance.now();
+    let found;
+    try {
+      found = this.tableCache.lookup(request.identity);
+    } catch {
+      request.cache = 'corrupt'; // unreadable in a way lookup() did not foresee: build it
+      return false;
+    }
+    if (found.kind !== 'hit') {
+      request.cache = found.kind;
+      return false;
+    }
+    if (this.cacheReplies.length === 0) setImmediate(() => this.deliverCached());
+    this.cacheReplies.push({ type: 'built', id: request.id, result: { ...found.table, buildMs: performance.now() - started }, cache: 'hit' });
+    return true;
+  }
+
+  private deliverCached(): void {
+    const replies = this.cacheReplies;
+    this.cacheReplies = [];
+    for (const reply of replies) this.dispatch(reply);
   }
 
   get busy(): boolean {
@@ -74,6 +119,7 @@ export class TableBuildPool {
    * meanwhile is not kept waiting for it.
    */
   deliverFinished(): void {
+    this.deliverCached();
     if (this.replies === undefined) return;
     for (;;) {
       const message = receiveMessageOnPort(this.replies);
@@ -85,6 +131,7 @@ export class TableBuildPool {
   close(): void {
     this.closed = true;
     this.pending.clear();
+    this.cacheReplies = [];
     this.stopWorker();
   }
 
@@ -114,7 +161,9 @@ export class TableBuildPool {
     const done = this.pending.get(reply.id);
     if (done === undefined) return;
     this.pending.delete(reply.id);
-    if (this.pending.size === 0 && !this.closed) {
+    // A reply from the cache with no worker running leaves nothing to stop.
+    if (this.pending.size === 0 && !this.closed && this.worker !== undefined) {
+      if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
       this.idleTimer = setTimeout(() => this.stopWorker(), IDLE_EXIT_MS);
       this.idleTimer.unref();
     }
@@ -130,4 +179,16 @@ export class TableBuildPool {
     void this.worker?.terminate();
     this.worker = undefined;
   }
+}
+
+/** The file's identity in the table cache, through the first of its paths that can be stat'ed. */
+function identityOf(paths: readonly string[]): string | undefined {
+  for (const path of paths) {
+    try {
+      return fileIdentity(statSync(path, { bigint: true }));
+    } catch {
+      // try the next way in
+    }
+  }
+  return undefined;
 }

@@ -1,6 +1,7 @@
 // A persistent cache of built unwind tables (table-builder.ts), so an agent
 // that restarts, or a `record` run after another, does not parse node's 76k
-// FDEs again. Used by the table worker only.
+// FDEs again. Read by the main thread (table-build-pool.ts) before it starts
+// the table worker; written by the worker.
 //
 // - Keyed by file identity: device, inode, size and modification/change
 //   times of the file the process maps (fstat through the worker's

@@ -3,7 +3,9 @@
 // are served small files first: a new program's own binary and libraries take
 // milliseconds, and its stacks are whole from then on, while a big runtime
 // (node, libLLVM) is built a slice at a time in between. Started by
-// table-build-pool.ts; speaks only the messages declared there.
+// table-build-pool.ts (which answers from the table cache itself when it
+// can, so the worker mostly sees files the cache lacks); speaks only the
+// messages declared there.
 
 import { statSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
@@ -100,7 +102,14 @@ function schedule(): void {
 }
 
 parentPort!.on('message', (request: BuildRequest) => {
-  const job: Job = { request, steps: buildTableSteps(request.paths), identity: cache === undefined ? undefined : identityOf(request.paths) };
+  const steps = buildTableSteps(request.paths);
+  if (request.cache !== undefined) {
+    // The main thread looked it up already (table-build-pool.ts): build it, and store it under that identity.
+    jobs.push({ request, steps, identity: cache === undefined ? undefined : request.identity, cache: request.cache });
+    schedule();
+    return;
+  }
+  const job: Job = { request, steps, identity: cache === undefined ? undefined : identityOf(request.paths) };
   try {
     if (fromCache(job)) return;
   } catch {
