@@ -11,14 +11,13 @@
 // starting the worker costs a new isolate and its modules (52-66 ms of CPU,
 // docs/benchmarks.md), which a warm start then never pays.
 
-import { statSync } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { packageRoot } from '../util/package-root.js';
 import type { BuildResult } from './table-builder.js';
-import { fileIdentity, TableCache, type TableCacheOptions } from './table-cache.js';
+import { identityOf, TableCache, type TableCacheOptions } from './table-cache.js';
 
 /** The worker ends after this long without work (its heap goes with it); the next request starts another. */
 const IDLE_EXIT_MS = 10_000;
@@ -179,16 +178,4 @@ export class TableBuildPool {
     void this.worker?.terminate();
     this.worker = undefined;
   }
-}
-
-/** The file's identity in the table cache, through the first of its paths that can be stat'ed. */
-function identityOf(paths: readonly string[]): string | undefined {
-  for (const path of paths) {
-    try {
-      return fileIdentity(statSync(path, { bigint: true }));
-    } catch {
-      // try the next way in
-    }
-  }
-  return undefined;
 }

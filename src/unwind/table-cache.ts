@@ -55,6 +55,18 @@ export function fileIdentity(stat: BigIntStats): string {
   return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
 }
 
+/** A file's identity in the table cache, through the first of its paths that can be stat'ed (a process's file may be reachable only through /proc/PID/root). */
+export function identityOf(paths: readonly string[]): string | undefined {
+  for (const path of paths) {
+    try {
+      return fileIdentity(statSync(path, { bigint: true }));
+    } catch {
+      // try the next way in
+    }
+  }
+  return undefined;
+}
+
 export class TableCache {
   private entries: Map<string, number> | undefined;
   private totalBytes = 0;

@@ -7,11 +7,10 @@
 // can, so the worker mostly sees files the cache lacks); speaks only the
 // messages declared there.
 
-import { statSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { buildTableSteps, transferList, type BuildResult } from './table-builder.js';
 import type { BuildRequest, CacheOutcome, WorkerReply } from './table-build-pool.js';
-import { fileIdentity, TableCache, type TableCacheOptions } from './table-cache.js';
+import { identityOf, TableCache, type TableCacheOptions } from './table-cache.js';
 
 interface Job {
   request: BuildRequest;
@@ -51,18 +50,6 @@ function step(job: Job): boolean {
   }
   reply({ type: 'built', id: job.request.id, result: next.value, cache: job.cache }, transferList(next.value));
   return true;
-}
-
-/** The file's identity, through the first of its paths that can be stat'ed. */
-function identityOf(paths: readonly string[]): string | undefined {
-  for (const path of paths) {
-    try {
-      return fileIdentity(statSync(path, { bigint: true }));
-    } catch {
-      // try the next way in
-    }
-  }
-  return undefined;
 }
 
 /** Answers from the cache when it holds the file's table; returns whether it did. */
