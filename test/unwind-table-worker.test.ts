@@ -75,4 +75,30 @@ describe('unwind table worker', () => {
       pool.close();
     }
   }, 60_000);
+
+  it('builds a small file on the main thread while no worker runs (the table the worker builds), and sends a big one to a worker', async () => {
+    const small = buildOmitFramePointerProgram('clang', 'unwind-callbacks.c');
+    const here = new TableBuildPool(() => {});
+    const there = new TableBuildPool(() => {});
+    try {
+      const [builtHere] = (await buildAll(here, [{ paths: [small], sizeBytes: 16 << 10 }])).replies;
+      expect([here.started, here.builtOnMainThread]).toEqual([0, 1]);
+      // The same file said to be big goes to a worker: the reference.
+      const [builtThere] = (await buildAll(there, [{ paths: [small], sizeBytes: 64 << 20 }])).replies;
+      expect([there.started, there.builtOnMainThread]).toEqual([1, 0]);
+      if (builtHere?.type !== 'built' || builtThere?.type !== 'built' || builtHere.result.kind !== 'table' || builtThere.result.kind !== 'table') throw new Error(JSON.stringify([builtHere, builtThere]));
+      const a = builtHere.result;
+      const b = builtThere.result;
+      expect(a.rows.length).toBeGreaterThan(0);
+      for (const key of ['rules', 'rows', 'pages', 'pageFirstRow', 'pageRowCount'] as const) expect([...a[key]]).toEqual([...b[key]]);
+      expect(a.segments).toEqual(b.segments);
+      // A worker running: a small file goes to it too (one builder at a time, no event-loop stalls while it works).
+      const [again] = (await buildAll(there, [{ paths: [small], sizeBytes: 16 << 10 }])).replies;
+      expect(again).toMatchObject({ type: 'built', result: { kind: 'table' } });
+      expect([there.started, there.builtOnMainThread]).toEqual([1, 0]);
+    } finally {
+      here.close();
+      there.close();
+    }
+  }, 60_000);
 });

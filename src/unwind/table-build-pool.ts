@@ -9,18 +9,27 @@
 // The cache is read here, on the main thread, before any worker exists: a hit
 // is a file read and a CRC check (node's table: ~2 MB, a few ms), while
 // starting the worker costs a new isolate and its modules (52-66 ms of CPU,
-// docs/benchmarks.md), which a warm start then never pays.
+// docs/benchmarks.md), which a warm start then never pays. For the same
+// reason a small file the cache lacks is built here when no worker runs (a
+// warm start's walks often reach one or two small libraries its cold start
+// did not); a big one, or any file while a worker runs, goes to the worker.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { packageRoot } from '../util/package-root.js';
-import type { BuildResult } from './table-builder.js';
+import { buildTable, type BuildResult } from './table-builder.js';
 import { identityOf, TableCache, type TableCacheOptions } from './table-cache.js';
 
 /** The worker ends after this long without work (its heap goes with it); the next request starts another. */
 const IDLE_EXIT_MS = 10_000;
+/**
+ * Mappings up to this size are built on the main thread when no worker runs:
+ * a few hundred FDEs, a few ms even before V8 optimizes the builder, against
+ * the worker's start. Bigger ones would hold the event loop (libc: ~80 ms cold).
+ */
+const MAIN_THREAD_BUILD_MAX_BYTES = 256 << 10;
 
 export interface BuildRequest {
   id: number;
@@ -56,8 +65,10 @@ export class TableBuildPool {
   private closed = false;
   /** Workers started so far (one at a time). */
   started = 0;
+  /** Tables built on the main thread (small files while no worker ran). */
+  builtOnMainThread = 0;
   private readonly tableCache: TableCache | undefined;
-  /** Replies read from the cache, delivered on the next turn of the event loop (or by deliverFinished()), as a worker's would be. */
+  /** Replies made on this thread (read from the cache, or small files built here), delivered on the next turn of the event loop (or by deliverFinished()), as a worker's would be. */
   private cacheReplies: WorkerReply[] = [];
 
   constructor(
@@ -75,6 +86,10 @@ export class TableBuildPool {
     this.pending.set(id, done);
     const request: BuildRequest = { id, paths, sizeBytes };
     if (this.fromCache(request)) return;
+    if (this.worker === undefined && sizeBytes <= MAIN_THREAD_BUILD_MAX_BYTES) {
+      this.buildHere(request);
+      return;
+    }
     this.ensureWorker().postMessage(request);
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
@@ -97,9 +112,32 @@ export class TableBuildPool {
       request.cache = found.kind;
       return false;
     }
-    if (this.cacheReplies.length === 0) setImmediate(() => this.deliverCached());
-    this.cacheReplies.push({ type: 'built', id: request.id, result: { ...found.table, buildMs: performance.now() - started }, cache: 'hit' });
+    this.replyLater({ type: 'built', id: request.id, result: { ...found.table, buildMs: performance.now() - started }, cache: 'hit' });
     return true;
+  }
+
+  /** Builds a small file now, on this thread, and stores it in the cache as the worker would. */
+  private buildHere(request: BuildRequest): void {
+    let reply: WorkerReply;
+    try {
+      const result = buildTable(request.paths);
+      if (this.tableCache !== undefined && request.identity !== undefined && result.kind === 'table') {
+        const errorsBefore = this.tableCache.writeErrors;
+        this.tableCache.store(request.identity, result);
+        if (this.tableCache.writeErrors > errorsBefore) request.cache = 'write failed';
+      }
+      reply = { type: 'built', id: request.id, result, cache: request.cache };
+    } catch (error) {
+      reply = { type: 'failed', id: request.id, message: (error as Error).message };
+    }
+    this.builtOnMainThread++;
+    this.replyLater(reply);
+  }
+
+  /** A reply made on this thread goes out on the next turn of the event loop (or by deliverFinished()), as a worker's would. */
+  private replyLater(reply: WorkerReply): void {
+    if (this.cacheReplies.length === 0) setImmediate(() => this.deliverCached());
+    this.cacheReplies.push(reply);
   }
 
   private deliverCached(): void {
