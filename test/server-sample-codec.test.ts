@@ -53,8 +53,8 @@ const profileArb = fc
     for (let i = 0; i < ids.length; i++) {
       for (let t = 0; t < nTypes; t++) {
         const base = seed[(i * 7 + t * 13) % seed.length]!;
-        // Values stay below 2^53 (as stored ones do): a huge base is not multiplied further.
-        const free = Math.abs(base) > 2 ** 40 ? base : base * multipliers[t]!;
+        // Values stay within +-2^50 (stored ones are far below 2^53; zigzag doubles them): a base is multiplied only while the product stays there.
+        const free = Math.abs(base * multipliers[t]!) > 2 ** 50 ? base : base * multipliers[t]!;
         values.push(t > 0 && kinds[t] === 'proportional' && Math.abs(values[i * nTypes]!) <= 2 ** 40 ? values[i * nTypes]! * ks[t]! : free);
       }
     }
