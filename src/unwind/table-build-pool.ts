@@ -121,11 +121,7 @@ export class TableBuildPool {
     let reply: WorkerReply;
     try {
       const result = buildTable(request.paths);
-      if (this.tableCache !== undefined && request.identity !== undefined && result.kind === 'table') {
-        const errorsBefore = this.tableCache.writeErrors;
-        this.tableCache.store(request.identity, result);
-        if (this.tableCache.writeErrors > errorsBefore) request.cache = 'write failed';
-      }
+      if (this.tableCache !== undefined && request.identity !== undefined && result.kind === 'table' && !this.tableCache.store(request.identity, result)) request.cache = 'write failed';
       reply = { type: 'built', id: request.id, result, cache: request.cache };
     } catch (error) {
       reply = { type: 'failed', id: request.id, message: (error as Error).message };

@@ -1,7 +1,8 @@
 // A persistent cache of built unwind tables (table-builder.ts), so an agent
 // that restarts, or a `record` run after another, does not parse node's 76k
 // FDEs again. Read by the main thread (table-build-pool.ts) before it starts
-// the table worker; written by the worker.
+// the table worker; written by whoever built the table (the worker, or the
+// main thread for a small file).
 //
 // - Keyed by file identity: device, inode, size and modification/change
 //   times of the file the process maps (fstat through the worker's
@@ -101,7 +102,8 @@ export class TableCache {
     return { kind: 'hit', table };
   }
 
-  store(identity: string, table: BuiltTable): void {
+  /** Writes a table under `identity`; false when it could not be written (counted in writeErrors). */
+  store(identity: string, table: BuiltTable): boolean {
     const path = this.pathFor(identity);
     const encoded = encode(identity, table);
     const temporary = `${path}.${process.pid}.tmp`;
@@ -117,13 +119,14 @@ export class TableCache {
     } catch {
       this.writeErrors++;
       this.remove(temporary);
-      return;
+      return false;
     }
     const entries = this.scan();
     const size = encoded.reduce((sum, chunk) => sum + chunk.byteLength, 0);
     this.totalBytes += size - (entries.get(path) ?? 0);
     entries.set(path, size);
     this.evict(path);
+    return true;
   }
 
   /** The directory's entries and their sizes, read once (other agents' writes are seen at the next start). */

@@ -3,21 +3,19 @@
 // are served small files first: a new program's own binary and libraries take
 // milliseconds, and its stacks are whole from then on, while a big runtime
 // (node, libLLVM) is built a slice at a time in between. Started by
-// table-build-pool.ts (which answers from the table cache itself when it
-// can, so the worker mostly sees files the cache lacks); speaks only the
-// messages declared there.
+// table-build-pool.ts, which answers from the table cache itself, so the
+// worker sees only files the cache lacks; speaks only the messages declared
+// there.
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { buildTableSteps, transferList, type BuildResult } from './table-builder.js';
-import type { BuildRequest, CacheOutcome, WorkerReply } from './table-build-pool.js';
-import { identityOf, TableCache, type TableCacheOptions } from './table-cache.js';
+import type { BuildRequest, WorkerReply } from './table-build-pool.js';
+import { TableCache, type TableCacheOptions } from './table-cache.js';
 
 interface Job {
+  /** Its identity and what the main thread's cache lookup found (table-build-pool.ts) come with it. */
   request: BuildRequest;
   steps: Generator<void, BuildResult>;
-  /** The file's identity in the table cache (undefined: no cache, or the file could not be stat'ed). */
-  identity?: string;
-  cache?: CacheOutcome;
 }
 
 /** Work per turn of the worker's event loop before new requests are let in. */
@@ -43,26 +41,10 @@ function step(job: Job): boolean {
     return true;
   }
   if (next.done !== true) return false;
-  if (cache !== undefined && job.identity !== undefined && next.value.kind === 'table') {
-    const errorsBefore = cache.writeErrors;
-    cache.store(job.identity, next.value);
-    if (cache.writeErrors > errorsBefore) job.cache = 'write failed';
-  }
-  reply({ type: 'built', id: job.request.id, result: next.value, cache: job.cache }, transferList(next.value));
-  return true;
-}
-
-/** Answers from the cache when it holds the file's table; returns whether it did. */
-function fromCache(job: Job): boolean {
-  if (cache === undefined || job.identity === undefined) return false;
-  const started = performance.now();
-  const found = cache.lookup(job.identity);
-  if (found.kind !== 'hit') {
-    job.cache = found.kind;
-    return false;
-  }
-  const result = { ...found.table, buildMs: performance.now() - started };
-  reply({ type: 'built', id: job.request.id, result, cache: 'hit' }, transferList(result));
+  const { identity } = job.request;
+  let outcome = job.request.cache;
+  if (cache !== undefined && identity !== undefined && next.value.kind === 'table' && !cache.store(identity, next.value)) outcome = 'write failed';
+  reply({ type: 'built', id: job.request.id, result: next.value, cache: outcome }, transferList(next.value));
   return true;
 }
 
@@ -88,20 +70,9 @@ function schedule(): void {
   setImmediate(pump);
 }
 
+// The main thread looked each file up in the table cache before sending it
+// here (table-build-pool.ts): build it, and store it under that identity.
 parentPort!.on('message', (request: BuildRequest) => {
-  const steps = buildTableSteps(request.paths);
-  if (request.cache !== undefined) {
-    // The main thread looked it up already (table-build-pool.ts): build it, and store it under that identity.
-    jobs.push({ request, steps, identity: cache === undefined ? undefined : request.identity, cache: request.cache });
-    schedule();
-    return;
-  }
-  const job: Job = { request, steps, identity: cache === undefined ? undefined : identityOf(request.paths) };
-  try {
-    if (fromCache(job)) return;
-  } catch {
-    job.cache = 'corrupt'; // unreadable in a way lookup() did not foresee: build it
-  }
-  jobs.push(job);
+  jobs.push({ request, steps: buildTableSteps(request.paths) });
   schedule();
 });
