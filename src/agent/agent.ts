@@ -8,7 +8,7 @@ import { createPrometheusMetrics, type PrometheusMetrics } from '../telemetry/pr
 import { DROP_STATS, UNWIND_OUTCOME_STATS } from '../sampler/bpf-layout.js';
 import { Collector, type CollectResult, type UnwindMode } from './collector.js';
 import type { TableCacheOptions } from '../unwind/table-cache.js';
-import { Shipper, type ShipperTlsOptions, type SpoolWhen } from './shipper.js';
+import { madeOnce, Shipper, type ShipperTlsOptions, type SpoolWhen } from './shipper.js';
 import type { Attribution, AttributionOptions } from '../attribution/attribution.js';
 import { labelsKey } from '../attribution/labels.js';
 import { startWithAttribution } from './start-attribution.js';
@@ -302,14 +302,10 @@ export class Agent {
       // The pprof is made when something asks for it: the spool, a push as
       // pprof, onProfile. A lean push acknowledged from memory (spool
       // 'failure') never needs it, so the interval costs no pprof encoding.
-      let pprof: Buffer | undefined;
-      const makePprof = (): Buffer => {
-        if (pprof === undefined) {
-          const encoded = builder.encode();
-          pprof = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-        }
-        return pprof;
-      };
+      const makePprof = madeOnce(() => {
+        const encoded = builder.encode();
+        return Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+      });
       // With lean pushes: the builder's lean form (ids from this.identities) spares the shipper decoding and hashing the pprof.
       this.shipper.enqueue(labels, makePprof, this.identities ? builder.buildLean() : undefined);
       this.options.onProfile?.(labels, builder.sampleCount, makePprof);

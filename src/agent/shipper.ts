@@ -81,8 +81,8 @@ interface HeldProfile {
   pprof: () => Buffer;
 }
 
-/** `source` as a function that makes the bytes once. */
-function once(source: PprofSource): () => Buffer {
+/** `source` as a function that makes the bytes on its first call and gives the same bytes after. */
+export function madeOnce(source: PprofSource): () => Buffer {
   if (Buffer.isBuffer(source)) return () => source;
   let made: Buffer | undefined;
   return () => (made ??= source());
@@ -179,7 +179,7 @@ export class Shipper {
     // Held only while the server answers: a profile made during an outage would fail its push and be spooled anyway.
     if (this.options.spoolWhen === 'failure' && !this.stopped && !this.failing && !this.lastPushFailed) {
       id = this.options.spool.newId();
-      this.held.set(id, { labels, pprof: once(pprof) });
+      this.held.set(id, { labels, pprof: madeOnce(pprof) });
       if (this.held.size > HELD_MAX) {
         for (const oldest of this.held.keys()) {
           if (this.inFlight.has(oldest)) continue; // its push ends it either way
@@ -188,7 +188,7 @@ export class Shipper {
         }
       }
     } else {
-      id = this.options.spool.put(labels, this.spoolBytes(once(pprof)()));
+      id = this.options.spool.put(labels, this.spoolBytes(madeOnce(pprof)()));
     }
     if (profile && this.options.lean) {
       this.decoded.set(id, profile);
