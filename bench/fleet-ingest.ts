@@ -37,7 +37,7 @@
 //     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -315,6 +315,9 @@ async function startServerProcess(store: string): Promise<ServerProc> {
   const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'server', 'main.js');
   const nodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
   const proc = spawn(process.execPath, [...nodeArgs, main, '--store', store, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // FLEETPROF_BENCH_SERVER_LOG=FILE keeps the servers' stdout (e.g. with --trace-gc in FLEETPROF_BENCH_NODE_ARGS).
+  const serverLog = process.env.FLEETPROF_BENCH_SERVER_LOG;
+  if (serverLog) proc.stdout!.on('data', (d: Buffer) => appendFileSync(serverLog, d));
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {

@@ -457,10 +457,7 @@ export async function ingestProfile(
   }
   // Each probe also gives the stored row's dense id (stack-ids.ts).
   const held = column(C_SAMPLE_HELD, n, F64);
-  for (let i = 0; i < n; i++) {
-    const stack = sampleStack[i]!;
-    held[i] = stack === 0 ? -1 : marks.thirdIfHolds(stack, mark, sampleCheck[i]!);
-  }
+  marks.thirdIfHoldsEach(sampleStack, sampleCheck, n, mark, held);
   for (let i = 0; i < n; i++) {
     const stack = sampleStack[i]!;
     const hit = held[i]!;

@@ -6,7 +6,7 @@
 // this server does not know is refused, not misread.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { addSamples, decodeSamples, encodeSamples, MAX_CODING2_STACK_ID, remapSamples, sampleCoding } from '../server/store/sample-codec.js';
+import { addSamples, addSamplesAll, decodeSamples, encodeSamples, MAX_CODING2_STACK_ID, remapSamples, sampleCoding } from '../server/store/sample-codec.js';
 import { StackAccumulator } from '../server/store/accumulator.js';
 import { legacyEncode } from './helpers/legacy-sample-codec.js';
 
@@ -83,6 +83,15 @@ function expectRoundTrip(blob: Buffer, scales: number[], ids: number[], values: 
     // Zero values are added too (the accumulator keeps the stack); compare every id.
     expect(got.size).toBe(ids.length);
     ids.forEach((id, i) => expect(got.get(id)).toBe(values[i * nTypes + t]));
+  }
+  // Every column in one pass (rollups), twice over: the second pass doubles every value.
+  const all = new StackAccumulator(nTypes);
+  expect(addSamplesAll(blob, scales, all)).toBe(ids.length);
+  addSamplesAll(blob, scales, all);
+  expect(all.length).toBe(ids.length);
+  for (let s = 0; s < all.length; s++) {
+    const i = ids.indexOf(all.ids[s]!);
+    for (let t = 0; t < nTypes; t++) expect(all.values[s * nTypes + t]).toBe(2 * values[i * nTypes + t]!);
   }
 }
 

@@ -152,6 +152,71 @@ export function addSamples(blob: Uint8Array, scales: readonly number[], typeInde
   return sampleCoding(blob) === 2 ? addCoding2(blob, stored, want, scale, acc, col) : addCoding1(blob, stored, want, scale, acc, col);
 }
 
+/**
+ * Adds every sample type of one packed profile into columns 0..n-1 of `acc`
+ * (n = min(scales.length, acc.cols)) in one pass; returns the number of
+ * stacks. A rollup merges every type of every profile in its window: per
+ * type, addSamples decoded each blob once per type and found each stack's
+ * slot once per type (a CPU profile twice over).
+ */
+export function addSamplesAll(blob: Uint8Array, scales: readonly number[], acc: StackAccumulator): number {
+  const n = Math.min(scales.length, acc.cols);
+  if (n === 1 || sampleCoding(blob) !== 2 || storedColumns(scales) !== 1) {
+    let stacks = 0;
+    for (let t = 0; t < n; t++) stacks = addSamples(blob, scales, t, acc, t);
+    return stacks;
+  }
+  return addCoding2OneColumnAll(blob, scales, n, acc);
+}
+
+/** addSamplesAll for rows that store one column (the others are column 0 times -scale: CPU profiles). */
+function addCoding2OneColumnAll(blob: Uint8Array, scales: readonly number[], n: number, acc: StackAccumulator): number {
+  const factors = new Float64Array(n);
+  for (let t = 0; t < n; t++) factors[t] = Math.abs(scales[t]!);
+  const cols = acc.cols;
+  const len = blob.length;
+  let pos = CODING2_MARKER.length;
+  let stack = 0;
+  let count = 0;
+  while (pos < len) {
+    let b = blob[pos++]!;
+    let value: number;
+    if (b < 128) {
+      value = b & 3;
+      stack += b >> 2;
+    } else {
+      let v = b & 127;
+      let mul = 128;
+      do {
+        b = blob[pos++]!;
+        v += (b & 127) * mul;
+        mul *= 128;
+      } while (b >= 128);
+      value = v % 4;
+      stack += (v - value) / 4;
+    }
+    if (value === 0) {
+      b = blob[pos++]!;
+      let z = b & 127;
+      if (b >= 128) {
+        let mul = 128;
+        do {
+          b = blob[pos++]!;
+          z += (b & 127) * mul;
+          mul *= 128;
+        } while (b >= 128);
+      }
+      value = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    }
+    // slotOf before reading acc.values: it may grow (replace) the array.
+    const base = acc.slotOf(stack) * cols;
+    const values = acc.values;
+    for (let t = 0; t < n; t++) values[base + t]! += value * factors[t]!;
+    count++;
+  }
+  return count;
+}
+
 function addCoding2(blob: Uint8Array, stored: number, want: number, scale: number, acc: StackAccumulator, col: number): number {
   if (stored === 1) return addCoding2OneColumn(blob, scale, acc, col);
   const len = blob.length;

@@ -361,9 +361,12 @@ export class SqliteStore implements ProfileStore {
       const windows = this.dirty.get(seriesId)!;
       const lastMs = seriesId === FLEET_SERIES_ID ? fleetLastMs : this.series.get(seriesId)?.lastMs;
       if (lastMs === undefined) continue;
+      const len = rollupWindowMs(seriesId);
       for (const w of windows) {
+        // Time first: this runs after every commit over every dirty window, and most are not due (no key string made for them).
+        if (w < 1 || (w + 1) * len + ROLLUP_GRACE_MS > lastMs) continue;
         const key = rollupKey(seriesId, w);
-        if (w < 1 || (w + 1) * rollupWindowMs(seriesId) + ROLLUP_GRACE_MS > lastMs || this.rollupScheduled.has(key)) continue;
+        if (this.rollupScheduled.has(key)) continue;
         this.rollupScheduled.add(key);
         this.commits.addJob(() => this.rollUp(seriesId, w).catch(() => undefined));
       }

@@ -2,7 +2,7 @@
 // backends: profile rows in, one rollup row per profile kind out, packed
 // like a profile (sample-codec.ts), so queries read rollups and profiles
 // with the same loop.
-import { addSamples, encodeSamples } from './sample-codec.js';
+import { addSamplesAll, encodeSamples } from './sample-codec.js';
 import { StackAccumulator } from './accumulator.js';
 import type { ProfileRow, RollupRow } from './store.js';
 
@@ -29,7 +29,7 @@ export class WindowMerge {
     agg.durationNs += r.duration_ns;
     agg.periods.add(r.period);
     const scales = r.scales.split(',').map(Number);
-    for (let t = 0; t < nTypes && t < scales.length; t++) addSamples(r.samples, scales, t, agg.acc, t);
+    addSamplesAll(r.samples, scales, agg.acc);
   }
 
   rows(seriesId: number, windowMs: number): RollupRow[] {
