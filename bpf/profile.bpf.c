@@ -30,6 +30,17 @@ struct stack_map {
 };
 struct stack_map stacks_0 SEC(".maps");
 struct stack_map stacks_1 SEC(".maps");
+// Stacks of at most FP_SHORT_STACK_DEPTH frames (most kernel stacks, and most
+// user stacks of a frame-pointer walk), keyed by the same hash: the depth is
+// part of the hash, so a stack's hash is only ever in the map its depth picks.
+struct short_stack_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct fp_short_stack);
+	__uint(max_entries, 16384);
+};
+struct short_stack_map short_stacks_0 SEC(".maps");
+struct short_stack_map short_stacks_1 SEC(".maps");
 
 struct count_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,6 +81,7 @@ struct unwind_walk {
 	__u32 search_hi;
 	__u32 search_rule;
 	__u32 reserved;
+	struct fp_unwind_rule rule; // this frame's rule (all zero: the frame-pointer rule)
 };
 
 // Stack bytes read per helper call by the table walker. A frame's reads
@@ -81,6 +93,8 @@ struct unwind_walk {
 struct sample_scratch {
 	struct fp_stack kernel;
 	struct fp_stack user;
+	__u32 kernel_depth; // frames in kernel and user (set with their hashes)
+	__u32 user_depth;
 	struct unwind_walk walk;
 	__u8 window[FP_STACK_WINDOW];
 };
@@ -216,7 +230,7 @@ static __always_inline __u64 hash_stack(const struct fp_stack *stack, __u32 dept
 // none: a user-mode tick has no kernel stack and a kernel thread no user
 // stack (bpf_get_stack returns 0 or -EFAULT), which is not a loss. A failed
 // read is, and is counted.
-static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64 flags, __u32 error_stat)
+static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u32 *depth, __u64 flags, __u32 error_stat)
 {
 	long size = bpf_get_stack(ctx, stack->addresses, sizeof(stack->addresses), flags);
 	if (size <= 0) {
@@ -224,6 +238,7 @@ static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64
 			count_stat(error_stat);
 		return 0;
 	}
+	*depth = size / sizeof(__u64);
 	return hash_stack(stack, size / sizeof(__u64));
 }
 
@@ -435,6 +450,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	if (slot->version == version && slot->address == lookup && version != 0) {
 		walk->found_rule = slot->rule;
+		*(__u64 *)&walk->rule = *(__u64 *)&slot->value;
 	} else {
 		if (!find_mapping(proc, pc, walk)) {
 			report_stale_mappings(proc, walk->tgid);
@@ -442,6 +458,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 			if (depth > 0)
 				return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
 			walk->found_rule = 0;
+			*(__u64 *)&walk->rule = 0;
 		} else {
 			// The mapping found, by index read back from the map value: one
 			// pointer for the verifier whichever way the search found it.
@@ -454,16 +471,20 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 				if (mapping->table_pending == FP_TABLE_DEFERRED)
 					request_table(mapping, walk->tgid);
 			}
+			__u32 found_id = found & ~FP_RULE_CACHE_PENDING;
+			const struct fp_unwind_rule *found_value = found_id ? bpf_map_lookup_elem(&unwind_rules, &found_id) : NULL;
+			__u64 value = found_value ? *(const __u64 *)found_value : 0;
 			walk->found_rule = found;
+			*(__u64 *)&walk->rule = value;
 			slot->address = lookup;
 			slot->version = version;
 			slot->rule = found;
+			*(__u64 *)&slot->value = value;
 		}
 	}
 	// Read back from the map value: the verifier knows nothing of it, so the
 	// paths above join into one state instead of each walking the rest.
 	__u32 found_rule = walk->found_rule;
-	__u32 rule_id = found_rule & ~FP_RULE_CACHE_PENDING;
 	if (depth >= FP_MAX_STACK_DEPTH)
 		return end_walk(walk, FP_STAT_UNWIND_DEPTH_LIMIT);
 	scratch->user.addresses[depth] = pc;
@@ -475,9 +496,14 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	__u64 fp = walk->fp;
 	__u64 cfa;
 	__u64 ra;
-	const struct fp_unwind_rule *rule = rule_id ? bpf_map_lookup_elem(&unwind_rules, &rule_id) : NULL;
-	if (!rule || rule->cfa_kind == FP_CFA_INVALID) {
-		if (rule && rule->cfa_offset != 0)
+	// The rule, read back from the map value as one word (see found_rule).
+	__u64 rule_word = *(volatile __u64 *)&walk->rule;
+	__u8 cfa_kind = rule_word & 0xff;
+	__u8 fp_kind = (rule_word >> 8) & 0xff;
+	__s16 fp_offset = (__s16)(rule_word >> 16);
+	__s32 cfa_offset = (__s32)(rule_word >> 32);
+	if (cfa_kind == FP_CFA_INVALID) {
+		if (cfa_offset != 0)
 			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
 		// No table here (JIT code, a file without .eh_frame, a gap): the
 		// frame-pointer rule, which ends where the chain does.
@@ -487,7 +513,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	} else {
-		switch (rule->cfa_kind) {
+		switch (cfa_kind) {
 		case FP_CFA_END:
 			return end_walk(walk, FP_STAT_UNWIND_COMPLETE);
 		case FP_CFA_SIGNAL:
@@ -499,36 +525,36 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 			walk->after_signal = 1;
 			return 0;
 		case FP_CFA_SP:
-			cfa = sp + rule->cfa_offset;
+			cfa = sp + cfa_offset;
 			break;
 		case FP_CFA_FP:
-			cfa = fp + rule->cfa_offset;
+			cfa = fp + cfa_offset;
 			break;
 		case FP_CFA_PLT:
-			cfa = sp + 8 + ((pc & 15) >= (__u64)rule->cfa_offset ? 8 : 0);
+			cfa = sp + 8 + ((pc & 15) >= (__u64)cfa_offset ? 8 : 0);
 			break;
 		case FP_CFA_DEREF_SP:
 		case FP_CFA_DEREF_FP:
-			if (!read_user_u64(&cfa, (rule->cfa_kind == FP_CFA_DEREF_SP ? sp : fp) + rule->cfa_offset))
+			if (!read_user_u64(&cfa, (cfa_kind == FP_CFA_DEREF_SP ? sp : fp) + cfa_offset))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 			break;
 		default:
 			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
 		}
-		if (rule->fp_kind == FP_FP_AT_CFA && rule->fp_offset == -16) {
+		if (fp_kind == FP_FP_AT_CFA && fp_offset == -16) {
 			// rbp saved right below the return address: the usual frame, one read.
 			if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 		} else {
 			if (!read_stack_u64(scratch, &ra, cfa - 8))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
-			switch (rule->fp_kind) {
+			switch (fp_kind) {
 			case FP_FP_AT_CFA:
-				if (!read_stack_u64(scratch, &fp, cfa + rule->fp_offset))
+				if (!read_stack_u64(scratch, &fp, cfa + fp_offset))
 					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 				break;
 			case FP_FP_AT_FP:
-				if (!read_user_u64(&fp, fp + rule->fp_offset))
+				if (!read_user_u64(&fp, fp + fp_offset))
 					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 				break;
 			case FP_FP_UNKNOWN:
@@ -587,6 +613,7 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 		count_stat(FP_STAT_UNWIND_NOT_LOADED);
 		stack->addresses[0] = walk->pc;
 		stack->addresses[1] = 0;
+		scratch->user_depth = 1;
 		return hash_stack(stack, 1);
 	}
 	struct walk_context context = { .scratch = scratch, .proc = proc };
@@ -600,17 +627,21 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 		stack->addresses[depth] = 0;
 	if (depth == 0)
 		return 0;
+	scratch->user_depth = depth;
 	return hash_stack(stack, depth);
 }
 
 // Makes sure the stack with this hash is stored; returns the hash, or 0 when
 // the map is full (counted: the sample is kept without that stack).
-static __always_inline __u64 store_stack(void *stacks, __u64 hash, const struct fp_stack *stack)
+static __always_inline __u64 store_stack(void *stacks, void *short_stacks, __u64 hash, const struct fp_stack *stack, __u32 depth)
 {
 	if (hash == 0)
 		return 0;
+	// Short stacks go to the short map: their insert copies 256 bytes, not 1 KiB.
+	if (depth <= FP_SHORT_STACK_DEPTH)
+		stacks = short_stacks;
 	// Another key may hold this stack already: a lookup spares the bucket
-	// lock and the 1 KiB copy of an insert.
+	// lock and the copy of an insert.
 	if (bpf_map_lookup_elem(stacks, &hash))
 		return hash;
 	long err = bpf_map_update_elem(stacks, &hash, stack, BPF_NOEXIST);
@@ -727,6 +758,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 	void *stacks = cfg->generation & 1 ? (void *)&stacks_1 : (void *)&stacks_0;
+	void *short_stacks = cfg->generation & 1 ? (void *)&short_stacks_1 : (void *)&short_stacks_0;
 	void *counts = cfg->generation & 1 ? (void *)&counts_1 : (void *)&counts_0;
 	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!scratch)
@@ -734,7 +766,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 
 	bool user_mode = interrupted_user_mode(ctx);
 	if (!user_mode)
-		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
+		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, &scratch->kernel_depth, 0, FP_STAT_KERNEL_STACK_ERROR);
 #ifdef FP_UNWIND_TABLES
 	// profile-unwind.bpf.o (--unwind dwarf): the table walker. It is built
 	// into its own object so that frame-pointer runs do not pay for its
@@ -743,7 +775,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 		key.user_stack_hash = walk_user_tables(ctx, tgid, scratch, user_mode);
 	else
 #endif
-		key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
+		key.user_stack_hash = walk_stack(ctx, &scratch->user, &scratch->user_depth, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
 	// Most samples repeat a key already counted in this generation, and a
 	// counted key's stacks are stored (both maps flip together): then the
@@ -752,8 +784,8 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	if (count) {
 		__sync_fetch_and_add(count, 1);
 	} else {
-		key.kernel_stack_hash = store_stack(stacks, key.kernel_stack_hash, &scratch->kernel);
-		key.user_stack_hash = store_stack(stacks, key.user_stack_hash, &scratch->user);
+		key.kernel_stack_hash = store_stack(stacks, short_stacks, key.kernel_stack_hash, &scratch->kernel, scratch->kernel_depth);
+		key.user_stack_hash = store_stack(stacks, short_stacks, key.user_stack_hash, &scratch->user, scratch->user_depth);
 		__u64 one = 1;
 		// BPF_NOEXIST: another CPU may have inserted the same key meanwhile.
 		if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST) != 0) {

@@ -26,6 +26,14 @@ struct fp_stack {
 	__u64 addresses[FP_MAX_STACK_DEPTH];
 };
 
+// Stacks of at most this many frames are stored in the short stack maps,
+// whose values are a quarter the size: a new stack costs its insert a copy of
+// 256 bytes instead of 1 KiB. Ended by the first zero, or by the value's end.
+#define FP_SHORT_STACK_DEPTH 32
+struct fp_short_stack {
+	__u64 addresses[FP_SHORT_STACK_DEPTH];
+};
+
 struct fp_config {
 	__u32 generation;
 	__u32 filter_tgid; // 0: the whole system
@@ -141,6 +149,9 @@ struct fp_rule_cache_slot {
 	__u64 address; // the pc looked up (a return address minus 1)
 	__u32 version; // fp_process_mappings.version when found; 0: empty
 	__u32 rule; // 0: no table (frame-pointer rule); | FP_RULE_CACHE_PENDING: its table is being built
+	// The rule itself (all zero for rule 0): a hit needs no unwind_rules
+	// lookup, one cache line fewer per frame.
+	struct fp_unwind_rule value;
 };
 #define FP_RULE_CACHE_PENDING 0x80000000u
 
