@@ -30,17 +30,6 @@ struct stack_map {
 };
 struct stack_map stacks_0 SEC(".maps");
 struct stack_map stacks_1 SEC(".maps");
-// Stacks of at most FP_SHORT_STACK_DEPTH frames (most kernel stacks, and most
-// user stacks of a frame-pointer walk), keyed by the same hash: the depth is
-// part of the hash, so a stack's hash is only ever in the map its depth picks.
-struct short_stack_map {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64);
-	__type(value, struct fp_short_stack);
-	__uint(max_entries, 16384);
-};
-struct short_stack_map short_stacks_0 SEC(".maps");
-struct short_stack_map short_stacks_1 SEC(".maps");
 
 struct count_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -93,8 +82,6 @@ struct unwind_walk {
 struct sample_scratch {
 	struct fp_stack kernel;
 	struct fp_stack user;
-	__u32 kernel_depth; // frames in kernel and user (set with their hashes)
-	__u32 user_depth;
 	struct unwind_walk walk;
 	__u8 window[FP_STACK_WINDOW];
 };
@@ -230,7 +217,7 @@ static __always_inline __u64 hash_stack(const struct fp_stack *stack, __u32 dept
 // none: a user-mode tick has no kernel stack and a kernel thread no user
 // stack (bpf_get_stack returns 0 or -EFAULT), which is not a loss. A failed
 // read is, and is counted.
-static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u32 *depth, __u64 flags, __u32 error_stat)
+static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u64 flags, __u32 error_stat)
 {
 	long size = bpf_get_stack(ctx, stack->addresses, sizeof(stack->addresses), flags);
 	if (size <= 0) {
@@ -238,7 +225,6 @@ static __always_inline __u64 walk_stack(void *ctx, struct fp_stack *stack, __u32
 			count_stat(error_stat);
 		return 0;
 	}
-	*depth = size / sizeof(__u64);
 	return hash_stack(stack, size / sizeof(__u64));
 }
 
@@ -613,7 +599,6 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 		count_stat(FP_STAT_UNWIND_NOT_LOADED);
 		stack->addresses[0] = walk->pc;
 		stack->addresses[1] = 0;
-		scratch->user_depth = 1;
 		return hash_stack(stack, 1);
 	}
 	struct walk_context context = { .scratch = scratch, .proc = proc };
@@ -627,21 +612,17 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 		stack->addresses[depth] = 0;
 	if (depth == 0)
 		return 0;
-	scratch->user_depth = depth;
 	return hash_stack(stack, depth);
 }
 
 // Makes sure the stack with this hash is stored; returns the hash, or 0 when
 // the map is full (counted: the sample is kept without that stack).
-static __always_inline __u64 store_stack(void *stacks, void *short_stacks, __u64 hash, const struct fp_stack *stack, __u32 depth)
+static __always_inline __u64 store_stack(void *stacks, __u64 hash, const struct fp_stack *stack)
 {
 	if (hash == 0)
 		return 0;
-	// Short stacks go to the short map: their insert copies 256 bytes, not 1 KiB.
-	if (depth <= FP_SHORT_STACK_DEPTH)
-		stacks = short_stacks;
 	// Another key may hold this stack already: a lookup spares the bucket
-	// lock and the copy of an insert.
+	// lock and the 1 KiB copy of an insert.
 	if (bpf_map_lookup_elem(stacks, &hash))
 		return hash;
 	long err = bpf_map_update_elem(stacks, &hash, stack, BPF_NOEXIST);
@@ -758,7 +739,6 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 	void *stacks = cfg->generation & 1 ? (void *)&stacks_1 : (void *)&stacks_0;
-	void *short_stacks = cfg->generation & 1 ? (void *)&short_stacks_1 : (void *)&short_stacks_0;
 	void *counts = cfg->generation & 1 ? (void *)&counts_1 : (void *)&counts_0;
 	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!scratch)
@@ -766,7 +746,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 
 	bool user_mode = interrupted_user_mode(ctx);
 	if (!user_mode)
-		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, &scratch->kernel_depth, 0, FP_STAT_KERNEL_STACK_ERROR);
+		key.kernel_stack_hash = walk_stack(ctx, &scratch->kernel, 0, FP_STAT_KERNEL_STACK_ERROR);
 #ifdef FP_UNWIND_TABLES
 	// profile-unwind.bpf.o (--unwind dwarf): the table walker. It is built
 	// into its own object so that frame-pointer runs do not pay for its
@@ -775,7 +755,7 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 		key.user_stack_hash = walk_user_tables(ctx, tgid, scratch, user_mode);
 	else
 #endif
-		key.user_stack_hash = walk_stack(ctx, &scratch->user, &scratch->user_depth, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
+		key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
 	// Most samples repeat a key already counted in this generation, and a
 	// counted key's stacks are stored (both maps flip together): then the
@@ -784,8 +764,8 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	if (count) {
 		__sync_fetch_and_add(count, 1);
 	} else {
-		key.kernel_stack_hash = store_stack(stacks, short_stacks, key.kernel_stack_hash, &scratch->kernel, scratch->kernel_depth);
-		key.user_stack_hash = store_stack(stacks, short_stacks, key.user_stack_hash, &scratch->user, scratch->user_depth);
+		key.kernel_stack_hash = store_stack(stacks, key.kernel_stack_hash, &scratch->kernel);
+		key.user_stack_hash = store_stack(stacks, key.user_stack_hash, &scratch->user);
 		__u64 one = 1;
 		// BPF_NOEXIST: another CPU may have inserted the same key meanwhile.
 		if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST) != 0) {

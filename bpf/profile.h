@@ -26,14 +26,6 @@ struct fp_stack {
 	__u64 addresses[FP_MAX_STACK_DEPTH];
 };
 
-// Stacks of at most this many frames are stored in the short stack maps,
-// whose values are a quarter the size: a new stack costs its insert a copy of
-// 256 bytes instead of 1 KiB. Ended by the first zero, or by the value's end.
-#define FP_SHORT_STACK_DEPTH 32
-struct fp_short_stack {
-	__u64 addresses[FP_SHORT_STACK_DEPTH];
-};
-
 struct fp_config {
 	__u32 generation;
 	__u32 filter_tgid; // 0: the whole system

@@ -63,38 +63,31 @@ export interface RawSample extends SampleKey {
 const NO_ADDRESSES: bigint[] = [];
 
 /**
- * One drain's stack maps, by hash. A stack is decoded into addresses only when
+ * One drain's stack map, by hash. A stack is decoded into addresses only when
  * asked for: the collector keeps symbolized stacks across drains, so most
  * stacks of a drain are never decoded (127 BigInts each, every drain, was
  * most of the drain's garbage at 999 Hz).
  */
 class DrainedStacks {
-  /** Where a hash is: its entry's index in its map times the map count, plus the map's index. */
   private readonly indexOf = new Map<StackHash, number>();
-  private readonly decoded: (bigint[] | undefined)[][];
+  private readonly decoded: (bigint[] | undefined)[];
 
-  /** The long and the short stack map of one generation (a hash is in one of them: its depth picks which). */
-  constructor(private readonly maps: DrainedStackMap[]) {
-    this.decoded = maps.map((map) => new Array<bigint[] | undefined>(map.count));
-    for (const [m, map] of maps.entries()) for (let i = 0; i < map.count; i++) this.indexOf.set(map.keys.readBigUInt64LE(i * 8), i * maps.length + m);
+  constructor(
+    private readonly values: Buffer,
+    private readonly valueSize: number,
+    keys: Buffer,
+    count: number,
+  ) {
+    this.decoded = new Array<bigint[] | undefined>(count);
+    for (let i = 0; i < count; i++) this.indexOf.set(keys.readBigUInt64LE(i * 8), i);
   }
 
   addresses(hash: StackHash): bigint[] {
     if (hash === 0n) return NO_ADDRESSES;
-    const at = this.indexOf.get(hash);
-    if (at === undefined) return NO_ADDRESSES;
-    const m = at % this.maps.length;
-    const index = (at - m) / this.maps.length;
-    const map = this.maps[m]!;
-    return (this.decoded[m]![index] ??= decodeStack(map.values, index * map.valueSize, map.valueSize));
+    const index = this.indexOf.get(hash);
+    if (index === undefined) return NO_ADDRESSES;
+    return (this.decoded[index] ??= decodeStack(this.values, index * this.valueSize, this.valueSize));
   }
-}
-
-interface DrainedStackMap {
-  keys: Buffer;
-  values: Buffer;
-  count: number;
-  valueSize: number;
 }
 
 /** A drained count-map entry; its stacks are decoded from the drain's stack map on first use. */
@@ -140,8 +133,6 @@ export class Sampler {
   /** A per-CPU map's value, as the kernel returns it: one slot per possible CPU. */
   private readonly statsValueSize: number;
   private readonly stackMaps: [MapInfo, MapInfo];
-  /** Stacks of at most FP_SHORT_STACK_DEPTH frames (bpf/profile.h), per generation. */
-  private readonly shortStackMaps: [MapInfo, MapInfo];
   private readonly countMaps: [MapInfo, MapInfo];
   private readonly filterTgid: Tgid;
   private generation = 0;
@@ -158,7 +149,6 @@ export class Sampler {
     this.statsMap = object.mapInfo('stats');
     this.statsValueSize = this.statsMap.valueSize * loadAddon().possibleCpuCount();
     this.stackMaps = [object.mapInfo('stacks_0'), object.mapInfo('stacks_1')];
-    this.shortStackMaps = [object.mapInfo('short_stacks_0'), object.mapInfo('short_stacks_1')];
     this.countMaps = [object.mapInfo('counts_0'), object.mapInfo('counts_1')];
     this.previousStats = this.readStats();
   }
@@ -170,8 +160,6 @@ export class Sampler {
     const object = new BpfObject(bpfObjectPath(unwind !== undefined), {
       stacks_0: stackEntries,
       stacks_1: stackEntries,
-      short_stacks_0: stackEntries,
-      short_stacks_1: stackEntries,
       counts_0: countEntries,
       counts_1: countEntries,
       // Without tables the unwind maps stay at one entry each (they lock almost nothing).
@@ -262,11 +250,11 @@ export class Sampler {
 
   private drainGeneration(index: number): DrainResult {
     const { mapDrain } = loadAddon();
+    const stackMap = this.stackMaps[index & 1]!;
     const countMap = this.countMaps[index & 1]!;
     const counts = mapDrain(countMap.fd, countMap.keySize, countMap.valueSize);
-    const stacks = new DrainedStacks(
-      [this.stackMaps[index & 1]!, this.shortStackMaps[index & 1]!].map((map) => ({ ...mapDrain(map.fd, map.keySize, map.valueSize), valueSize: map.valueSize })),
-    );
+    const stackEntries = mapDrain(stackMap.fd, stackMap.keySize, stackMap.valueSize);
+    const stacks = new DrainedStacks(stackEntries.values, stackMap.valueSize, stackEntries.keys, stackEntries.count);
     const samples: RawSample[] = new Array<RawSample>(counts.count);
     const keys = counts.keys;
     for (let i = 0; i < counts.count; i++) {
