@@ -482,7 +482,8 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	__u64 fp = walk->fp;
 	__u64 cfa;
 	__u64 ra;
-	// The rule, read back from the map value as one word (see found_rule).
+	// The rule, read back from the map value as one word (see found_rule);
+	// its fields as struct fp_unwind_rule lays them out on a little-endian target.
 	__u64 rule_word = *(volatile __u64 *)&walk->rule;
 	__u8 cfa_kind = rule_word & 0xff;
 	__u8 fp_kind = (rule_word >> 8) & 0xff;
