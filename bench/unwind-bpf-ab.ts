@@ -3,7 +3,7 @@
 // `fleetprof record --unwind dwarf` (FLEETPROF_BPF_OBJECT picks the object),
 // and bench/bpf/walk-only.bpf.o is attached alongside as the reference. On a
 // shared, loaded machine only the ratios to the reference mean much.
-// Usage: node dist/bench/unwind-bpf-ab.js [--duration 10] [--frequency 99] [--rounds 3] [--no-load] [fp=][ROOT:]OBJECT.bpf.o ...
+// Usage: node dist/bench/unwind-bpf-ab.js [--duration 10] [--frequency 99] [--rounds 3] [--warmup 3] [--no-load] [fp=][ROOT:]OBJECT.bpf.o ...
 // (fp=: a frame-pointer build, run without --unwind dwarf)
 // (ROOT: another checkout whose dist/src/cli.js runs that object, for a build whose user space differs too;
 // an object from before the walker asked for deferred tables (FP_PROCESS_TABLE_WANTED) needs its own checkout,
