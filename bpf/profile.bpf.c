@@ -70,6 +70,7 @@ struct unwind_walk {
 	__u32 search_hi;
 	__u32 search_rule;
 	__u32 reserved;
+	struct fp_unwind_rule rule; // this frame's rule (all zero: the frame-pointer rule)
 };
 
 // Stack bytes read per helper call by the table walker. A frame's reads
@@ -435,6 +436,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	if (slot->version == version && slot->address == lookup && version != 0) {
 		walk->found_rule = slot->rule;
+		*(__u64 *)&walk->rule = *(__u64 *)&slot->value;
 	} else {
 		if (!find_mapping(proc, pc, walk)) {
 			report_stale_mappings(proc, walk->tgid);
@@ -442,6 +444,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 			if (depth > 0)
 				return end_walk(walk, FP_STAT_UNWIND_BAD_RETURN_ADDRESS);
 			walk->found_rule = 0;
+			*(__u64 *)&walk->rule = 0;
 		} else {
 			// The mapping found, by index read back from the map value: one
 			// pointer for the verifier whichever way the search found it.
@@ -454,16 +457,20 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 				if (mapping->table_pending == FP_TABLE_DEFERRED)
 					request_table(mapping, walk->tgid);
 			}
+			__u32 found_id = found & ~FP_RULE_CACHE_PENDING;
+			const struct fp_unwind_rule *found_value = found_id ? bpf_map_lookup_elem(&unwind_rules, &found_id) : NULL;
+			__u64 value = found_value ? *(const __u64 *)found_value : 0;
 			walk->found_rule = found;
+			*(__u64 *)&walk->rule = value;
 			slot->address = lookup;
 			slot->version = version;
 			slot->rule = found;
+			*(__u64 *)&slot->value = value;
 		}
 	}
 	// Read back from the map value: the verifier knows nothing of it, so the
 	// paths above join into one state instead of each walking the rest.
 	__u32 found_rule = walk->found_rule;
-	__u32 rule_id = found_rule & ~FP_RULE_CACHE_PENDING;
 	if (depth >= FP_MAX_STACK_DEPTH)
 		return end_walk(walk, FP_STAT_UNWIND_DEPTH_LIMIT);
 	scratch->user.addresses[depth] = pc;
@@ -475,9 +482,15 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 	__u64 fp = walk->fp;
 	__u64 cfa;
 	__u64 ra;
-	const struct fp_unwind_rule *rule = rule_id ? bpf_map_lookup_elem(&unwind_rules, &rule_id) : NULL;
-	if (!rule || rule->cfa_kind == FP_CFA_INVALID) {
-		if (rule && rule->cfa_offset != 0)
+	// The rule, read back from the map value as one word (see found_rule);
+	// its fields as struct fp_unwind_rule lays them out on a little-endian target.
+	__u64 rule_word = *(volatile __u64 *)&walk->rule;
+	__u8 cfa_kind = rule_word & 0xff;
+	__u8 fp_kind = (rule_word >> 8) & 0xff;
+	__s16 fp_offset = (__s16)(rule_word >> 16);
+	__s32 cfa_offset = (__s32)(rule_word >> 32);
+	if (cfa_kind == FP_CFA_INVALID) {
+		if (cfa_offset != 0)
 			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
 		// No table here (JIT code, a file without .eh_frame, a gap): the
 		// frame-pointer rule, which ends where the chain does.
@@ -487,7 +500,7 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 		if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 			return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 	} else {
-		switch (rule->cfa_kind) {
+		switch (cfa_kind) {
 		case FP_CFA_END:
 			return end_walk(walk, FP_STAT_UNWIND_COMPLETE);
 		case FP_CFA_SIGNAL:
@@ -499,36 +512,36 @@ static __attribute__((unused)) long unwind_step(__u64 index, void *data)
 			walk->after_signal = 1;
 			return 0;
 		case FP_CFA_SP:
-			cfa = sp + rule->cfa_offset;
+			cfa = sp + cfa_offset;
 			break;
 		case FP_CFA_FP:
-			cfa = fp + rule->cfa_offset;
+			cfa = fp + cfa_offset;
 			break;
 		case FP_CFA_PLT:
-			cfa = sp + 8 + ((pc & 15) >= (__u64)rule->cfa_offset ? 8 : 0);
+			cfa = sp + 8 + ((pc & 15) >= (__u64)cfa_offset ? 8 : 0);
 			break;
 		case FP_CFA_DEREF_SP:
 		case FP_CFA_DEREF_FP:
-			if (!read_user_u64(&cfa, (rule->cfa_kind == FP_CFA_DEREF_SP ? sp : fp) + rule->cfa_offset))
+			if (!read_user_u64(&cfa, (cfa_kind == FP_CFA_DEREF_SP ? sp : fp) + cfa_offset))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 			break;
 		default:
 			return end_walk(walk, FP_STAT_UNWIND_UNSUPPORTED);
 		}
-		if (rule->fp_kind == FP_FP_AT_CFA && rule->fp_offset == -16) {
+		if (fp_kind == FP_FP_AT_CFA && fp_offset == -16) {
 			// rbp saved right below the return address: the usual frame, one read.
 			if (!read_stack_pair(scratch, &fp, &ra, cfa - 16))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 		} else {
 			if (!read_stack_u64(scratch, &ra, cfa - 8))
 				return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
-			switch (rule->fp_kind) {
+			switch (fp_kind) {
 			case FP_FP_AT_CFA:
-				if (!read_stack_u64(scratch, &fp, cfa + rule->fp_offset))
+				if (!read_stack_u64(scratch, &fp, cfa + fp_offset))
 					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 				break;
 			case FP_FP_AT_FP:
-				if (!read_user_u64(&fp, fp + rule->fp_offset))
+				if (!read_user_u64(&fp, fp + fp_offset))
 					return end_walk(walk, FP_STAT_UNWIND_BAD_READ);
 				break;
 			case FP_FP_UNKNOWN:

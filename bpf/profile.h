@@ -141,6 +141,9 @@ struct fp_rule_cache_slot {
 	__u64 address; // the pc looked up (a return address minus 1)
 	__u32 version; // fp_process_mappings.version when found; 0: empty
 	__u32 rule; // 0: no table (frame-pointer rule); | FP_RULE_CACHE_PENDING: its table is being built
+	// The rule itself (all zero for rule 0): a hit needs no unwind_rules
+	// lookup, one cache line fewer per frame.
+	struct fp_unwind_rule value;
 };
 #define FP_RULE_CACHE_PENDING 0x80000000u
 
