@@ -13,23 +13,25 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-// Two generations of (stacks, counts). The program writes into the active one
-// while user space drains the other, so a drain never loses samples taken
-// during it. Sizes are set by user space before load.
+// Two generations of counts. The program counts into the active one while
+// user space drains the other, so a drain never loses samples taken during
+// it. Sizes are set by user space before load.
 //
-// Stacks live in a plain hash map keyed by a 64-bit hash of their content,
-// not in a BPF_MAP_TYPE_STACK_TRACE map: that one buckets by hash and drops a
-// stack whose bucket is taken, so k distinct stacks in n buckets lose about
-// k*k/2n of them (measured: 3.7% of samples on a busy 2-CPU host). Here a
-// stack is lost only when the map is full, and that is counted.
-struct stack_map {
-	__uint(type, BPF_MAP_TYPE_HASH);
+// Stacks live in one map keyed by a 64-bit hash of their content, not in a
+// BPF_MAP_TYPE_STACK_TRACE map: that one buckets by hash and drops a stack
+// whose bucket is taken, so k distinct stacks in n buckets lose about k*k/2n
+// of them (measured: 3.7% of samples on a busy 2-CPU host). The stacks do not
+// flip with the counts: a stack still in use is stored once, not once per
+// generation (its 1 KiB copy was ~12% of a table-walked sample's time). The
+// map is an LRU hash, so it never fills up: an insert evicts the stack used
+// least recently. User space reads a stack once and keeps it; a count whose
+// stack was evicted before user space read it is counted there (stackEvicted).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
 	__type(value, struct fp_stack);
-	__uint(max_entries, 16384);
-};
-struct stack_map stacks_0 SEC(".maps");
-struct stack_map stacks_1 SEC(".maps");
+	__uint(max_entries, 32768);
+} stacks SEC(".maps");
 
 struct count_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -617,16 +619,18 @@ static __always_inline __attribute__((unused)) __u64 walk_user_tables(struct bpf
 }
 
 // Makes sure the stack with this hash is stored; returns the hash, or 0 when
-// the map is full (counted: the sample is kept without that stack).
-static __always_inline __u64 store_stack(void *stacks, __u64 hash, const struct fp_stack *stack)
+// it could not be (counted: the sample is kept without that stack; an LRU map
+// fails only when it finds no element to evict).
+static __always_inline __u64 store_stack(__u64 hash, const struct fp_stack *stack)
 {
 	if (hash == 0)
 		return 0;
-	// Another key may hold this stack already: a lookup spares the bucket
-	// lock and the 1 KiB copy of an insert.
-	if (bpf_map_lookup_elem(stacks, &hash))
+	// Stored already (by another key, or in an earlier generation): a lookup
+	// spares the bucket lock and the 1 KiB copy of an insert, and marks the
+	// stack used so the LRU keeps it.
+	if (bpf_map_lookup_elem(&stacks, &hash))
 		return hash;
-	long err = bpf_map_update_elem(stacks, &hash, stack, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&stacks, &hash, stack, BPF_NOEXIST);
 	if (err != 0 && err != -EEXIST_FP) {
 		count_stat(FP_STAT_STACK_MAP_FULL);
 		return 0;
@@ -739,7 +743,6 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 	key.pid = pid;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
-	void *stacks = cfg->generation & 1 ? (void *)&stacks_1 : (void *)&stacks_0;
 	void *counts = cfg->generation & 1 ? (void *)&counts_1 : (void *)&counts_0;
 	struct sample_scratch *scratch = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!scratch)
@@ -758,15 +761,15 @@ int sample_stack(struct bpf_perf_event_data *ctx)
 #endif
 		key.user_stack_hash = walk_stack(ctx, &scratch->user, BPF_F_USER_STACK, FP_STAT_USER_STACK_ERROR);
 
-	// Most samples repeat a key already counted in this generation, and a
-	// counted key's stacks are stored (both maps flip together): then the
-	// stack maps need not be touched at all.
+	// Most samples repeat a key already counted in this generation, whose
+	// stacks were stored (or looked up) when it was first counted: then the
+	// stack map need not be touched at all.
 	__u64 *count = bpf_map_lookup_elem(counts, &key);
 	if (count) {
 		__sync_fetch_and_add(count, 1);
 	} else {
-		key.kernel_stack_hash = store_stack(stacks, key.kernel_stack_hash, &scratch->kernel);
-		key.user_stack_hash = store_stack(stacks, key.user_stack_hash, &scratch->user);
+		key.kernel_stack_hash = store_stack(key.kernel_stack_hash, &scratch->kernel);
+		key.user_stack_hash = store_stack(key.user_stack_hash, &scratch->user);
 		__u64 one = 1;
 		// BPF_NOEXIST: another CPU may have inserted the same key meanwhile.
 		if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST) != 0) {

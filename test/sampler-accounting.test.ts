@@ -18,7 +18,7 @@ describe('sampler accounting', () => {
     fixtures = buildCFixtures();
   });
 
-  it('counts a full count map and a full stack map as drops, and the books balance exactly', async () => {
+  it('counts a full count map and a too small stack map as drops, and the books balance exactly', async () => {
     // Maps far smaller than the number of distinct stacks of this machine.
     const sampler = Sampler.start({ frequencyHz: 999, countMapEntries: 4, stackMapEntries: 4 });
     const workloads = [spawn(fixtures.cpuSplit, ['2'], { stdio: 'ignore' }), spawn(fixtures.syscallHeavy, ['2'], { stdio: 'ignore' })];
@@ -31,7 +31,8 @@ describe('sampler accounting', () => {
     results.push(await sampler.stop());
     const stats = results.map((r) => r.stats).reduce(sumStats);
     expect(stats.countsMapFull).toBeGreaterThan(0);
-    expect(stats.stackMapFull).toBeGreaterThan(0);
+    // The stack map is an LRU: a stack evicted before user space read it is counted (or, finding nothing to evict, the insert fails).
+    expect(stats.stackEvicted + stats.stackMapFull).toBeGreaterThan(0);
     // Taken = counted + dropped whole; idle and filtered-out ticks are not samples of anyone.
     expect(countedSamples(results) + stats.countsMapFull).toBe(stats.samples - stats.idle - stats.filtered);
   });

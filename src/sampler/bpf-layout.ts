@@ -34,8 +34,8 @@ export const UNWIND_OUTCOME_STATS = [
   'unwindProcessNotLoaded',
 ] as const;
 
-/** Order of enum fp_stat. */
-export const STAT_NAMES = [
+/** Order of enum fp_stat: the counters the BPF program keeps. */
+export const BPF_STAT_NAMES = [
   'samples',
   'idle',
   'filtered',
@@ -49,12 +49,20 @@ export const STAT_NAMES = [
   // Not an outcome: table walks that used frame pointers in a file whose table was still being built.
   'unwindTablePending',
 ] as const;
+
+/**
+ * Every counter a drain reports: the BPF program's, then those the sampler
+ * keeps in user space. stackEvicted: samples delivered without one of their
+ * stacks because the LRU stack map evicted it before user space read it.
+ */
+export const STAT_NAMES = [...BPF_STAT_NAMES, 'stackEvicted'] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<StatName, number>;
 
 /** The counters that mean a sample, or part of it, was lost. */
 export const DROP_STATS = [
   'stackMapFull',
+  'stackEvicted',
   'userStackErrors',
   'kernelStackErrors',
   'countsMapFull',

@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfObject, bpfObjectPath, loadAddon, type MapInfo } from '../native/addon.js';
 import { onlineCpus } from './cpus.js';
+import { StackStore, stackAddresses, type StackRef } from './stack-store.js';
 import {
+  BPF_STAT_NAMES,
   decodeProcessEvent,
   decodeComm,
-  decodeStack,
   encodeConfig,
   SAMPLE_KEY_SIZE,
-  STAT_NAMES,
   mapStats,
   sumStats,
   sumPerCpuCounter,
@@ -21,7 +21,7 @@ export interface SamplerOptions {
   frequencyHz: number;
   /** Sample only this process and its descendants; undefined: the whole system. */
   filterTgid?: Tgid;
-  /** Unique stacks each generation's stack map can hold. */
+  /** Unique stacks the stack map holds (an LRU: past this, the least recently used is evicted). */
   stackMapEntries?: number;
   /** Unique (process, thread, stacks) keys each generation can count. */
   countMapEntries?: number;
@@ -55,42 +55,12 @@ export interface UnwindMapSizes {
 
 export interface RawSample extends SampleKey {
   count: number;
-  /** Leaf first; empty when the sample has no stack of that kind. Decoded on first use (see DrainedStacks). */
+  /** Leaf first; empty when the sample has no stack of that kind (its hash is 0 then). Decoded on first use. */
   readonly userStack: bigint[];
   readonly kernelStack: bigint[];
 }
 
-const NO_ADDRESSES: bigint[] = [];
-
-/**
- * One drain's stack map, by hash. A stack is decoded into addresses only when
- * asked for: the collector keeps symbolized stacks across drains, so most
- * stacks of a drain are never decoded (127 BigInts each, every drain, was
- * most of the drain's garbage at 999 Hz).
- */
-class DrainedStacks {
-  private readonly indexOf = new Map<StackHash, number>();
-  private readonly decoded: (bigint[] | undefined)[];
-
-  constructor(
-    private readonly values: Buffer,
-    private readonly valueSize: number,
-    keys: Buffer,
-    count: number,
-  ) {
-    this.decoded = new Array<bigint[] | undefined>(count);
-    for (let i = 0; i < count; i++) this.indexOf.set(keys.readBigUInt64LE(i * 8), i);
-  }
-
-  addresses(hash: StackHash): bigint[] {
-    if (hash === 0n) return NO_ADDRESSES;
-    const index = this.indexOf.get(hash);
-    if (index === undefined) return NO_ADDRESSES;
-    return (this.decoded[index] ??= decodeStack(this.values, index * this.valueSize, this.valueSize));
-  }
-}
-
-/** A drained count-map entry; its stacks are decoded from the drain's stack map on first use. */
+/** A drained count-map entry; its stacks are decoded on first use (see StackStore). */
 class DrainedSample implements RawSample {
   constructor(
     readonly tgid: Tgid,
@@ -99,15 +69,16 @@ class DrainedSample implements RawSample {
     readonly kernelStackHash: StackHash,
     readonly comm: string,
     public count: number,
-    private readonly stacks: DrainedStacks,
+    private readonly user: StackRef,
+    private readonly kernel: StackRef,
   ) {}
 
   get userStack(): bigint[] {
-    return this.stacks.addresses(this.userStackHash);
+    return stackAddresses(this.user);
   }
 
   get kernelStack(): bigint[] {
-    return this.stacks.addresses(this.kernelStackHash);
+    return stackAddresses(this.kernel);
   }
 }
 
@@ -132,7 +103,7 @@ export class Sampler {
   private readonly statsMap: MapInfo;
   /** A per-CPU map's value, as the kernel returns it: one slot per possible CPU. */
   private readonly statsValueSize: number;
-  private readonly stackMaps: [MapInfo, MapInfo];
+  private readonly stacks: StackStore;
   private readonly countMaps: [MapInfo, MapInfo];
   private readonly filterTgid: Tgid;
   private generation = 0;
@@ -141,25 +112,26 @@ export class Sampler {
   private bpfStatsFd: number | undefined;
   private readonly unwindTables: boolean;
 
-  private constructor(object: BpfObject, filterTgid: Tgid, unwindTables: boolean) {
+  private constructor(object: BpfObject, filterTgid: Tgid, unwindTables: boolean, stackEntries: number) {
     this.object = object;
     this.filterTgid = filterTgid;
     this.unwindTables = unwindTables;
     this.configMap = object.mapInfo('fp_config_map');
     this.statsMap = object.mapInfo('stats');
     this.statsValueSize = this.statsMap.valueSize * loadAddon().possibleCpuCount();
-    this.stackMaps = [object.mapInfo('stacks_0'), object.mapInfo('stacks_1')];
+    this.stacks = new StackStore(object.mapInfo('stacks'), stackEntries);
     this.countMaps = [object.mapInfo('counts_0'), object.mapInfo('counts_1')];
     this.previousStats = this.readStats();
   }
 
   static start(options: SamplerOptions): Sampler {
-    const stackEntries = options.stackMapEntries ?? 16384;
+    // Two generations' worth of 16384 stacks: what the two flipping stack maps held before they became one
+    // LRU map, so a stack is evicted before user space reads it only at rates far above today's.
+    const stackEntries = options.stackMapEntries ?? 32768;
     const countEntries = options.countMapEntries ?? 16384;
     const unwind = options.unwindTables;
     const object = new BpfObject(bpfObjectPath(unwind !== undefined), {
-      stacks_0: stackEntries,
-      stacks_1: stackEntries,
+      stacks: stackEntries,
       counts_0: countEntries,
       counts_1: countEntries,
       // Without tables the unwind maps stay at one entry each (they lock almost nothing).
@@ -173,7 +145,7 @@ export class Sampler {
         : {}),
     });
     try {
-      const sampler = new Sampler(object, options.filterTgid ?? 0, unwind !== undefined);
+      const sampler = new Sampler(object, options.filterTgid ?? 0, unwind !== undefined, stackEntries);
       sampler.writeConfig();
       if (options.onNewProcess || options.onMappingsStale || options.onTableWanted) {
         const { onNewProcess, onMappingsStale, onTableWanted } = options;
@@ -210,6 +182,11 @@ export class Sampler {
   /** Makes the kernel count the BPF program's own run time (for benchmarks). */
   enableRunTimeStats(): void {
     this.bpfStatsFd ??= loadAddon().enableBpfStats();
+  }
+
+  /** Stacks read from the BPF stack map so far: each once while user space keeps it (tests). */
+  get stackReads(): number {
+    return this.stacks.reads;
   }
 
   programRunTime(): { runTimeNs: number; runCount: number } {
@@ -250,27 +227,33 @@ export class Sampler {
 
   private drainGeneration(index: number): DrainResult {
     const { mapDrain } = loadAddon();
-    const stackMap = this.stackMaps[index & 1]!;
     const countMap = this.countMaps[index & 1]!;
     const counts = mapDrain(countMap.fd, countMap.keySize, countMap.valueSize);
-    const stackEntries = mapDrain(stackMap.fd, stackMap.keySize, stackMap.valueSize);
-    const stacks = new DrainedStacks(stackEntries.values, stackMap.valueSize, stackEntries.keys, stackEntries.count);
     const samples: RawSample[] = new Array<RawSample>(counts.count);
     const keys = counts.keys;
+    let stackEvicted = 0;
+    this.stacks.beginDrain();
     for (let i = 0; i < counts.count; i++) {
       const at = i * SAMPLE_KEY_SIZE;
+      const count = Number(counts.values.readBigUInt64LE(i * countMap.valueSize));
+      const user = this.stacks.get(keys.readBigUInt64LE(at + 8));
+      const kernel = this.stacks.get(keys.readBigUInt64LE(at + 16));
+      // A stack evicted before it was read: the sample is kept without it, and counted.
+      if (user.lost || kernel.lost) stackEvicted += count;
       samples[i] = new DrainedSample(
         keys.readUInt32LE(at),
         keys.readUInt32LE(at + 4),
-        keys.readBigUInt64LE(at + 8),
-        keys.readBigUInt64LE(at + 16),
+        user.lost ? 0n : keys.readBigUInt64LE(at + 8),
+        kernel.lost ? 0n : keys.readBigUInt64LE(at + 16),
         decodeComm(keys, at + 24),
-        Number(counts.values.readBigUInt64LE(i * countMap.valueSize)),
-        stacks,
+        count,
+        user.ref,
+        kernel.ref,
       );
     }
+    this.stacks.endDrain();
     const now = this.readStats();
-    const stats = mapStats((name) => now[name] - this.previousStats[name]);
+    const stats = mapStats((name) => (name === 'stackEvicted' ? stackEvicted : now[name] - this.previousStats[name]));
     this.previousStats = now;
     return { samples, stats };
   }
@@ -279,7 +262,9 @@ export class Sampler {
     const { mapLookup } = loadAddon();
     const key = Buffer.alloc(4);
     return mapStats((name) => {
-      key.writeUInt32LE(STAT_NAMES.indexOf(name));
+      const index = (BPF_STAT_NAMES as readonly string[]).indexOf(name);
+      if (index === -1) return 0; // kept in user space (stackEvicted)
+      key.writeUInt32LE(index);
       const value = mapLookup(this.statsMap.fd, key, this.statsValueSize);
       return value ? sumPerCpuCounter(value) : 0;
     });
