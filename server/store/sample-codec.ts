@@ -169,7 +169,10 @@ export function addSamplesAll(blob: Uint8Array, scales: readonly number[], acc: 
   return addCoding2OneColumnAll(blob, scales, n, acc);
 }
 
-/** addSamplesAll for rows that store one column (the others are column 0 times -scale: CPU profiles). */
+/**
+ * addSamplesAll for rows that store one column (the others are column 0 times -scale: CPU profiles).
+ * Its varint loop repeats addCoding2OneColumn's on purpose: a shared decode step would be a call per pair in the merge's hot loop.
+ */
 function addCoding2OneColumnAll(blob: Uint8Array, scales: readonly number[], n: number, acc: StackAccumulator): number {
   const factors = new Float64Array(n);
   for (let t = 0; t < n; t++) factors[t] = Math.abs(scales[t]!);
