@@ -30,7 +30,7 @@ import { markEpoch, type ProfileStore, type SymbolRows } from './store/store.js'
 import { errBadProfile } from './errors.js';
 import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
 import { column, F64, I32, PUSH_COLUMN_BASE, U8 } from './ingest.js';
-import { DEFAULT_INGEST_OPTIONS, finishIngest, SeriesSplit, type IngestOptions, type IngestResult } from './ingest-series.js';
+import { DEFAULT_INGEST_OPTIONS, finishIngest, profileHeader, SeriesSplit, type IngestOptions, type IngestResult } from './ingest-series.js';
 
 const C_STR_ID = PUSH_COLUMN_BASE;
 const C_STR_CHK = PUSH_COLUMN_BASE + 1;
@@ -287,16 +287,7 @@ export async function ingestPush(
     },
   });
 
-  const vt = (t: { type: number; unit: number }) => ({ type: stringAt(q, t.type), unit: stringAt(q, t.unit) });
-  const header = {
-    sampleTypes: q.sampleTypes.map(vt),
-    periodType: q.periodType ? vt(q.periodType) : undefined,
-    defaultSampleType: stringAt(q, q.defaultSampleType),
-    timeMs,
-    durationNs: q.durationNanos,
-    period: q.period,
-    nSamples: q.nSamples,
-  };
+  const header = profileHeader(q, timeMs);
   return finishIngest(store, header, split, mark, rows, checks, refs);
 }
 

@@ -15,6 +15,7 @@ import { SEED, textId } from '../src/profile/identity.js';
 import type { IdMap } from './store/id-map.js';
 import { canonicalLabels, typeDescriptor, type IngestBatch, type NewProfile, type ProfileStore, type ProfileType, type SampleTypeDesc, type SymbolRows } from './store/store.js';
 import { errIdCollision } from './errors.js';
+import { stringAt, type RawProfile } from './pprof/decode.js';
 
 export const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 export const MAX_LABELS = 32;
@@ -136,6 +137,23 @@ export interface ProfileHeader {
   durationNs: number;
   period: number;
   nSamples: number;
+}
+
+/** What a decoded pprof (pprof/decode.ts) and a decoded push (pprof/decode-push.ts) both have for the header. */
+type DecodedHeader = Pick<RawProfile, 'buf' | 'nStrings' | 'strStart' | 'strEnd' | 'sampleTypes' | 'periodType' | 'defaultSampleType' | 'durationNanos' | 'period' | 'nSamples'>;
+
+/** The header of a decoded pprof or push, its strings resolved. */
+export function profileHeader(p: DecodedHeader, timeMs: number): ProfileHeader {
+  const vt = (t: { type: number; unit: number }) => ({ type: stringAt(p, t.type), unit: stringAt(p, t.unit) });
+  return {
+    sampleTypes: p.sampleTypes.map(vt),
+    periodType: p.periodType ? vt(p.periodType) : undefined,
+    defaultSampleType: stringAt(p, p.defaultSampleType),
+    timeMs,
+    durationNs: p.durationNanos,
+    period: p.period,
+    nSamples: p.nSamples,
+  };
 }
 
 /** Hands the batch to the store and waits for its commit. `refs`: stack ids referenced, not defined, whose rows the store must vouch for. */

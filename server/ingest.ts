@@ -44,7 +44,7 @@ import type { StackAccumulator } from './store/accumulator.js';
 import { markEpoch, type ProfileStore, type SymbolRows } from './store/store.js';
 import { errBadGzip, errBadLabel, errBadProfile, errEmptyBody, errTooLarge } from './errors.js';
 import { checkProfileTime, type ProfileTimeLimits } from './ingest-checks.js';
-import { DEFAULT_INGEST_OPTIONS, finishIngest, LABEL_NAME, MAX_LABELS, MAX_LABEL_VALUE_LENGTH, SeriesSplit, type IngestOptions, type IngestResult } from './ingest-series.js';
+import { DEFAULT_INGEST_OPTIONS, finishIngest, LABEL_NAME, profileHeader, MAX_LABELS, MAX_LABEL_VALUE_LENGTH, SeriesSplit, type IngestOptions, type IngestResult } from './ingest-series.js';
 
 export { DEFAULT_DROP_SAMPLE_LABELS, DEFAULT_INGEST_OPTIONS, type IngestOptions, type IngestResult } from './ingest-series.js';
 
@@ -479,15 +479,6 @@ export async function ingestProfile(
     const vs = sampleValueStart[i]!;
     for (let t = 0; t < nTypes; t++) acc.values[slot * nTypes + t]! += sampleValues[vs + t]!;
   }
-  const vt = (t: { type: number; unit: number }) => ({ type: stringAt(p, t.type), unit: stringAt(p, t.unit) });
-  const header = {
-    sampleTypes: p.sampleTypes.map(vt),
-    periodType: p.periodType ? vt(p.periodType) : undefined,
-    defaultSampleType: stringAt(p, p.defaultSampleType),
-    timeMs,
-    durationNs: p.durationNanos,
-    period: p.period,
-    nSamples: p.nSamples,
-  };
+  const header = profileHeader(p, timeMs);
   return finishIngest(store, header, split, mark, rows, checks);
 }
