@@ -236,15 +236,17 @@ export class Sampler {
     for (let i = 0; i < counts.count; i++) {
       const at = i * SAMPLE_KEY_SIZE;
       const count = Number(counts.values.readBigUInt64LE(i * countMap.valueSize));
-      const user = this.stacks.get(keys.readBigUInt64LE(at + 8));
-      const kernel = this.stacks.get(keys.readBigUInt64LE(at + 16));
+      const userHash = keys.readBigUInt64LE(at + 8);
+      const kernelHash = keys.readBigUInt64LE(at + 16);
+      const user = this.stacks.get(userHash);
+      const kernel = this.stacks.get(kernelHash);
       // A stack evicted before it was read: the sample is kept without it, and counted.
       if (user.lost || kernel.lost) stackEvicted += count;
       samples[i] = new DrainedSample(
         keys.readUInt32LE(at),
         keys.readUInt32LE(at + 4),
-        user.lost ? 0n : keys.readBigUInt64LE(at + 8),
-        kernel.lost ? 0n : keys.readBigUInt64LE(at + 16),
+        user.lost ? 0n : userHash,
+        kernel.lost ? 0n : kernelHash,
         decodeComm(keys, at + 24),
         count,
         user.ref,
