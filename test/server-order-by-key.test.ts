@@ -62,6 +62,13 @@ describe('IdMap (wide)', () => {
             expect(map.thirdIfHolds(key, a + 1, b)).toBe(-1); // a mark below the one asked for
             expect(map.thirdIfHolds(key, a, b ^ 1)).toBe(-1); // another check
           }
+          // The batched probe (ingest's) agrees with thirdIfHolds key by key; 0 (no stack) and absent keys give -1.
+          const keys = Float64Array.from([0, ...want.keys(), 2 ** 53]);
+          const checks = Int32Array.from(keys, (k, i) => (i % 3 === 2 ? (want.get(k)?.[1] ?? 0) ^ 1 : (want.get(k)?.[1] ?? 0)));
+          const minA = 500;
+          const out = new Float64Array(keys.length);
+          map.thirdIfHoldsEach(keys, checks, keys.length, minA, out);
+          keys.forEach((k, i) => expect(out[i]).toBe(k === 0 ? -1 : map.thirdIfHolds(k, minA, checks[i]!)));
         },
       ),
       { numRuns: 100 },
