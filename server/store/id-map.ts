@@ -67,32 +67,15 @@ export class IdMap {
 
   /**
    * thirdIfHolds for keys[0..n) (checks[i] the second value each must have),
-   * into out; a key of 0 (no stack) gives -1. One loop inside the map:
-   * called per sample from ingest's big functions, thirdIfHolds was not
-   * inlined there, and every call boxed its double arguments (a heap
-   * number each, ~100 KB of garbage per 2,000-sample push).
+   * into out; a key of 0 (no stack) gives -1. The loop lives in this small
+   * method so TurboFan inlines thirdIfHolds here: called per sample from
+   * ingest's big functions it was not inlined, and every call boxed its
+   * double arguments (a heap number each, ~100 KB of garbage per push).
    */
   thirdIfHoldsEach(keys: Float64Array, checks: Int32Array, n: number, minA: number, out: Float64Array): void {
-    const s = this.slots;
-    const w = this.stride;
-    const mask = this.mask;
     for (let j = 0; j < n; j++) {
       const key = keys[j]!;
-      let found = -1;
-      if (key !== 0) {
-        let i = (key >>> 0) & mask;
-        for (;;) {
-          const k = s[i * w]!;
-          if (k === key) {
-            const at = i * w;
-            if (s[at + 1]! >= minA && s[at + 2] === checks[j]) found = w === 4 ? s[at + 3]! : 0;
-            break;
-          }
-          if (k === 0) break;
-          i = (i + 1) & mask;
-        }
-      }
-      out[j] = found;
+      out[j] = key === 0 ? -1 : this.thirdIfHolds(key, minA, checks[j]!);
     }
   }
 
