@@ -168,6 +168,18 @@ function isRetryable(e: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
+/**
+ * The pooled client's connection is gone: PostgreSQL restarted or an
+ * administrator terminated the backend while it sat idle in the pool. The
+ * pool drops such a client when its socket's close event runs, which can be
+ * after the next ingest has already checked it out.
+ */
+function isConnectionLost(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  if (code === '57P01' || code === '57P02' || code === '57P03') return true; // admin shutdown, crash shutdown, cannot connect now
+  return code === undefined && e instanceof Error && /Connection terminated|ECONNRESET|EPIPE|not queryable/.test(e.message);
+}
+
 /** Symbol kinds keyed by content hash; stacks are written by stack-ids.ts. */
 type RowKind = Exclude<SymbolKind, 'stack'>;
 const ROW_KINDS: readonly RowKind[] = ['mapping', 'function', 'location'];
@@ -388,7 +400,8 @@ export class PgStore implements ProfileStore {
       for (const t of batch.profileTypes) types.set(t.id, typeDescriptor(t));
       for (const p of batch.profiles) {
         days.add(dayOf(p.timeMs));
-        seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
+        // series_types is only ever added to; memory holds pairs this server committed or read back.
+        if (!this.series.get(p.seriesId)?.typeIds.has(p.profileTypeId)) seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
         const known = this.series.get(p.seriesId);
         const labels = batch.series.find((s) => s.id === p.seriesId)?.labels ?? known?.labels ?? {};
         const e = series.get(p.seriesId);
@@ -412,10 +425,12 @@ export class PgStore implements ProfileStore {
       failIngestGroup(this.commits, queued, e, undefined);
       return;
     }
+    let committing = false;
+    let released = false;
     try {
-      await this.ensurePartitions(c, days);
       for (let attempt = 0; ; attempt++) {
         try {
+          await this.ensurePartitions(c, days);
           await c.query('BEGIN');
           let known: Map<number, number> | undefined;
           if (refs.size > 0) {
@@ -459,7 +474,7 @@ export class PgStore implements ProfileStore {
             throw errIdCollision(`content ids ${bad.slice(0, 5).join(', ')} are taken by different content`);
           }
           const st = [...seriesTypes].map((k) => k.split(',').map(Number)).sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
-          await c.query(
+          if (st.length > 0) await c.query(
             `INSERT INTO series_types (series_id, profile_type_id) SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT DO NOTHING`,
             [st.map((x) => x[0]), st.map((x) => x[1])],
           );
@@ -500,9 +515,20 @@ export class PgStore implements ProfileStore {
               d.map((x) => x[1]),
             ]);
           }
+          committing = true;
           await c.query('COMMIT');
           break;
         } catch (e) {
+          // A connection lost before COMMIT was sent committed nothing: the group is retried on a
+          // fresh client. Lost during COMMIT, the outcome is unknown, so the ingests get the error
+          // (the agents' spools retry; stacks and symbols are idempotent, a profile may then be stored twice).
+          if (!committing && isConnectionLost(e) && attempt < 2) {
+            c.release(e as Error); // destroys it
+            released = true;
+            c = await this.pool.connect();
+            released = false;
+            continue;
+          }
           await c.query('ROLLBACK').catch(() => undefined);
           if (!collided && !unknown && isRetryable(e) && attempt < 5) continue;
           throw e;
@@ -512,7 +538,7 @@ export class PgStore implements ProfileStore {
       failIngestGroup(this.commits, queued, e, collided, unknown);
       return;
     } finally {
-      c.release();
+      if (!released) c.release();
     }
     rememberCommitted({ marks: this.marks, series: this.series, profileTypes: this.profileTypes }, queued.map((q) => q.batch), stackIds!);
     this.scheduleRollups();

@@ -8,7 +8,7 @@
 // they need (symbols.ts caches them, bounded).
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Db, insertMany, type SqlValue } from './sqlite.js';
+import { Db, insertChunkRows, insertMany, type SqlValue } from './sqlite.js';
 import { migrate } from './schema.js';
 import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { WindowMerge } from './window-merge.js';
@@ -57,6 +57,8 @@ import {
  */
 
 export const DB_FILE = 'fleetprof.db';
+
+const PROFILE_COLUMNS = ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'] as const;
 
 /** Symbol kinds keyed by content hash; stacks are written by stack-ids.ts. */
 type RowKind = Exclude<SymbolKind, 'stack'>;
@@ -226,7 +228,8 @@ export class SqliteStore implements ProfileStore {
       for (const p of batch.profiles) {
         const id = this.nextProfileId++;
         mine.push(id);
-        seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
+        // series_types is only ever added to, and memory mirrors what committed.
+        if (!this.series.get(p.seriesId)?.typeIds.has(p.profileTypeId)) seriesTypes.add(`${p.seriesId},${p.profileTypeId}`);
         newProfiles.push([id, p]);
         this.noteWindow(p);
       }
@@ -240,8 +243,22 @@ export class SqliteStore implements ProfileStore {
     let collided: Set<number> | undefined;
     let unknown: Set<number> | undefined;
     const refs = groupRefs(queued.map((q) => q.batch), stacks);
+    // A group that only adds profile rows (the steady state: every stack and
+    // symbol already stored, series and kinds known) is one INSERT statement,
+    // atomic on its own, so it needs no BEGIN/COMMIT: one thread-pool round
+    // trip instead of three.
+    const profilesOnly =
+      refs.size === 0 &&
+      stacks.size === 0 &&
+      ROW_KINDS.every((k) => rows[k].size === 0) &&
+      series.size === 0 &&
+      types.size === 0 &&
+      seriesTypes.size === 0 &&
+      invalidations.length === 0 &&
+      newProfiles.length <= insertChunkRows(PROFILE_COLUMNS);
+    const inTransaction = <T>(fn: () => Promise<T>): Promise<T> => (profilesOnly ? fn() : w.transaction(fn));
     try {
-      await w.transaction(async () => {
+      await inTransaction(async () => {
         let known: Map<number, number> | undefined;
         if (refs.size > 0) {
           const r = await resolveStackRefs(refs, this.refIo());
@@ -262,12 +279,12 @@ export class SqliteStore implements ProfileStore {
           collided = new Set(bad);
           throw errIdCollision(`content ids ${bad.slice(0, 5).join(', ')} are taken by different content`);
         }
-        await w.run(`INSERT OR IGNORE INTO series_types (series_id, profile_type_id) VALUES ${[...seriesTypes].map((k) => `(${k})`).join(',') || '(0,0)'}`);
+        if (seriesTypes.size > 0) await w.run(`INSERT OR IGNORE INTO series_types (series_id, profile_type_id) VALUES ${[...seriesTypes].map((k) => `(${k})`).join(',')}`);
         const profiles: SqlValue[][] = newProfiles.map(([id, p]) => {
           const { blob, scales, nStacks } = encodeDense(p, stackIds!);
           return [id, p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, scales.join(','), p.totals.join(','), nStacks, blob];
         });
-        await insertMany(w, 'profiles', ['id', 'series_id', 'time_ms', 'duration_ns', 'period', 'profile_type_id', 'scales', 'totals', 'n_stacks', 'samples'], profiles);
+        await insertMany(w, 'profiles', PROFILE_COLUMNS, profiles);
         for (const [seriesId, windowMs] of invalidations) await w.run('DELETE FROM rollups WHERE series_id = ? AND window_ms = ?', [seriesId, windowMs]);
       });
     } catch (e) {
