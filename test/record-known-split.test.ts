@@ -110,15 +110,22 @@ describe('record: whole-system sampling of workloads with a known CPU split', ()
     const mine = samples.filter((s) => s.labels.pid === pids.syscallHeavy);
     const inKernel = mine.filter((s) => s.mappings.some((m) => m.startsWith('[kernel.kallsyms]')));
     expect(share(mine, (s) => inKernel.includes(s))).toBeGreaterThan(50);
+    const firstKernelFrame = (s: FlatSample): number => s.mappings.findIndex((m) => m.startsWith('[kernel.kallsyms]'));
+    // Root first: the frame just above the kernel part is the user caller, and
+    // the kernel part begins at the system call entry.
     const underCaller = inKernel.filter((s) => {
-      const firstKernel = s.mappings.findIndex((m) => m.startsWith('[kernel.kallsyms]'));
-      // Root first: the frame just above the kernel part is the user caller.
-      return firstKernel > 0 && s.stack[firstKernel - 1] === 'read_zero_syscall' && s.stack.slice(firstKernel).some((name) => /read/.test(name));
+      const firstKernel = firstKernelFrame(s);
+      return firstKernel > 0 && s.stack[firstKernel - 1] === 'read_zero_syscall' && /^entry_SYSCALL_64/.test(s.stack[firstKernel]!);
     });
     expect(sumCounts(underCaller) / sumCounts(inKernel)).toBeGreaterThanOrEqual(0.95);
+    // Most name the read path. Not all: the cpu-clock timer cannot fire while
+    // interrupts are off, so a sample due then lands where they are enabled
+    // again (pvm_irq_enable in do_syscall_64 here, 4-5% under load).
+    const inRead = underCaller.filter((s) => s.stack.slice(firstKernelFrame(s)).some((name) => /read/.test(name)));
+    expect(sumCounts(inRead) / sumCounts(inKernel)).toBeGreaterThanOrEqual(0.8);
     // Every frame after the first kernel frame is a kernel frame: user and kernel parts are not interleaved.
     for (const s of inKernel) {
-      const firstKernel = s.mappings.findIndex((m) => m.startsWith('[kernel.kallsyms]'));
+      const firstKernel = firstKernelFrame(s);
       expect(s.mappings.slice(firstKernel).every((m) => m.startsWith('[kernel.kallsyms]'))).toBe(true);
     }
   });
