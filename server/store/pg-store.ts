@@ -2,8 +2,9 @@
 // stateless servers may share one database: ids are content hashes (no
 // allocator), symbol rows are upserted with "same content" conditions (two
 // servers writing the same row agree; different content under one id is a
-// collision, refused), profile ids come from a database sequence, and each
-// server picks up the series others created (refresh) before answering.
+// collision, refused), profile ids come from a database sequence (each server
+// takes them in blocks), and each server picks up the series others created
+// (refresh) before answering.
 //
 // Samples are partitioned by day (`profiles_d<day>`), created on demand, so
 // retention drops whole partitions. The distribution key is explicit:
@@ -40,6 +41,7 @@ import {
   type FunctionRow,
   type IngestBatch,
   type LocationRow,
+  type NewProfile,
   type MappingRow,
   type ProfileRow,
   type ProfileStore,
@@ -54,6 +56,37 @@ export const PARTITION_MS = 24 * 60 * 60 * 1000;
 /** How often (at most) a server looks for windows to roll up, after a commit. */
 const ROLLUP_CHECK_MS = 2000;
 const dayOf = (ms: number) => Math.floor(ms / PARTITION_MS);
+/** Profile rows per INSERT: 10 parameters each, under PostgreSQL's 65,535. */
+const MAX_PROFILES_PER_STATEMENT = 500;
+/** Profile ids a server takes from the sequence at once; unused ones are gaps, as with nextval itself. */
+const PROFILE_ID_BLOCK = 1024;
+
+/**
+ * Rollup bookkeeping: the (series, window) pairs and fleet windows these
+ * profiles make dirty, in key order. An existing dirty row is updated, not
+ * skipped: the row lock makes a server rolling that window up wait for this
+ * commit (so its read sees these profiles), or, if it took the row first,
+ * makes this insert wait and write the row again (so the window is dirty again).
+ */
+function dirtyWindows(profiles: readonly NewProfile[]): [number, number][] {
+  const dirty = new Map<string, [number, number]>();
+  for (const p of profiles) {
+    if (p.timeMs < 0) continue;
+    for (const sid of [p.seriesId, FLEET_SERIES_ID]) {
+      const len = rollupWindowMs(sid);
+      const w = Math.floor(p.timeMs / len) * len;
+      dirty.set(`${sid},${w}`, [sid, w]);
+    }
+  }
+  return [...dirty.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/** How many of these profile ids are stored: after a lost connection, whether its transaction committed. */
+async function storedProfileCount(c: Client, ids: readonly number[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM profiles WHERE id = ANY($1::bigint[])', [ids]);
+  return r.rows[0]?.n ?? 0;
+}
 
 /** SQL, or SQL plus a JS step run after it in the same transaction (data SQL cannot convert). */
 interface PgMigration {
@@ -271,6 +304,8 @@ export class PgStore implements ProfileStore {
   private lastGcBound = -Infinity;
   private rolling: Promise<void> | undefined;
   private lastRollupMs = 0;
+  /** Profile ids taken from the sequence and not used yet (takeProfileIds). */
+  private profileIdPool: number[] = [];
 
   private constructor(private readonly pool: pg.Pool) {}
 
@@ -425,11 +460,32 @@ export class PgStore implements ProfileStore {
       failIngestGroup(this.commits, queued, e, undefined);
       return;
     }
+    // The steady state (every symbol stored, series and kinds known, today's
+    // partition made) adds only profile rows: one statement, atomic on its
+    // own, so no BEGIN/COMMIT (one round trip instead of six).
+    const steady =
+      refs.size === 0 &&
+      stacks.size === 0 &&
+      ROW_KINDS.every((k) => rows[k].size === 0) &&
+      types.size === 0 &&
+      seriesTypes.size === 0 &&
+      queued.every((q) => q.batch.series.length === 0) &&
+      [...days].every((d) => this.partitions.has(d)) &&
+      profiles.length <= MAX_PROFILES_PER_STATEMENT;
+    const dirty = dirtyWindows(profiles);
     let committing = false;
     let released = false;
     try {
       for (let attempt = 0; ; attempt++) {
         try {
+          if (ids.length !== profiles.length) ids = await this.takeProfileIds(c, profiles.length);
+          if (steady) {
+            stackIds = (await writeStacks(stacks, profiles, stackIo(c))).ids;
+            const bounds = [...series].sort((x, y) => x[0] - y[0]).map(([id, b]): [number, number, number] => [id, b.first, b.last]);
+            committing = true;
+            await this.writeProfiles(c, profiles, stackIds, ids, bounds, dirty);
+            break;
+          }
           await this.ensurePartitions(c, days);
           await c.query('BEGIN');
           let known: Map<number, number> | undefined;
@@ -478,58 +534,30 @@ export class PgStore implements ProfileStore {
             `INSERT INTO series_types (series_id, profile_type_id) SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT DO NOTHING`,
             [st.map((x) => x[0]), st.map((x) => x[1])],
           );
-          const idRows = await c.query<{ id: number }>('SELECT nextval(\'profile_ids\') AS id FROM generate_series(1, $1::int)', [profiles.length]);
-          ids = idRows.rows.map((r) => r.id);
-          for (let i = 0; i < profiles.length; i += 500) {
-            const chunk = profiles.slice(i, i + 500);
-            const params: unknown[] = [];
-            const values = chunk.map((p, k) => {
-              const { blob, scales, nStacks } = encodeDense(p, stackIds!);
-              params.push(ids[i + k], p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, scales.join(','), p.totals.join(','), nStacks, blob);
-              const b = k * 10;
-              return `(${Array.from({ length: 10 }, (_, j) => `$${b + j + 1}`).join(',')})`;
-            });
-            await c.query(
-              `INSERT INTO profiles (id, series_id, time_ms, duration_ns, period, profile_type_id, scales, totals, n_stacks, samples) VALUES ${values.join(',')}`,
-              params,
-            );
-          }
-          // Rollup bookkeeping: the (series, window) pairs and fleet windows these profiles make dirty, in key order.
-          // An existing dirty row is updated, not skipped: the row lock makes a server rolling that
-          // window up wait for this commit (so its read sees these profiles), or, if it took the row
-          // first, makes this insert wait and write the row again (so the window is dirty again).
-          // Last before COMMIT: the fleet's row is shared by every ingest, held briefly.
-          const dirty = new Map<string, [number, number]>();
-          for (const p of profiles) {
-            if (p.timeMs < 0) continue;
-            for (const sid of [p.seriesId, FLEET_SERIES_ID]) {
-              const len = rollupWindowMs(sid);
-              const w = Math.floor(p.timeMs / len) * len;
-              dirty.set(`${sid},${w}`, [sid, w]);
-            }
-          }
-          if (dirty.size > 0) {
-            const d = [...dirty.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-            await c.query('INSERT INTO rollup_dirty (series_id, window_ms) SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT (series_id, window_ms) DO UPDATE SET window_ms = excluded.window_ms', [
-              d.map((x) => x[0]),
-              d.map((x) => x[1]),
-            ]);
-          }
+          await this.writeProfiles(c, profiles, stackIds!, ids, [], dirty);
           committing = true;
           await c.query('COMMIT');
           break;
         } catch (e) {
           // A connection lost before COMMIT was sent committed nothing: the group is retried on a
-          // fresh client. Lost during COMMIT, the outcome is unknown, so the ingests get the error
-          // (the agents' spools retry; stacks and symbols are idempotent, a profile may then be stored twice).
-          if (!committing && isConnectionLost(e) && attempt < 2) {
+          // fresh client. Lost during the COMMIT (or the steady state's one statement), the outcome
+          // is unknown until asked: the transaction stored all of this group's profile ids or none
+          // (they are ours alone, from the pool), so a fresh client looks them up. All stored: done;
+          // none: retried; the lookup failing too: the ingests get the error (the agents' spools retry).
+          if (isConnectionLost(e) && attempt < 2) {
             c.release(e as Error); // destroys it
             released = true;
             c = await this.pool.connect();
             released = false;
+            if (committing) {
+              const stored = await storedProfileCount(c, ids);
+              if (stored === ids.length) break;
+              if (stored !== 0) throw e;
+              committing = false;
+            }
             continue;
           }
-          await c.query('ROLLBACK').catch(() => undefined);
+          if (!steady) await c.query('ROLLBACK').catch(() => undefined);
           if (!collided && !unknown && isRetryable(e) && attempt < 5) continue;
           throw e;
         }
@@ -546,6 +574,64 @@ export class PgStore implements ProfileStore {
     for (const q of queued) {
       q.resolve(ids.slice(next, next + q.batch.profiles.length));
       next += q.batch.profiles.length;
+    }
+  }
+
+  /** Ids for n profiles, from the block this server took from the sequence (a round trip per PROFILE_ID_BLOCK, not per commit). */
+  private async takeProfileIds(c: Client, n: number): Promise<number[]> {
+    if (this.profileIdPool.length < n) {
+      const want = Math.max(n - this.profileIdPool.length, PROFILE_ID_BLOCK);
+      const r = await c.query<{ id: number }>("SELECT nextval('profile_ids') AS id FROM generate_series(1, $1::int)", [want]);
+      for (const row of r.rows) this.profileIdPool.push(row.id);
+    }
+    return this.profileIdPool.splice(0, n);
+  }
+
+  /**
+   * Inserts the profile rows; the last statement also widens the series'
+   * bounds (id, first, last: only where they grow) and marks the rollup
+   * windows dirty. The dirty rows reference `bounds`, so PostgreSQL updates
+   * the series rows first and takes the dirty rows last, as every commit
+   * does: the fleet's row is shared by every ingest and held briefly.
+   */
+  private async writeProfiles(
+    c: Client,
+    profiles: readonly NewProfile[],
+    stackIds: IdMap,
+    ids: readonly number[],
+    bounds: readonly [number, number, number][],
+    dirty: readonly [number, number][],
+  ): Promise<void> {
+    for (let i = 0; i < profiles.length; i += MAX_PROFILES_PER_STATEMENT) {
+      const chunk = profiles.slice(i, i + MAX_PROFILES_PER_STATEMENT);
+      const last = i + MAX_PROFILES_PER_STATEMENT >= profiles.length;
+      const params: unknown[] = [];
+      let sql = '';
+      if (last) {
+        params.push(
+          bounds.map((b) => b[0]),
+          bounds.map((b) => b[1]),
+          bounds.map((b) => b[2]),
+          dirty.map((d) => d[0]),
+          dirty.map((d) => d[1]),
+        );
+        sql = `WITH bounds AS (
+            UPDATE series t SET first_ms = LEAST(t.first_ms, v.first_ms), last_ms = GREATEST(t.last_ms, v.last_ms), version = nextval('series_version')
+            FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, first_ms, last_ms)
+            WHERE t.id = v.id AND (v.first_ms < t.first_ms OR v.last_ms > t.last_ms) RETURNING t.id),
+          dirty AS (
+            INSERT INTO rollup_dirty (series_id, window_ms) SELECT * FROM unnest($4::bigint[], $5::bigint[]) WHERE (SELECT count(*) FROM bounds) >= 0
+            ON CONFLICT (series_id, window_ms) DO UPDATE SET window_ms = excluded.window_ms)
+          `;
+      }
+      const values = chunk.map((p, k) => {
+        const { blob, scales, nStacks } = encodeDense(p, stackIds);
+        const b = params.length;
+        params.push(ids[i + k], p.seriesId, p.timeMs, p.durationNs, p.period, p.profileTypeId, scales.join(','), p.totals.join(','), nStacks, blob);
+        return `(${Array.from({ length: 10 }, (_, j) => `$${b + j + 1}`).join(',')})`;
+      });
+      sql += `INSERT INTO profiles (id, series_id, time_ms, duration_ns, period, profile_type_id, scales, totals, n_stacks, samples) VALUES ${values.join(',')}`;
+      await c.query(sql, params);
     }
   }
 
