@@ -13,7 +13,7 @@
 //
 // Writes are group-committed per server as in the SQLite backend
 // (group-commit.ts): every ingest waiting in the queue goes into one
-// transaction, acknowledged after COMMIT. Rows are written in a fixed order (kind, then ascending id), so two
+// transaction (in the steady state one statement), acknowledged after it commits. Rows are written in a fixed order (kind, then ascending id), so two
 // servers' transactions take row locks in the same order and cannot deadlock
 // on them; a deadlock or serialization failure is still retried.
 import pg from 'pg';
