@@ -13,7 +13,7 @@ import { buildProfile, ingest } from './server-helpers.js';
 type Cut = 'after-commit' | 'before-send';
 
 interface Trap {
-  /** Text in a client message that springs the trap (the statement or COMMIT). */
+  /** Text in a client message that springs the trap: COMMIT, or the profile statement's name (in its Parse and every Bind; a prepared statement's text is sent once). */
   match: string;
   cut: Cut;
   sprung: boolean;
@@ -117,8 +117,8 @@ describe('server on PostgreSQL, a commit whose answer is lost', () => {
 
   const cases: { name: string; match: string; cut: Cut; firstKnown: boolean }[] = [
     // The second push of known code is the steady state: one statement, which commits itself.
-    { name: 'the steady state statement committed, its answer lost', match: 'INSERT INTO profiles', cut: 'after-commit', firstKnown: true },
-    { name: 'the steady state statement never reached the database', match: 'INSERT INTO profiles', cut: 'before-send', firstKnown: true },
+    { name: 'the steady state statement committed, its answer lost', match: 'fleetprof_profiles_', cut: 'after-commit', firstKnown: true },
+    { name: 'the steady state statement never reached the database', match: 'fleetprof_profiles_', cut: 'before-send', firstKnown: true },
     // A first push defines its code: a transaction, and the answer to its COMMIT is lost.
     { name: 'a COMMIT that committed, its answer lost', match: 'COMMIT', cut: 'after-commit', firstKnown: false },
   ];

@@ -58,6 +58,16 @@ const ROLLUP_CHECK_MS = 2000;
 const dayOf = (ms: number) => Math.floor(ms / PARTITION_MS);
 /** Profile rows per INSERT: 10 parameters each, under PostgreSQL's 65,535. */
 const MAX_PROFILES_PER_STATEMENT = 500;
+/**
+ * Profile rows up to this size stay whole in their page: PostgreSQL would
+ * otherwise try to compress (pglz) and then move out of line (a second heap
+ * and index insert in the TOAST table) every row over ~2 KB, which a
+ * 2,000-stack profile is (about 2.3 KB), and its varint samples barely compress.
+ * The most a heap page allows.
+ */
+const PROFILE_TOAST_TUPLE_TARGET = 8160;
+/** Statements inserting up to this many profile rows are prepared (one per row count and connection). */
+const PREPARED_PROFILE_ROWS_MAX = 16;
 /** Profile ids a server takes from the sequence at once; unused ones are gaps, as with nextval itself. */
 const PROFILE_ID_BLOCK = 1024;
 
@@ -400,7 +410,9 @@ export class PgStore implements ProfileStore {
       if (this.partitions.has(d)) continue;
       // Its own transaction: creating a partition takes a lock on the parent we must not hold through the ingest.
       try {
-        await c.query(`CREATE TABLE IF NOT EXISTS profiles_d${d} PARTITION OF profiles FOR VALUES FROM (${d * PARTITION_MS}) TO (${(d + 1) * PARTITION_MS})`);
+        await c.query(
+          `CREATE TABLE IF NOT EXISTS profiles_d${d} PARTITION OF profiles FOR VALUES FROM (${d * PARTITION_MS}) TO (${(d + 1) * PARTITION_MS}) WITH (toast_tuple_target = ${PROFILE_TOAST_TUPLE_TARGET})`,
+        );
       } catch (e) {
         // Another server created it at the same moment.
         const code = (e as { code?: string }).code;
@@ -631,7 +643,10 @@ export class PgStore implements ProfileStore {
         return `(${Array.from({ length: 10 }, (_, j) => `$${b + j + 1}`).join(',')})`;
       });
       sql += `INSERT INTO profiles (id, series_id, time_ms, duration_ns, period, profile_type_id, scales, totals, n_stacks, samples) VALUES ${values.join(',')}`;
-      await c.query(sql, params);
+      // The usual commit's statement (a few profiles) is prepared once per
+      // connection, so PostgreSQL neither parses nor plans it again.
+      const name = chunk.length <= PREPARED_PROFILE_ROWS_MAX ? `fleetprof_profiles_${chunk.length}${last ? '_last' : ''}` : undefined;
+      await c.query({ name, text: sql, values: params });
     }
   }
 
