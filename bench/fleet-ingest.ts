@@ -33,7 +33,7 @@
 // so the ratios are between peers measured on the same machine at the same time.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100] [--compare] [--format lean|pprof] [--agent-restarts-per-day 1]
-//     [--backend sqlite|postgres] [--servers N] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
+//     [--backend sqlite|postgres] [--servers N] [--pg-unix-socket] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
 //     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -58,6 +58,8 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     backend: { type: 'string', default: 'sqlite' },
     servers: { type: 'string', default: '1' },
+    // Servers reach PostgreSQL over its Unix socket instead of TCP on 127.0.0.1 (both on this machine).
+    'pg-unix-socket': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     days: { type: 'string', default: '3' },
     churn: { type: 'string', default: '0.1' },
@@ -429,7 +431,7 @@ async function runConfig(
 ): Promise<Result> {
   let sqliteDir: string | undefined;
   let store: string;
-  if (backend === 'postgres') store = pg!.newDatabase();
+  if (backend === 'postgres') store = pg!.newDatabase({ unixSocket: args['pg-unix-socket'] });
   else {
     sqliteDir = args['keep-store'] ?? mkdtempSync(join(tmpdir(), 'fleetprof-bench-'));
     mkdirSync(sqliteDir, { recursive: true });

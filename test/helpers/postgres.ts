@@ -10,8 +10,8 @@ import { join } from 'node:path';
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 
 export interface TestPostgres {
-  /** postgres://... of a fresh database (one per call of newDatabase). */
-  newDatabase(): string;
+  /** postgres://... of a fresh database (one per call of newDatabase): over TCP on 127.0.0.1, or over the Unix socket. */
+  newDatabase(options?: { unixSocket?: boolean }): string;
   /** Pid of the postmaster (benchmarks add its and its backends' CPU time). */
   postmasterPid(): number;
   stop(): void;
@@ -54,9 +54,10 @@ export async function startPostgres(): Promise<TestPostgres> {
   ]);
   let n = 0;
   return {
-    newDatabase() {
+    newDatabase(options) {
       const name = `fleetprof_${process.pid}_${n++}`;
       asPostgres('createdb', ['-h', root, '-p', String(port), '-U', 'postgres', name]);
+      if (options?.unixSocket) return `postgres://postgres@localhost:${port}/${name}?host=${encodeURIComponent(root)}`;
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
     postmasterPid() {
