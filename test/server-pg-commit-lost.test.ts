@@ -5,10 +5,9 @@
 // protocol message; the database really commits (or never sees the statement).
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startServer } from '../server/index.js';
-import { startPostgres, type TestPostgres } from './helpers/postgres.js';
-import { buildProfile, ingest } from './server-helpers.js';
+import { buildProfile, ingest, testPostgres } from './server-helpers.js';
 
 type Cut = 'after-commit' | 'before-send';
 
@@ -89,14 +88,8 @@ class CuttingProxy {
 }
 
 describe('server on PostgreSQL, a commit whose answer is lost', () => {
-  let postgres: TestPostgres;
-  beforeAll(async () => {
-    postgres = await startPostgres();
-  }, 60_000);
-  afterAll(() => postgres?.stop());
-
   async function withProxiedServer(fn: (ctx: { url: string; proxy: CuttingProxy; db: pg.Client }) => Promise<void>): Promise<void> {
-    const direct = new URL(postgres.newDatabase());
+    const direct = new URL((await testPostgres()).newDatabase());
     const proxy = new CuttingProxy({ host: direct.hostname, port: Number(direct.port) });
     const proxied = new URL(direct);
     proxied.port = String(await proxy.listen());

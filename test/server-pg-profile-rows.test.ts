@@ -2,20 +2,13 @@
 // compressed (its varint samples barely shrink, and trying costs CPU on every
 // commit) nor moved to the TOAST table (a second heap and index insert).
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startServer } from '../server/index.js';
-import { startPostgres, type TestPostgres } from './helpers/postgres.js';
-import { buildProfile, ingest } from './server-helpers.js';
+import { buildProfile, ingest, testPostgres } from './server-helpers.js';
 
 describe('server on PostgreSQL, profile rows', () => {
-  let postgres: TestPostgres;
-  beforeAll(async () => {
-    postgres = await startPostgres();
-  }, 60_000);
-  afterAll(() => postgres?.stop());
-
   it('keeps a 2,000-stack profile inline and uncompressed', { timeout: 60_000 }, async () => {
-    const url = postgres.newDatabase();
+    const url = (await testPostgres()).newDatabase();
     const server = await startServer({ store: url, port: 0 });
     const db = new pg.Client({ connectionString: url });
     await db.connect();

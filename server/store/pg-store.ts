@@ -644,8 +644,9 @@ export class PgStore implements ProfileStore {
       });
       sql += `INSERT INTO profiles (id, series_id, time_ms, duration_ns, period, profile_type_id, scales, totals, n_stacks, samples) VALUES ${values.join(',')}`;
       // The usual commit's statement (a few profiles) is prepared once per
-      // connection, so PostgreSQL neither parses nor plans it again.
-      const name = chunk.length <= PREPARED_PROFILE_ROWS_MAX ? `fleetprof_profiles_${chunk.length}${last ? '_last' : ''}` : undefined;
+      // connection, so PostgreSQL neither parses nor plans it again. Only a
+      // last chunk is that short (the others hold MAX_PROFILES_PER_STATEMENT rows).
+      const name = chunk.length <= PREPARED_PROFILE_ROWS_MAX ? `fleetprof_profiles_${chunk.length}` : undefined;
       await c.query({ name, text: sql, values: params });
     }
   }
