@@ -21,7 +21,7 @@ import { IdMap } from './id-map.js';
 import { remapSamples } from './sample-codec.js';
 import { WindowMerge } from './window-merge.js';
 import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
-import { rememberCommitted } from './committed-memory.js';
+import { MARKS_CACHE_MAX_ROWS, rememberCommitted } from './committed-memory.js';
 import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
@@ -202,9 +202,20 @@ export const PG_MIGRATIONS: readonly (string | PgMigration)[] = [
   // version ..., newer than this server"). In a rolling upgrade of several
   // servers on one database, stop the old servers before a new one starts.
   'SELECT 1;',
+  // 6: each stack row keeps the check lane of the marks cache (stack-ids.ts
+  // StackWrite.check), so a server can vouch for rows other servers wrote
+  // (learnStacks). Rows stored before have none and are not learned.
+  'ALTER TABLE stacks ADD COLUMN check_lane integer;',
 ];
 
 type Client = pg.PoolClient;
+
+/**
+ * How often a server reads the stack rows stored since its last look
+ * (learnStacks), and how many rows one read takes at most.
+ */
+const LEARN_INTERVAL_MS = 1000;
+const LEARN_PAGE_ROWS = 20_000;
 
 function isRetryable(e: unknown): boolean {
   const code = (e as { code?: string }).code;
@@ -271,8 +282,8 @@ function stackIo(c: Client): StackRowIo {
     insert: async (rows) =>
       (
         await c.query<{ hash: number; id: number }>(
-          `INSERT INTO stacks (hash, locations, mark) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::integer[]) ON CONFLICT (hash) DO NOTHING RETURNING hash, id`,
-          [rows.map((r) => r.hash), rows.map((r) => r.locations), rows.map((r) => r.mark)],
+          `INSERT INTO stacks (hash, locations, mark, check_lane) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::integer[], $4::integer[]) ON CONFLICT (hash) DO NOTHING RETURNING hash, id`,
+          [rows.map((r) => r.hash), rows.map((r) => r.locations), rows.map((r) => r.mark), rows.map((r) => r.check)],
         )
       ).rows,
   };
@@ -316,6 +327,10 @@ export class PgStore implements ProfileStore {
   private lastRollupMs = 0;
   /** Profile ids taken from the sequence and not used yet (takeProfileIds). */
   private profileIdPool: number[] = [];
+  /** Highest stack id learnStacks has read. */
+  private stackCursor = 0;
+  private learnTimer: NodeJS.Timeout | undefined;
+  private learning: Promise<unknown> | undefined;
 
   private constructor(private readonly pool: pg.Pool) {}
 
@@ -337,7 +352,46 @@ export class PgStore implements ProfileStore {
     const store = new PgStore(pool);
     await store.migrate();
     await store.refresh();
+    await store.learnStacks();
+    store.learnTimer = setInterval(() => {
+      // A read that fails (the database restarting) only leaves the cache as it was: the next tick reads on from the cursor.
+      store.learning ??= store.learnStacks().catch(() => 0).finally(() => (store.learning = undefined));
+    }, LEARN_INTERVAL_MS).unref();
     return store;
+  }
+
+  /**
+   * Puts the stack rows stored since the last call (by any server) into the
+   * marks cache, with their marks, check lanes and dense ids, and returns
+   * how many it added. Servers sharing a database each see a share of the
+   * fleet's pushes; without this, each learned every stack of the fleet on
+   * its own, through a transaction that finds the row stored and raises its
+   * mark (three servers: three times the first day's writes, measured in
+   * bench/fleet-ingest.ts). A row read here vouches as much as one this
+   * server wrote: it was stored with at least that mark, marks only rise,
+   * and garbage collection takes only rows marked below the current epoch
+   * minus one (store.ts), so only rows marked in the current epoch are
+   * taken. It reads by dense id: a row whose id was drawn before the
+   * cursor but committed after the read is never learned here, which costs
+   * only what learning it the slow way costs (this is a cache).
+   */
+  async learnStacks(): Promise<number> {
+    const epoch = markEpoch(Date.now());
+    let learned = 0;
+    for (;;) {
+      if (this.marks.size >= MARKS_CACHE_MAX_ROWS) return learned;
+      const r = await this.pool.query<{ id: number; hash: number; mark: number; check_lane: number | null }>(
+        'SELECT id, hash, mark, check_lane FROM stacks WHERE id > $1 ORDER BY id LIMIT $2',
+        [this.stackCursor, LEARN_PAGE_ROWS],
+      );
+      for (const row of r.rows) {
+        if (row.check_lane === null || row.mark < epoch || this.marks.get(row.hash, -1) >= row.mark) continue;
+        this.marks.set3(row.hash, row.mark, row.check_lane, row.id);
+        learned++;
+      }
+      if (r.rows.length > 0) this.stackCursor = r.rows[r.rows.length - 1]!.id;
+      if (r.rows.length < LEARN_PAGE_ROWS) return learned;
+    }
   }
 
   private async migrate(): Promise<void> {
@@ -442,7 +496,7 @@ export class PgStore implements ProfileStore {
       for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded, r.lines.join(','), m], m);
       for (const r of batch.rows.stacks) {
         const cur = stacks.get(r.id);
-        if (!cur || cur.mark < m) stacks.set(r.id, { hash: r.id, locations: packIds(r.locations), mark: m });
+        if (!cur || cur.mark < m) stacks.set(r.id, { hash: r.id, locations: packIds(r.locations), mark: m, check: batch.checks.get(r.id, 0) });
       }
       for (const t of batch.profileTypes) types.set(t.id, typeDescriptor(t));
       for (const p of batch.profiles) {
@@ -943,6 +997,8 @@ export class PgStore implements ProfileStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.learnTimer);
+    await this.learning;
     await this.commits.close();
     await this.pool.end();
   }

@@ -220,7 +220,7 @@ export class SqliteStore implements ProfileStore {
       for (const r of batch.rows.locations) put('location', r.id, [r.id, r.mappingId, hex(r.address), r.isFolded ? 1 : 0, r.lines.join(','), m], m);
       for (const r of batch.rows.stacks) {
         const cur = stacks.get(r.id);
-        if (!cur || cur.mark < m) stacks.set(r.id, { hash: r.id, locations: packIds(r.locations), mark: m });
+        if (!cur || cur.mark < m) stacks.set(r.id, { hash: r.id, locations: packIds(r.locations), mark: m, check: batch.checks.get(r.id, 0) });
       }
       for (const s of batch.series) series.set(s.id, [s.id, canonicalLabels(s.labels)]);
       for (const t of batch.profileTypes) types.set(t.id, [t.id, typeDescriptor(t)]);

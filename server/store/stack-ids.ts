@@ -28,6 +28,12 @@ export interface StackWrite {
   hash: number;
   locations: Buffer;
   mark: number;
+  /**
+   * The check lane the marks cache keeps for it (IngestBatch.checks). The
+   * PostgreSQL backend stores it, so that servers sharing the database can
+   * put rows other servers wrote into their caches (pg-store.ts, learnStacks).
+   */
+  check: number;
 }
 
 /** What a backend does inside its transaction to write stack rows and read ids. */
