@@ -205,7 +205,7 @@ export const PG_MIGRATIONS: readonly (string | PgMigration)[] = [
   // 6: each stack row keeps the check lane of the marks cache (stack-ids.ts
   // StackWrite.check), so a server can vouch for rows other servers wrote
   // (learnStacks). Rows stored before have none and are not learned.
-  'ALTER TABLE stacks ADD COLUMN check_lane integer;',
+  'ALTER TABLE stacks ADD COLUMN IF NOT EXISTS check_lane integer;',
 ];
 
 type Client = pg.PoolClient;
