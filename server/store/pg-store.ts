@@ -485,7 +485,8 @@ export class PgStore implements ProfileStore {
     };
     const stacks = new Map<number, StackWrite>();
     let stackIds: IdMap | undefined;
-    const series = new Map<number, { labels: string; first: number; last: number }>();
+    // Labels as ingest gave them: canonicalized only where series rows are written (not in the steady state, which only widens bounds).
+    const series = new Map<number, { labels: Record<string, string>; first: number; last: number }>();
     const types = new Map<number, string>();
     const seriesTypes = new Set<string>();
     const days = new Set<number>();
@@ -509,7 +510,7 @@ export class PgStore implements ProfileStore {
         if (e) {
           e.first = Math.min(e.first, p.timeMs);
           e.last = Math.max(e.last, p.timeMs);
-        } else series.set(p.seriesId, { labels: canonicalLabels(labels), first: p.timeMs, last: p.timeMs });
+        } else series.set(p.seriesId, { labels, first: p.timeMs, last: p.timeMs });
       }
     }
     const profiles = queued.flatMap((q) => q.batch.profiles);
@@ -586,7 +587,7 @@ export class PgStore implements ProfileStore {
                ON CONFLICT (id) DO UPDATE SET first_ms = LEAST(t.first_ms, excluded.first_ms), last_ms = GREATEST(t.last_ms, excluded.last_ms),
                  version = CASE WHEN excluded.first_ms < t.first_ms OR excluded.last_ms > t.last_ms THEN nextval('series_version') ELSE t.version END
                WHERE t.labels = excluded.labels RETURNING id`,
-              [s.map((x) => x[0]), s.map((x) => x[1].labels), s.map((x) => x[1].first), s.map((x) => x[1].last)],
+              [s.map((x) => x[0]), s.map((x) => canonicalLabels(x[1].labels)), s.map((x) => x[1].first), s.map((x) => x[1].last)],
             );
             const ok = new Set(r.rows.map((x) => x.id));
             bad.push(...s.map((x) => x[0]).filter((id) => !ok.has(id)));
