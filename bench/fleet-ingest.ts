@@ -313,10 +313,23 @@ interface ServerProc {
   stop(): Promise<void>;
 }
 
+/** Server processes not yet exited: killed if the bench itself exits early (a failed push, Ctrl-C), so none outlives it. */
+const liveServers = new Set<ChildProcess>();
+/** The bench's PostgreSQL cluster while it runs (stopped on an early exit too). */
+let benchPostgres: TestPostgres | undefined;
+process.on('exit', () => {
+  for (const p of liveServers) p.kill('SIGKILL');
+  benchPostgres?.stop();
+});
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
 async function startServerProcess(store: string): Promise<ServerProc> {
   const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'server', 'main.js');
   const nodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
   const proc = spawn(process.execPath, [...nodeArgs, main, '--store', store, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  liveServers.add(proc);
+  proc.once('exit', () => liveServers.delete(proc));
   // FLEETPROF_BENCH_SERVER_LOG=FILE keeps the servers' stdout (e.g. with --trace-gc in FLEETPROF_BENCH_NODE_ARGS).
   const serverLog = process.env.FLEETPROF_BENCH_SERVER_LOG;
   if (serverLog) proc.stdout!.on('data', (d: Buffer) => appendFileSync(serverLog, d));
@@ -452,7 +465,20 @@ async function runConfig(
   // node:http with keep-alive: cheaper per request than fetch (the client
   // shares the cores with the servers), body written as two chunks.
   const agentPools = servers.map(() => new Agent({ keepAlive: true, maxSockets: CONCURRENCY }));
-  const post = (si: number, path: string, chunks: Buffer[], contentType: string) =>
+  const post = async (si: number, path: string, chunks: Buffer[], contentType: string): Promise<{ status: number; body: string }> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await postOnce(si, path, chunks, contentType);
+      } catch (e) {
+        // A kept-alive socket the server closed as the request went out (Node's
+        // documented keep-alive race: the request never reached the server) is
+        // retried once on a new socket, as the agent's spool would retry it.
+        if (attempt === 0 && (e as { reusedSocket?: boolean }).reusedSocket && (e as { code?: string }).code === 'ECONNRESET') continue;
+        throw e;
+      }
+    }
+  };
+  const postOnce = (si: number, path: string, chunks: Buffer[], contentType: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
       const base = new URL(servers[si]!.url);
       const length = chunks.reduce((a, c) => a + c.length, 0);
@@ -465,7 +491,7 @@ async function runConfig(
           res.on('error', reject);
         },
       );
-      req.on('error', reject);
+      req.on('error', (e) => reject(Object.assign(e, { reusedSocket: req.reusedSocket })));
       for (let i = 0; i < chunks.length - 1; i++) req.write(chunks[i]!);
       req.end(chunks[chunks.length - 1]);
     });
@@ -665,10 +691,12 @@ async function main() {
   }
   console.log(`${DAYS * ASLR_SLOTS * BODIES_PER_SLOT} ${FORMAT === 'lean' ? 'profiles prepared for lean pushes' : 'pprof bodies'} generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const pg = configs.some((c) => c[1] === 'postgres') ? await startPostgres() : undefined;
+  benchPostgres = pg;
   const results: Result[] = [];
   try {
     for (const [label, backend, n] of configs) results.push(await runConfig(label, backend, n, pg, { pool, bodies, keys, prepared }));
   } finally {
+    benchPostgres = undefined;
     pg?.stop();
   }
   const sent = results[0]!.sent;
