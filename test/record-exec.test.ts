@@ -23,7 +23,11 @@ describe('record: a process that execs another program', () => {
   beforeAll(async () => {
     const { cpuSplit } = buildCFixtures();
     const outputPath = join(mkdtempSync(join(tmpdir(), 'fleetprof-exec-')), 'profile.pb.gz');
-    const recording = record({ durationMs: 6000, frequencyHz: FREQUENCY_HZ, outputPath, drainIntervalMs: 60_000 });
+    let started!: () => void;
+    const attached = new Promise<void>((resolve) => (started = resolve));
+    const recording = record({ durationMs: 6000, frequencyHz: FREQUENCY_HZ, outputPath, drainIntervalMs: 60_000, onStarted: started });
+    // The shell's busy phase must run while the sampler is attached (attaching took long enough on a loaded CI machine to miss most of it).
+    await Promise.race([attached, recording]);
     // Busy in the shell first, so the process is sampled (and announced) as sh, then exec.
     const child = spawn('/bin/sh', ['-c', 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exec "$0" 2', cpuSplit], { stdio: 'ignore' });
     pid = child.pid ?? 0;

@@ -19,6 +19,8 @@ export interface RecordOptions {
   /** How often the kernel maps are drained and symbolized. */
   drainIntervalMs?: number;
   onProgress?: (progress: RecordProgress) => void;
+  /** Called once the sampler is attached: samples are taken from here on. */
+  onStarted?: () => void;
   /** Have the kernel measure the BPF program's own run time (reported in the summary). */
   measureBpfRunTime?: boolean;
   /** How user stacks are walked (default 'fp'). */
@@ -86,6 +88,7 @@ export async function record(options: RecordOptions): Promise<RecordSummary> {
       ...attribution.collectorHooks,
     }),
   );
+  options.onStarted?.();
   const builder = new CpuProfileBuilder({ periodNs: Math.round(1e9 / options.frequencyHz), startTimeNs });
   if (options.measureBpfRunTime) collector.enableRunTimeStats();
   let kernelStats = mapStats(() => 0);
