@@ -70,6 +70,8 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     format: { type: 'string', default: 'lean' },
     'agent-restarts-per-day': { type: 'string', default: '1' },
+    // The servers' --commit-linger-ms (default: the server's own default).
+    'commit-linger-ms': { type: 'string' },
     // Keep the SQLite store of the (single) SQLite configuration in this directory, for bench/flame-query.ts.
     'keep-store': { type: 'string' },
   },
@@ -327,7 +329,8 @@ process.on('SIGTERM', () => process.exit(143));
 async function startServerProcess(store: string): Promise<ServerProc> {
   const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'server', 'main.js');
   const nodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
-  const proc = spawn(process.execPath, [...nodeArgs, main, '--store', store, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const linger = args['commit-linger-ms'] !== undefined ? ['--commit-linger-ms', args['commit-linger-ms']] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, main, '--store', store, '--port', '0', ...linger], { stdio: ['ignore', 'pipe', 'inherit'] });
   liveServers.add(proc);
   proc.once('exit', () => liveServers.delete(proc));
   // FLEETPROF_BENCH_SERVER_LOG=FILE keeps the servers' stdout (e.g. with --trace-gc in FLEETPROF_BENCH_NODE_ARGS).
@@ -398,6 +401,13 @@ async function gauges(url: string): Promise<{ rows: Record<string, number>; size
   return { rows, sizeBytes: Number(/fleetprof_store_size_bytes(?:\{[^}]*\})? (\d+)/.exec(text)?.[1]) };
 }
 
+/** A server's group commits so far and the ingests they held. */
+async function commitCounts(url: string): Promise<{ commits: number; ingests: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const counter = (name: string) => Number(new RegExp(`^${name}(?:_total)?(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(text)?.[1]);
+  return { commits: counter('fleetprof_store_commits'), ingests: counter('fleetprof_store_committed_ingests') };
+}
+
 async function timeQuery(url: string, params: Record<string, string>): Promise<{ ms: number; nodes: number; total: number }> {
   const t = performance.now();
   const res = await fetch(`${url}/api/v1/flamegraph?${new URLSearchParams(params)}`);
@@ -419,6 +429,8 @@ interface Result {
   end: { rows: Record<string, number>; distinct: Record<string, number> };
   queries: { name: string; ms: number; nodes: number }[];
   rssMiB: number;
+  /** Group commits of all servers and the ingests they held (their /metrics). */
+  commits: { commits: number; ingests: number };
   /** 1-minute load average, sampled every 5 s while this configuration ran: min and max. */
   load: [number, number];
   /** Request bodies as sent, summed over all pushes. */
@@ -616,6 +628,8 @@ async function runConfig(
     queries.push({ name, ms: median(ms), nodes });
   }
   const rssMiB = Math.max(...servers.map((s) => peakRssMiB(s.proc.pid!)));
+  const commitsBy = await Promise.all(servers.map((s) => commitCounts(s.url)));
+  const commits = { commits: commitsBy.reduce((a, c) => a + c.commits, 0), ingests: commitsBy.reduce((a, c) => a + c.ingests, 0) };
   clearInterval(loadTimer);
   loads.push(loadavg()[0]!);
   for (const s of servers) await s.stop();
@@ -634,6 +648,7 @@ async function runConfig(
     end: { rows: end.rows, distinct: count() },
     queries,
     rssMiB,
+    commits,
     load: [Math.min(...loads), Math.max(...loads)],
     wireBytes,
     defined,
@@ -711,6 +726,7 @@ async function main() {
     row('409 answers (stacks defined again after one)', (r) => `${r.misses} (${r.resent})`);
   }
   row('ingest wall time (speed vs real time)', (r) => `${r.ingestS.toFixed(0)} s (${((MINUTES * 60) / r.ingestS).toFixed(1)}x)`);
+  row('ingests per commit (commits; --commit-linger-ms)', (r) => `${(r.commits.ingests / r.commits.commits).toFixed(2)} (${r.commits.commits}; ${args['commit-linger-ms'] ?? 'default'})`);
   row('CPU per profile: server processes', (r) => `${r.serverCpuMsPerProfile.toFixed(1)} ms`);
   row('CPU per profile: server processes, by simulated day', (r) => r.cpuMsPerProfileByDay.map((x) => `${x.toFixed(1)}`).join(' / ') + ' ms');
   row('CPU per profile: servers + PostgreSQL', (r) => `${r.cpuMsPerProfile.toFixed(1)} ms${results[0] && r !== results[0] ? ` (${(r.cpuMsPerProfile / results[0].cpuMsPerProfile).toFixed(2)}x SQLite)` : ''}`);

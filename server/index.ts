@@ -12,6 +12,8 @@ export interface ServerOptions {
   dataDir?: string;
   /** `sqlite:<dir>` (the default, same as dataDir) or `postgres://user@host:port/db`. */
   store?: string;
+  /** How long a commit starting from idle waits for more ingests to share it (store/group-commit.ts); default 20 ms, 0 commits at once. */
+  commitLingerMs?: number;
   /** Sample label names not turned into series labels; default pid, tid. */
   dropSampleLabels?: readonly string[];
   /** Listen address; default 127.0.0.1. */
@@ -61,7 +63,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
   const url = opts.store ?? (opts.dataDir !== undefined ? `sqlite:${opts.dataDir}` : undefined);
   if (url === undefined) throw new Error('no store: give --store sqlite:<dir> | postgres://... (or --data-dir)');
-  const store = await openStore(url);
+  const store = await openStore(url, { commitLingerMs: opts.commitLingerMs });
   const metrics = createMetrics(store);
   const app = await buildApp({
     store,

@@ -1,5 +1,5 @@
 // Minimal standalone entry (until the lead's CLI wires `fleetprof server`):
-//   node dist/server/main.js --data-dir DIR | --store URL [--port N] [--host H] [--retention-ms MS]
+//   node dist/server/main.js --data-dir DIR | --store URL [--port N] [--host H] [--retention-ms MS] [--commit-linger-ms MS]
 // Prints "listening <url>" once ready; SIGINT/SIGTERM close cleanly.
 import { parseArgs } from 'node:util';
 import { startServer } from './index.js';
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '4100' },
     host: { type: 'string', default: '127.0.0.1' },
     'retention-ms': { type: 'string' },
+    'commit-linger-ms': { type: 'string' },
     'ingest-token': { type: 'string' },
     'query-token': { type: 'string' },
     'web-dir': { type: 'string' },
@@ -26,6 +27,7 @@ const server = await startServer({
   port: Number(values.port),
   host: values.host,
   retentionMs: values['retention-ms'] ? Number(values['retention-ms']) : undefined,
+  commitLingerMs: values['commit-linger-ms'] !== undefined ? Number(values['commit-linger-ms']) : undefined,
   ingestToken: values['ingest-token'],
   queryToken: values['query-token'],
   webDir: values['web-dir'],

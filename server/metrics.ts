@@ -23,6 +23,7 @@ export interface ServerMetrics {
 export interface StoreGauges {
   sizeBytes(): Promise<number>;
   symbolRowCounts(): Promise<Record<SymbolKind, number>>;
+  commitStats(): { commits: number; ingests: number };
 }
 
 export function createMetrics(store: StoreGauges): ServerMetrics {
@@ -42,6 +43,11 @@ export function createMetrics(store: StoreGauges): ServerMetrics {
     const counts = await store.symbolRowCounts();
     for (const kind of SYMBOL_KINDS) r.observe(counts[kind], { kind });
   });
+  // Group commit (store/group-commit.ts): ingests / commits is how many ingests a commit shared.
+  const commits = meter.createObservableCounter('fleetprof_store_commits', { description: 'Ingest commits this server made to the store' });
+  commits.addCallback((r) => r.observe(store.commitStats().commits));
+  const committed = meter.createObservableCounter('fleetprof_store_committed_ingests', { description: 'Ingests those commits held' });
+  committed.addCallback((r) => r.observe(store.commitStats().ingests));
   return {
     ingestBytes: meter.createCounter('fleetprof_ingest_bytes', { description: 'Bytes of profile request bodies received (as sent, before gunzip)' }),
     ingestProfiles: meter.createCounter('fleetprof_ingest_profiles', { description: 'Profiles stored (one per series a pushed profile fell into)' }),

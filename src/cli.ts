@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { record, type RecordProgress } from './agent/record.js';
 import { Selection } from './attribution/selection.js';
 import { parseDurationMs } from './util/duration.js';
+import { DEFAULT_COMMIT_LINGER_MS } from '../server/store/group-commit.js';
 import { DEFAULT_UNWIND_CACHE_BYTES, DEFAULT_UNWIND_CACHE_DIR, type TableCacheOptions } from './unwind/table-cache.js';
 import { packageRoot } from './util/package-root.js';
 
@@ -313,6 +314,7 @@ interface ServerCliOptions {
   store?: string;
   dropSampleLabels: string;
   retention: string;
+  commitLingerMs: number;
   ingestToken?: string;
   queryToken?: string;
   tlsCert?: string;
@@ -320,6 +322,13 @@ interface ServerCliOptions {
   corsOrigin: string[];
   allowUnauthenticated?: boolean;
   maxFutureSkew: string;
+}
+
+function parseLingerMs(v: string): number {
+  const ms = Number(v);
+  // Above a second an ingest's answer would wait longer than it is worth: the agents' timeouts are seconds.
+  if (!/^\d+$/.test(v) || ms > 1000) throw new InvalidArgumentError('expected whole milliseconds, 0 to 1000');
+  return ms;
 }
 
 function serverOptions(options: ServerCliOptions): ServerOptions {
@@ -331,6 +340,7 @@ function serverOptions(options: ServerCliOptions): ServerOptions {
     host: options.host,
     port: options.port,
     retentionMs: parseDurationMs(options.retention),
+    commitLingerMs: options.commitLingerMs,
     maxFutureSkewMs: parseDurationMs(options.maxFutureSkew),
     ingestToken: options.ingestToken ?? process.env.FLEETPROF_INGEST_TOKEN,
     queryToken: options.queryToken ?? process.env.FLEETPROF_QUERY_TOKEN,
@@ -349,6 +359,7 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--store <url>', 'sqlite:<dir> (default: --data-dir) or postgres://user@host:port/db')
     .option('--drop-sample-labels <names>', 'sample labels not turned into series labels (comma separated; high cardinality)', 'pid,tid')
     .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d); older ones are refused at ingest', '7d')
+    .option('--commit-linger-ms <ms>', 'a commit starting from idle waits this long for more ingests to share it (0: at once)', parseLingerMs, DEFAULT_COMMIT_LINGER_MS)
     .option('--max-future-skew <duration>', 'refuse profiles dated further than this ahead of the server clock', '5m')
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')

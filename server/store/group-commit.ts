@@ -11,6 +11,17 @@
 // - Batches arriving during a flush wait and go together in the next one.
 // - Background jobs (SQLite rollups, retention) run on the same queue, between
 //   flushes, so they never interleave with a commit.
+// - Commit linger: a flush that starts from idle waits `lingerMs` first, so
+//   the ingests arriving meanwhile share its commit (Kafka's `linger.ms`,
+//   PostgreSQL's `commit_delay`). Every commit has a fixed cost (SQLite: a
+//   thread-pool hop and a WAL append; PostgreSQL: a round trip, a transaction,
+//   the series bounds and the dirty rollup rows it rewrites), and agents push
+//   every few seconds, each on its own schedule, so without a linger nearly
+//   every push is its own commit. The price is up to `lingerMs` more before
+//   an ingest is answered, which nothing waits on (agents ship asynchronously,
+//   from a spool). A busy queue does not linger: batches that arrive during a
+//   commit go in the next one at once, and `lingerMaxBatches` waiting, a
+//   close or an `idle()` cut a linger short.
 import type { IngestBatch } from './store.js';
 import { errUnknownStacks } from '../errors.js';
 
@@ -24,13 +35,41 @@ export interface PendingWrite<B, R> {
 /** Commits every batch of `group` in one transaction, settling or requeueing each; must not leave one unsettled. */
 export type CommitGroup<B, R> = (group: PendingWrite<B, R>[]) => Promise<void>;
 
+export interface GroupCommitOptions {
+  /** How long a flush starting from idle waits for more ingests to join its commit (0: the next turn of the event loop). */
+  lingerMs?: number;
+  /** A lingering flush starts at once when this many batches wait. */
+  lingerMaxBatches?: number;
+}
+
+/** The server's default commit linger (`fleetprof server --commit-linger-ms`). */
+export const DEFAULT_COMMIT_LINGER_MS = 20;
+const DEFAULT_LINGER_MAX_BATCHES = 64;
+
 export class GroupCommitQueue<B, R> {
   private queue: PendingWrite<B, R>[] = [];
   private readonly jobs: (() => Promise<void>)[] = [];
   private flushing: Promise<void> | undefined;
   private closedFlag = false;
+  private readonly lingerMs: number;
+  private readonly lingerMaxBatches: number;
+  /** Set while a flush lingers: starts it now. */
+  private startLingering: (() => void) | undefined;
+  private commitCount = 0;
+  private committedBatches = 0;
 
-  constructor(private readonly commit: CommitGroup<B, R>) {}
+  constructor(
+    private readonly commit: CommitGroup<B, R>,
+    options: GroupCommitOptions = {},
+  ) {
+    this.lingerMs = Math.max(0, options.lingerMs ?? 0);
+    this.lingerMaxBatches = Math.max(1, options.lingerMaxBatches ?? DEFAULT_LINGER_MAX_BATCHES);
+  }
+
+  /** Groups committed so far and the batches they held (batches / groups: how well commits are shared). */
+  get stats(): { commits: number; batches: number } {
+    return { commits: this.commitCount, batches: this.committedBatches };
+  }
 
   get closed(): boolean {
     return this.closedFlag;
@@ -51,7 +90,8 @@ export class GroupCommitQueue<B, R> {
     if (this.closedFlag) return Promise.reject(new Error('store is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ batch, resolve, reject });
-      this.kick();
+      if (this.startLingering && this.queue.length >= this.lingerMaxBatches) this.startLingering();
+      else this.kick();
     });
   }
 
@@ -68,7 +108,26 @@ export class GroupCommitQueue<B, R> {
   /** Starts a flush loop unless one is running. */
   kick(): void {
     if (this.flushing) return;
-    this.flushing = new Promise<void>((resolve) => setImmediate(() => void this.flushLoop().finally(resolve)));
+    // Only ingests linger: a job (a rollup, retention) or a closing queue starts at once.
+    const linger = this.lingerMs > 0 && !this.closedFlag && this.jobs.length === 0 && this.queue.length < this.lingerMaxBatches;
+    this.flushing = new Promise<void>((resolve) => {
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        this.startLingering = undefined;
+        void this.flushLoop().finally(resolve);
+      };
+      if (!linger) {
+        setImmediate(start);
+        return;
+      }
+      const timer = setTimeout(start, this.lingerMs);
+      this.startLingering = () => {
+        clearTimeout(timer);
+        start();
+      };
+    });
   }
 
   /** From inside a job: commits what waits now, so a long job does not hold ingest back. */
@@ -79,6 +138,8 @@ export class GroupCommitQueue<B, R> {
   private async flushOnce(): Promise<void> {
     const group = this.queue;
     this.queue = [];
+    this.commitCount++;
+    this.committedBatches += group.length;
     await this.commit(group);
   }
 
@@ -99,6 +160,7 @@ export class GroupCommitQueue<B, R> {
   async idle(): Promise<void> {
     while (this.flushing || this.queue.length > 0 || this.jobs.length > 0) {
       this.kick();
+      this.startLingering?.();
       await this.flushing;
     }
   }
@@ -106,6 +168,7 @@ export class GroupCommitQueue<B, R> {
   /** Refuses new writes, then waits for the running flush loop (which drains what was queued). */
   async close(): Promise<void> {
     this.closedFlag = true;
+    this.startLingering?.();
     while (this.flushing) await this.flushing;
   }
 }

@@ -22,7 +22,7 @@ import { remapSamples } from './sample-codec.js';
 import { WindowMerge } from './window-merge.js';
 import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { MARKS_CACHE_MAX_ROWS, rememberCommitted } from './committed-memory.js';
-import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
+import { DEFAULT_COMMIT_LINGER_MS, failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
   canonicalLabels,
@@ -45,6 +45,7 @@ import {
   type MappingRow,
   type ProfileRow,
   type ProfileStore,
+  type StoreOptions,
   type ProfileType,
   type RetentionResult,
   type Series,
@@ -321,7 +322,7 @@ export class PgStore implements ProfileStore {
   private readonly profileTypes = new Map<number, ProfileType>();
   private seriesVersion = 0;
   private readonly partitions = new Set<number>();
-  private readonly commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group));
+  private readonly commits: GroupCommitQueue<IngestBatch, number[]>;
   private lastGcBound = -Infinity;
   private rolling: Promise<void> | undefined;
   private lastRollupMs = 0;
@@ -332,9 +333,16 @@ export class PgStore implements ProfileStore {
   private learnTimer: NodeJS.Timeout | undefined;
   private learning: Promise<unknown> | undefined;
 
-  private constructor(private readonly pool: pg.Pool) {}
+  private constructor(
+    private readonly pool: pg.Pool,
+    options: StoreOptions,
+  ) {
+    this.commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group), {
+      lingerMs: options.commitLingerMs ?? DEFAULT_COMMIT_LINGER_MS,
+    });
+  }
 
-  static async open(url: string): Promise<PgStore> {
+  static async open(url: string, options: StoreOptions = {}): Promise<PgStore> {
     const pool = new pg.Pool({
       connectionString: url,
       max: 8,
@@ -349,7 +357,7 @@ export class PgStore implements ProfileStore {
     // exception, which stopped the whole server (seen in CI, in
     // test/server-store-down.test.ts). The pool drops such a client when it is released.
     pool.on('connect', (client) => client.on('error', () => undefined));
-    const store = new PgStore(pool);
+    const store = new PgStore(pool, options);
     await store.migrate();
     await store.refresh();
     await store.learnStacks();
@@ -985,6 +993,11 @@ export class PgStore implements ProfileStore {
     }
     for (const s of this.series.values()) if (s.firstMs < cutoffMs) s.firstMs = cutoffMs;
     return result;
+  }
+
+  commitStats(): { commits: number; ingests: number } {
+    const s = this.commits.stats;
+    return { commits: s.commits, ingests: s.batches };
   }
 
   async symbolRowCounts(): Promise<Record<SymbolKind, number>> {

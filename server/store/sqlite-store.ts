@@ -14,7 +14,7 @@ import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, t
 import { WindowMerge } from './window-merge.js';
 import { IdMap } from './id-map.js';
 import { rememberCommitted } from './committed-memory.js';
-import { failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
+import { DEFAULT_COMMIT_LINGER_MS, failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
   markEpoch,
@@ -32,6 +32,7 @@ import {
   type NewProfile,
   type ProfileRow,
   type ProfileStore,
+  type StoreOptions,
   type ProfileType,
   type RetentionResult,
   type RollupRow,
@@ -78,7 +79,7 @@ export class SqliteStore implements ProfileStore {
   private readonly series = new Map<number, Series>();
   private readonly profileTypes = new Map<number, ProfileType>();
   // Ingest groups, with rollup and retention jobs run between them.
-  private readonly commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group));
+  private readonly commits: GroupCommitQueue<IngestBatch, number[]>;
   private nextProfileId = 1;
   // Rollup bookkeeping: window indices per series (time_ms / rollupWindowMs(series)), the fleet under FLEET_SERIES_ID.
   private readonly rolledUp = new Map<number, Set<number>>();
@@ -92,9 +93,14 @@ export class SqliteStore implements ProfileStore {
     readonly dataDir: string,
     private readonly writer: Db,
     readonly reader: Db,
-  ) {}
+    options: StoreOptions,
+  ) {
+    this.commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group), {
+      lingerMs: options.commitLingerMs ?? DEFAULT_COMMIT_LINGER_MS,
+    });
+  }
 
-  static async open(dataDir: string): Promise<SqliteStore> {
+  static async open(dataDir: string, options: StoreOptions = {}): Promise<SqliteStore> {
     mkdirSync(dataDir, { recursive: true });
     const file = join(dataDir, DB_FILE);
     const writer = await Db.open(file);
@@ -111,7 +117,7 @@ export class SqliteStore implements ProfileStore {
     await migrate(writer);
     const reader = await Db.open(file);
     await reader.exec('PRAGMA query_only = 1; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA mmap_size = 1073741824;');
-    const store = new SqliteStore(dataDir, writer, reader);
+    const store = new SqliteStore(dataDir, writer, reader, options);
     await store.load();
     store.scheduleRollups();
     return store;
@@ -565,6 +571,11 @@ export class SqliteStore implements ProfileStore {
   private byIds<T>(table: string, cols: string, ids: readonly number[]): Promise<T[]> {
     if (ids.length === 0) return Promise.resolve([]);
     return this.reader.all<T>(`SELECT ${cols} FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`, [idList(ids)]);
+  }
+
+  commitStats(): { commits: number; ingests: number } {
+    const st = this.commits.stats;
+    return { commits: st.commits, ingests: st.batches };
   }
 
   async symbolRowCounts(): Promise<Record<SymbolKind, number>> {

@@ -224,6 +224,8 @@ export interface ProfileStore {
   retain(cutoffMs: number, nowMs: number): Promise<RetentionResult>;
   symbolRowCounts(): Promise<Record<SymbolKind, number>>;
   sizeBytes(): Promise<number>;
+  /** Commits of ingests this process made and the ingests they held (group commit: ingests / commits is how well they were shared). */
+  commitStats(): { commits: number; ingests: number };
 
   /** Schedules rollups of closed windows and waits for queued writes (tests, benchmarks). */
   ingestBarrier(): Promise<void>;
@@ -232,6 +234,12 @@ export interface ProfileStore {
 }
 
 /** `sqlite:<dir>` or a bare directory, or `postgres://...` / `postgresql://...`. */
+/** How a store is opened, apart from where (the URL). */
+export interface StoreOptions {
+  /** Group commit linger (group-commit.ts): how long a commit starting from idle waits for more ingests. */
+  commitLingerMs?: number;
+}
+
 export function parseStoreUrl(url: string): { backend: 'sqlite'; dir: string } | { backend: 'postgres'; url: string } {
   if (/^postgres(ql)?:\/\//.test(url)) return { backend: 'postgres', url };
   return { backend: 'sqlite', dir: url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url };
