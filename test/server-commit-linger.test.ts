@@ -1,8 +1,9 @@
 // Commit linger (server/store/group-commit.ts): a commit that starts from
 // idle waits for more ingests to share it; a full queue, a job, idle() and
-// close() do not wait. Then the real server on both backends: concurrent
-// ingests share commits with a linger and each is its own commit without one,
-// counted in /metrics, and every acknowledged profile is stored.
+// close() do not wait. Then the real server on both backends: ingests sent
+// 50 ms apart share one lingering commit, ingests sent one after another are
+// one commit each without a linger (counted in /metrics), and every
+// acknowledged profile is stored.
 import { afterAll, describe, expect, it } from 'vitest';
 import { GroupCommitQueue, type PendingWrite } from '../server/store/group-commit.js';
 import { BACKENDS, buildProfile, getJson, ingest, startTestServer } from './server-helpers.js';

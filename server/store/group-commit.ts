@@ -111,10 +111,8 @@ export class GroupCommitQueue<B, R> {
     // Only ingests linger: a job (a rollup, retention) or a closing queue starts at once.
     const linger = this.lingerMs > 0 && !this.closedFlag && this.jobs.length === 0 && this.queue.length < this.lingerMaxBatches;
     this.flushing = new Promise<void>((resolve) => {
-      let started = false;
+      // Runs once: from the timer, or from startLingering, which clears the timer and is unset here.
       const start = () => {
-        if (started) return;
-        started = true;
         this.startLingering = undefined;
         void this.flushLoop().finally(resolve);
       };

@@ -233,13 +233,13 @@ export interface ProfileStore {
   close(): Promise<void>;
 }
 
-/** `sqlite:<dir>` or a bare directory, or `postgres://...` / `postgresql://...`. */
 /** How a store is opened, apart from where (the URL). */
 export interface StoreOptions {
   /** Group commit linger (group-commit.ts): how long a commit starting from idle waits for more ingests. */
   commitLingerMs?: number;
 }
 
+/** `sqlite:<dir>` or a bare directory, or `postgres://...` / `postgresql://...`. */
 export function parseStoreUrl(url: string): { backend: 'sqlite'; dir: string } | { backend: 'postgres'; url: string } {
   if (/^postgres(ql)?:\/\//.test(url)) return { backend: 'postgres', url };
   return { backend: 'sqlite', dir: url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url };
