@@ -33,7 +33,7 @@
 // so the ratios are between peers measured on the same machine at the same time.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/fleet-ingest.js [--minutes 60] [--agents 100] [--compare] [--format lean|pprof] [--agent-restarts-per-day 1]
-//     [--backend sqlite|postgres] [--servers N] [--pg-unix-socket] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
+//     [--backend sqlite|postgres] [--servers N] [--push-servers N] [--pg-unix-socket] [--days 3] [--churn 0.1] [--restart-min 2] [--aslr-slots 4]
 //     [--services 10] [--interval-s 10] [--stacks 2000] [--pool 50000] [--functions 20000] [--concurrency 16]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -58,6 +58,9 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     backend: { type: 'string', default: 'sqlite' },
     servers: { type: 'string', default: '1' },
+    // Agents push to the first N servers only (default: all); the others only answer the queries at the end.
+    // A diagnostic: it separates what several server processes cost from what splitting the pushes between them costs.
+    'push-servers': { type: 'string' },
     // Servers reach PostgreSQL over its Unix socket instead of TCP on 127.0.0.1 (both on this machine).
     'pg-unix-socket': { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
@@ -464,7 +467,8 @@ async function runConfig(
   }
   const servers: ServerProc[] = [];
   for (let i = 0; i < nServers; i++) servers.push(await startServerProcess(store));
-  console.log(`${label}: ${servers.length} server(s) on ${backend}`);
+  const pushServers = Math.min(servers.length, Math.max(1, Number(args['push-servers'] ?? servers.length)));
+  console.log(`${label}: ${servers.length} server(s) on ${backend}${pushServers < servers.length ? `, pushes to ${pushServers} of them` : ''}`);
   const rounds = Math.round((MINUTES * 60) / INTERVAL_S);
   const roundsPerDay = Math.max(1, Math.ceil(rounds / DAYS));
   const startMs = Date.now() - MINUTES * 60_000 - 60_000;
@@ -579,12 +583,12 @@ async function runConfig(
               agentRestarts++;
             }
             const prep = data.prepared[day]![slot * BODIES_PER_SLOT + k]!;
-            await pushLean(a, a % servers.length, path, { ...prep, timeNanos: BigInt(timeMs) * 1_000_000n });
+            await pushLean(a, a % pushServers, path, { ...prep, timeNanos: BigInt(timeMs) * 1_000_000n });
           } else {
             const head = data.bodies[day]![slot * BODIES_PER_SLOT + k]!;
             const tail = timeMember(timeMs);
             wireBytes += head.length + tail.length;
-            ok(await post(a % servers.length, path, [head, tail], 'application/octet-stream'));
+            ok(await post(a % pushServers, path, [head, tail], 'application/octet-stream'));
           }
           for (const x of keys.mappings) distinct.mapping.add(x);
           for (const x of keys.functions) distinct.function.add(x);
@@ -666,7 +670,7 @@ async function main() {
         ['PostgreSQL, 1 server', 'postgres', 1],
         ['PostgreSQL, 3 servers', 'postgres', 3],
       ]
-    : [[`${args.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${args.servers} server(s)`, args.backend === 'postgres' ? 'postgres' : 'sqlite', Number(args.servers)]];
+    : [[`${args.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${args.servers} server(s)${args['push-servers'] !== undefined ? ` (pushes to ${args['push-servers']})` : ''}`, args.backend === 'postgres' ? 'postgres' : 'sqlite', Number(args.servers)]];
   console.log(
     `fleet-ingest: ${AGENTS} agents (${SERVICES} services) x every ${INTERVAL_S}s x ${MINUTES} min in ${DAYS} simulated days, ${STACKS} stacks/profile from a pool of ${POOL}; ` +
       `restarts every ${RESTART_MS / 60_000} min onto ${ASLR_SLOTS} ASLR bases, ${(CHURN * 100).toFixed(0)}% of binaries rebuilt per day`,

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { record, type RecordProgress } from './agent/record.js';
 import { Selection } from './attribution/selection.js';
 import { parseDurationMs } from './util/duration.js';
-import { DEFAULT_COMMIT_LINGER_MS } from '../server/store/group-commit.js';
+import { DEFAULT_COMMIT_LINGER_MS, DEFAULT_PG_COMMIT_LINGER_MS } from '../server/store/group-commit.js';
 import { DEFAULT_UNWIND_CACHE_BYTES, DEFAULT_UNWIND_CACHE_DIR, type TableCacheOptions } from './unwind/table-cache.js';
 import { packageRoot } from './util/package-root.js';
 
@@ -314,7 +314,7 @@ interface ServerCliOptions {
   store?: string;
   dropSampleLabels: string;
   retention: string;
-  commitLingerMs: number;
+  commitLingerMs?: number;
   ingestToken?: string;
   queryToken?: string;
   tlsCert?: string;
@@ -359,7 +359,11 @@ function withServerOptions(command: Command, defaults: { dataDir: string }): Com
     .option('--store <url>', 'sqlite:<dir> (default: --data-dir) or postgres://user@host:port/db')
     .option('--drop-sample-labels <names>', 'sample labels not turned into series labels (comma separated; high cardinality)', 'pid,tid')
     .option('--retention <duration>', 'delete profiles older than this (e.g. 24h, 7d); older ones are refused at ingest', '7d')
-    .option('--commit-linger-ms <ms>', 'a commit starting from idle waits this long for more ingests to share it (0: at once)', parseLingerMs, DEFAULT_COMMIT_LINGER_MS)
+    .option(
+      '--commit-linger-ms <ms>',
+      `a commit starting from idle waits this long for more ingests to share it (0: at once; default ${DEFAULT_COMMIT_LINGER_MS} on SQLite, ${DEFAULT_PG_COMMIT_LINGER_MS} on PostgreSQL)`,
+      parseLingerMs,
+    )
     .option('--max-future-skew <duration>', 'refuse profiles dated further than this ahead of the server clock', '5m')
     .option('--ingest-token <token>', 'require this bearer token to ingest (or FLEETPROF_INGEST_TOKEN)')
     .option('--query-token <token>', 'require this bearer token to query (or FLEETPROF_QUERY_TOKEN)')

@@ -22,7 +22,7 @@ import { remapSamples } from './sample-codec.js';
 import { WindowMerge } from './window-merge.js';
 import { encodeDense, groupRefs, resolveStackRefs, writeStacks, type RefRowIo, type StackRowIo, type StackWrite } from './stack-ids.js';
 import { MARKS_CACHE_MAX_ROWS, rememberCommitted } from './committed-memory.js';
-import { DEFAULT_COMMIT_LINGER_MS, failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
+import { DEFAULT_PG_COMMIT_LINGER_MS, failIngestGroup, GroupCommitQueue, type PendingWrite } from './group-commit.js';
 import { errIdCollision, errUnknownStacks } from '../errors.js';
 import {
   canonicalLabels,
@@ -338,7 +338,7 @@ export class PgStore implements ProfileStore {
     options: StoreOptions,
   ) {
     this.commits = new GroupCommitQueue<IngestBatch, number[]>((group) => this.flushOnce(group), {
-      lingerMs: options.commitLingerMs ?? DEFAULT_COMMIT_LINGER_MS,
+      lingerMs: options.commitLingerMs ?? DEFAULT_PG_COMMIT_LINGER_MS,
     });
   }
 
