@@ -329,6 +329,20 @@ process.on('exit', () => {
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
+/** How many of `nServers` take pushes (--push-servers, default all of them): the first ones. */
+function pushServerCount(nServers: number): number {
+  const v = args['push-servers'];
+  if (v === undefined) return nServers;
+  if (!/^[1-9]\d*$/.test(v)) throw new Error(`--push-servers: expected a whole number of servers, at least 1, got ${v}`);
+  return Math.min(nServers, Number(v));
+}
+
+/** What the run's label says of --push-servers: nothing when every server takes pushes. */
+function pushServersNote(nServers: number): string {
+  const n = pushServerCount(nServers);
+  return n < nServers ? `, pushes to ${n} of them` : '';
+}
+
 async function startServerProcess(store: string): Promise<ServerProc> {
   const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'server', 'main.js');
   const nodeArgs = (process.env.FLEETPROF_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
@@ -467,8 +481,8 @@ async function runConfig(
   }
   const servers: ServerProc[] = [];
   for (let i = 0; i < nServers; i++) servers.push(await startServerProcess(store));
-  const pushServers = Math.min(servers.length, Math.max(1, Number(args['push-servers'] ?? servers.length)));
-  console.log(`${label}: ${servers.length} server(s) on ${backend}${pushServers < servers.length ? `, pushes to ${pushServers} of them` : ''}`);
+  const pushServers = pushServerCount(servers.length);
+  console.log(`${label}: ${servers.length} server(s) on ${backend}`);
   const rounds = Math.round((MINUTES * 60) / INTERVAL_S);
   const roundsPerDay = Math.max(1, Math.ceil(rounds / DAYS));
   const startMs = Date.now() - MINUTES * 60_000 - 60_000;
@@ -668,9 +682,9 @@ async function main() {
     ? [
         ['SQLite', 'sqlite', 1],
         ['PostgreSQL, 1 server', 'postgres', 1],
-        ['PostgreSQL, 3 servers', 'postgres', 3],
+        [`PostgreSQL, 3 servers${pushServersNote(3)}`, 'postgres', 3],
       ]
-    : [[`${args.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${args.servers} server(s)${args['push-servers'] !== undefined ? ` (pushes to ${args['push-servers']})` : ''}`, args.backend === 'postgres' ? 'postgres' : 'sqlite', Number(args.servers)]];
+    : [[`${args.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${args.servers} server(s)${pushServersNote(Number(args.servers))}`, args.backend === 'postgres' ? 'postgres' : 'sqlite', Number(args.servers)]];
   console.log(
     `fleet-ingest: ${AGENTS} agents (${SERVICES} services) x every ${INTERVAL_S}s x ${MINUTES} min in ${DAYS} simulated days, ${STACKS} stacks/profile from a pool of ${POOL}; ` +
       `restarts every ${RESTART_MS / 60_000} min onto ${ASLR_SLOTS} ASLR bases, ${(CHURN * 100).toFixed(0)}% of binaries rebuilt per day`,

@@ -51,8 +51,8 @@ export const DEFAULT_COMMIT_LINGER_MS = 20;
  * fewer ingests meet: three servers made 2.0-2.3 ingests per commit with 20 ms
  * and 3.7-4.7 with 60 ms, which cut their CPU per profile (servers +
  * PostgreSQL) from 3.8-4.2 ms to 3.1-3.7 ms (bench/fleet-ingest.ts,
- * docs/benchmarks.md). An
- * ingest is answered up to 60 ms later; agents push from a spool and do not wait on it.
+ * docs/benchmarks.md). An ingest is answered up to 60 ms later; agents push
+ * from a spool and do not wait on it.
  */
 export const DEFAULT_PG_COMMIT_LINGER_MS = 60;
 const DEFAULT_LINGER_MAX_BATCHES = 64;
